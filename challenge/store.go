@@ -1,0 +1,92 @@
+package challenge
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store keeps the challenge state: pending codes, counters, throttles,
+// lockouts and revoked token ids. Every method that decides security is
+// atomic, even across processes sharing one backend (Redis), so that no
+// interleaving allows more guesses or sends than configured. Every entry
+// carries a TTL so nothing accumulates.
+//
+// user and key arguments are opaque strings chosen by the Service;
+// implementations must not assume they are safe as raw backend keys.
+type Store interface {
+	// ThrottleSend records one code send for user if allowed: at most one
+	// per resendAfter and at most maxPerHour in any rolling hour. When
+	// refused it records nothing and returns a *LimitError wrapping
+	// ErrThrottled with the time until a send would be allowed.
+	ThrottleSend(ctx context.Context, user string, now time.Time, resendAfter time.Duration, maxPerHour int) error
+
+	// PutCode stores code under key, replacing any pending code there, for ttl.
+	// It returns ErrStoreFull when a bounded store holds too many codes.
+	PutCode(ctx context.Context, key string, code Code, ttl time.Duration) error
+
+	// PeekCode returns the pending code under key, or ErrNoCode.
+	PeekCode(ctx context.Context, key string) (Code, error)
+
+	// CheckCode atomically compares mac (in constant time) with the pending
+	// code under key. Match: the code is deleted and CheckResult.OK is true;
+	// of concurrent callers with the right mac exactly one gets OK. Mismatch:
+	// the code's attempt count grows by one; when it reaches maxAttempts the
+	// code is deleted (dead). No pending code: ErrNoCode.
+	CheckCode(ctx context.Context, key string, mac []byte, maxAttempts int) (CheckResult, error)
+
+	// AddFailure counts one failed verification for user in a rolling hour.
+	// When the count exceeds maxPerHour the user is locked out for lockout
+	// and the returned duration is the lockout left (else 0).
+	AddFailure(ctx context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error)
+
+	// Locked returns the lockout left for user, 0 when not locked.
+	Locked(ctx context.Context, user string, now time.Time) (time.Duration, error)
+
+	// Revoke marks a token id revoked for ttl (until the token would expire).
+	Revoke(ctx context.Context, jti string, ttl time.Duration) error
+
+	// Revoked reports whether jti was revoked. It is on the hot path.
+	Revoked(ctx context.Context, jti string) (bool, error)
+
+	// Ping reports whether the backend is reachable (for /readyz).
+	Ping(ctx context.Context) error
+
+	// Close releases the backend.
+	Close() error
+}
+
+// Code is a pending one-time code. Only a keyed hash of the code is kept.
+type Code struct {
+	MAC       []byte    // HMAC of the code bound to user, session and address
+	Email     string    // the address the code was sent to
+	Attempts  int       // wrong attempts so far
+	ExpiresAt time.Time // when the code dies
+}
+
+// CheckResult is the outcome of Store.CheckCode.
+type CheckResult struct {
+	OK           bool // the mac matched and the code was consumed
+	AttemptsLeft int  // after a mismatch: wrong tries left before the code dies (0 = dead)
+	Code         Code // the code as it was before the check (Email for the grant)
+}
+
+var (
+	// ErrNoCode means no pending code (never sent, expired, consumed or dead).
+	ErrNoCode = errors.New("no pending code")
+	// ErrStoreFull means a bounded store refused a new code.
+	ErrStoreFull = errors.New("too many pending codes")
+	// ErrThrottled is wrapped by a *LimitError when a send is refused.
+	ErrThrottled = errors.New("too many codes sent")
+	// ErrLocked is wrapped by a *LimitError while a user is locked out.
+	ErrLocked = errors.New("too many failed attempts")
+)
+
+// LimitError is a refusal with the time after which trying again may work.
+type LimitError struct {
+	RetryAfter time.Duration
+	Err        error // ErrThrottled or ErrLocked
+}
+
+func (e *LimitError) Error() string { return e.Err.Error() }
+func (e *LimitError) Unwrap() error { return e.Err }

@@ -1,0 +1,157 @@
+// Package policy decides what a request needs from the path policies: it
+// canonicalises request targets, compiles rules once, and matches requests
+// against them without I/O or allocation on the hot path.
+//
+// API CONTRACT (frozen; other packages build against it). Bodies are stubs
+// until the policy work lands.
+package policy
+
+import (
+	"errors"
+	"time"
+)
+
+// Action is what a rule requires. The zero value is invalid.
+// Actions are ordered by strictness: Allow < Authenticate < StepUp < Deny.
+type Action uint8
+
+const (
+	Allow Action = iota + 1
+	Authenticate
+	StepUp
+	Deny
+)
+
+// ParseAction parses allow | authenticate | step_up | deny.
+func ParseAction(s string) (Action, error) { panic("unimplemented") }
+
+// String returns the config spelling (allow, authenticate, step_up, deny).
+func (a Action) String() string { panic("unimplemented") }
+
+// Mode says whether a rule's decision is enforced or only observed.
+type Mode uint8
+
+const (
+	Enforce Mode = iota // zero value: enforce
+	Audit
+)
+
+// ParseMode parses enforce | audit ("" is enforce).
+func ParseMode(s string) (Mode, error) { panic("unimplemented") }
+
+func (m Mode) String() string { panic("unimplemented") }
+
+// Rule is one policy rule as written in the config.
+type Rule struct {
+	Name    string
+	Hosts   []string // optional; "*.example.com" wildcards
+	Paths   []string // globs; exactly one of Paths and Regex is set
+	Regex   string   // one RE2 expression, anchored by its author
+	Methods []string // optional; empty means every method
+	Action  Action
+	MaxAge  time.Duration // step_up only; 0 means Config.DefaultMaxAge
+	ACR     string
+	Mode    Mode
+}
+
+// Config is a whole policy.
+type Config struct {
+	Default              Action        // applies when no rule matches
+	Rules                []Rule        // tried in order; the first match decides
+	CaseInsensitivePaths bool          // match paths ignoring ASCII case (IIS upstreams)
+	DefaultMaxAge        time.Duration // max_age for step_up rules that set none
+}
+
+// RuleError locates one problem in Config.Rules.
+type RuleError struct {
+	Rule  int    // index in Config.Rules; -1 for the policy as a whole (e.g. default)
+	Field string // "name", "hosts", "paths", "regex", "methods", "action", "max_age", "mode", "" for the rule itself
+	Index int    // index within a list field, or -1
+	Err   error
+}
+
+func (e *RuleError) Error() string { panic("unimplemented") }
+func (e *RuleError) Unwrap() error { return e.Err }
+
+// Policy is a compiled, immutable Config, safe for concurrent use.
+type Policy struct{}
+
+// Compile validates and compiles c. Every problem is reported: the error is
+// an errors.Join of *RuleError values.
+func Compile(c Config) (*Policy, error) { panic("unimplemented") }
+
+// Len reports the number of rules.
+func (p *Policy) Len() int { panic("unimplemented") }
+
+// Request is what matching looks at.
+type Request struct {
+	Method    string   // exactly as sent
+	Overrides []string // method-override values as sent (headers, _method); nil when none
+	Host      string   // Host as sent, maybe with port or trailing dot
+	Path      string   // Target.MatchPath
+}
+
+// Decision is the outcome of Match.
+type Decision struct {
+	Rule   string // rule name; "default" when no rule matched
+	Index  int    // rule index; -1 for the default
+	Action Action
+	Mode   Mode
+	MaxAge time.Duration // for StepUp: the rule's max_age (or DefaultMaxAge)
+	ACR    string
+}
+
+// Match decides r: first matching rule wins, else the default. With method
+// overrides, each effective method is decided and the strictest decision
+// wins. Match does not allocate.
+func (p *Policy) Match(r Request) Decision { panic("unimplemented") }
+
+// Step is one rule considered by Explain.
+type Step struct {
+	Index   int
+	Rule    string
+	Matched bool
+	Why     string // e.g. "host app.example.com not in [...]", "path /x does not match /admin/**"
+}
+
+// Explanation is Match with its reasoning, for `stepgate explain`.
+type Explanation struct {
+	Methods  []string // effective methods considered
+	Steps    []Step   // every rule considered up to the decisive one
+	Decision Decision
+}
+
+func (p *Policy) Explain(r Request) Explanation { panic("unimplemented") }
+
+// ErrRejected is wrapped by every ParseTarget refusal (answer 400).
+var ErrRejected = errors.New("ambiguous request target")
+
+// Target is a request target after canonicalisation.
+type Target struct {
+	Path      string // canonical escaped path: what is forwarded upstream
+	MatchPath string // Path with ;params removed: what is matched
+	RawQuery  string // query without '?', unchanged
+}
+
+// ParseTarget canonicalises an origin-form request target (r.RequestURI) as
+// SPEC §4, or refuses it with an error wrapping ErrRejected that says why.
+func ParseTarget(requestURI string) (Target, error) { panic("unimplemented") }
+
+// Test is one policies.tests entry.
+type Test struct {
+	Request string // "METHOD URL"
+	Expect  Action
+	Rule    string // optional
+}
+
+// TestError is one failed policy test.
+type TestError struct {
+	Test int
+	Err  error
+}
+
+func (e *TestError) Error() string { panic("unimplemented") }
+func (e *TestError) Unwrap() error { return e.Err }
+
+// RunTests runs tests against p and returns one *TestError per failure.
+func (p *Policy) RunTests(tests []Test) []error { panic("unimplemented") }
