@@ -68,7 +68,10 @@ type Grant struct {
 }
 
 // Service is safe for concurrent use.
-type Service struct{}
+type Service struct {
+	cfg Config
+	h   *handlerState // built by initHandler (handler.go)
+}
 
 // New validates cfg and parses the templates once.
 func New(cfg Config) (*Service, error) { panic("unimplemented") }
@@ -108,10 +111,6 @@ func (s *Service) Validate(ctx context.Context, token string, id identity.Identi
 
 // Revoke revokes g until it would expire.
 func (s *Service) Revoke(ctx context.Context, g Grant) error { panic("unimplemented") }
-
-// Handler serves stepgate's pages and API; it expects the full path
-// (with Prefix) and answers 404 outside it.
-func (s *Service) Handler() http.Handler { panic("unimplemented") }
 
 // Ready reports whether the store is reachable.
 func (s *Service) Ready(ctx context.Context) error { panic("unimplemented") }
