@@ -9,10 +9,14 @@ package challenge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/stepgate/stepgate/identity"
 )
@@ -71,10 +75,152 @@ type Grant struct {
 type Service struct {
 	cfg Config
 	h   *handlerState // built by initHandler (handler.go)
+
+	// otpKey keys code MACs; derived from Secret (code.go).
+	otpKey []byte
+	// keys verify tokens: Secret first, then PreviousSecrets.
+	keys jwt.VerificationKeySet
+	// parser pins HS256 and requires exp and iss (SPEC §8).
+	parser *jwt.Parser
+	// cache holds verified tokens for the hot path (token.go).
+	cache tokenCache
+	// metrics is cfg.Metrics, or unregistered collectors when that is nil.
+	metrics *Metrics
+	// log is cfg.Logger, or slog.Default() when that is nil.
+	log *slog.Logger
+	// now is cfg.Now, or time.Now when that is nil.
+	now func() time.Time
+	// mailTimeout bounds one Sender.Send call (defaultMailTimeout).
+	mailTimeout time.Duration
 }
 
+// defaultMailTimeout bounds a whole send, on top of the senders' own
+// per-call timeouts, so that a slow mail server never holds a request
+// (SPEC §9).
+const defaultMailTimeout = 20 * time.Second
+
 // New validates cfg and parses the templates once.
-func New(cfg Config) (*Service, error) { panic("unimplemented") }
+func New(cfg Config) (*Service, error) {
+	s, err := newService(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.initHandler(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newService validates cfg and builds everything but the pages.
+func newService(cfg Config) (*Service, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:         cfg,
+		otpKey:      deriveOTPKey(cfg.Secret),
+		metrics:     cfg.Metrics,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		mailTimeout: defaultMailTimeout,
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.keys.Keys = append(s.keys.Keys, cfg.Secret)
+	for _, p := range cfg.PreviousSecrets {
+		s.keys.Keys = append(s.keys.Keys, p)
+	}
+	s.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuer(tokenIssuer),
+		jwt.WithTimeFunc(func() time.Time { return s.now() }),
+	)
+	return s, nil
+}
+
+// validate reports every problem at once.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if len(c.Secret) < 32 {
+		bad("second_factor.secret: must be at least 32 bytes, got %d", len(c.Secret))
+	}
+	for i, p := range c.PreviousSecrets {
+		if len(p) < 32 {
+			bad("second_factor.previous_secrets[%d]: must be at least 32 bytes, got %d", i, len(p))
+		}
+	}
+	if !validToken(c.CookieName) {
+		bad("second_factor.cookie: %q is not a valid cookie name", c.CookieName)
+	}
+	if !validToken(c.HeaderName) {
+		bad("second_factor.header: %q is not a valid header name", c.HeaderName)
+	}
+	if c.TokenTTL <= 0 {
+		bad("second_factor.ttl: must be positive")
+	}
+	o := c.OTP
+	if o.Length < 4 || o.Length > 10 {
+		bad("otp.length: must be 4..10, got %d", o.Length)
+	}
+	if o.TTL <= 0 {
+		bad("otp.ttl: must be positive")
+	}
+	if o.MaxAttempts < 1 {
+		bad("otp.max_attempts: must be at least 1")
+	}
+	if o.ResendAfter < 0 {
+		bad("otp.resend_after: must not be negative")
+	}
+	if o.MaxSendsPerHour < 1 {
+		bad("otp.max_sends_per_hour: must be at least 1")
+	}
+	if o.MaxFailuresPerHour < 1 {
+		bad("otp.max_failures_per_hour: must be at least 1")
+	}
+	if o.Lockout <= 0 {
+		bad("otp.lockout: must be positive")
+	}
+	if strings.ContainsAny(c.MailSubject, "\r\n") {
+		bad("mail.subject: must be one line")
+	}
+	if c.Sender == nil {
+		bad("mail: no sender")
+	}
+	if c.Store == nil {
+		bad("store: no store")
+	}
+	if c.Authenticate == nil {
+		bad("identity: no authenticator")
+	}
+	return errors.Join(errs...)
+}
+
+// validToken reports whether name is a non-empty RFC 9110 §5.6.2 token;
+// cookie names and header names share that grammar.
+func validToken(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		switch {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Meta is request context for audit records.
 type Meta struct {
@@ -84,36 +230,27 @@ type Meta struct {
 	Rule      string
 }
 
-// Send issues a code to id.Emails[index]. Errors: *LimitError (throttled or
-// locked), ErrMailUnavailable, ErrStoreUnavailable, ErrBadEmail.
-func (s *Service) Send(ctx context.Context, id identity.Identity, index int, m Meta) (expiresIn time.Duration, err error) {
-	panic("unimplemented")
-}
-
-// Verify consumes code and mints a Grant. Errors: *CodeError (wrong code,
-// wrapping ErrInvalidCode), ErrNoCode (none pending: expired, dead, used),
-// *LimitError (locked), ErrStoreUnavailable.
-func (s *Service) Verify(ctx context.Context, id identity.Identity, code string, m Meta) (Grant, error) {
-	panic("unimplemented")
-}
-
-// Check is the hot path: it finds a valid second-factor token for id in the
-// request (every cookie named CookieName, then HeaderName) no older than
-// maxAge and not revoked. A store failure counts as not found (deny).
-func (s *Service) Check(r *http.Request, id identity.Identity, maxAge time.Duration) (Grant, bool) {
-	panic("unimplemented")
-}
-
-// Validate verifies token for id (for /api/validate).
-func (s *Service) Validate(ctx context.Context, token string, id identity.Identity) (Grant, error) {
-	panic("unimplemented")
-}
-
 // Revoke revokes g until it would expire.
-func (s *Service) Revoke(ctx context.Context, g Grant) error { panic("unimplemented") }
+func (s *Service) Revoke(ctx context.Context, g Grant) error {
+	ttl := g.ExpiresAt.Sub(s.now())
+	if g.ID == "" || ttl <= 0 {
+		// Nothing to do: an expired token is refused anyway.
+		return nil
+	}
+	if err := s.cfg.Store.Revoke(ctx, g.ID, ttl); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "token revoke failed",
+			slog.String("event", "token_revoked"), slog.String("user", g.Subject),
+			slog.String("outcome", "store_error"), slog.String("error", err.Error()))
+		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "token revoked",
+		slog.String("event", "token_revoked"), slog.String("user", g.Subject),
+		slog.String("outcome", "ok"))
+	return nil
+}
 
 // Ready reports whether the store is reachable.
-func (s *Service) Ready(ctx context.Context) error { panic("unimplemented") }
+func (s *Service) Ready(ctx context.Context) error { return s.cfg.Store.Ping(ctx) }
 
 // CodeError is a wrong code.
 type CodeError struct {
@@ -143,6 +280,3 @@ type Message struct {
 type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
-
-// Metrics are the challenge's Prometheus collectors.
-type Metrics struct{}

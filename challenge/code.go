@@ -1,0 +1,136 @@
+package challenge
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"hash"
+	"io"
+	"net/mail"
+	"strings"
+	"unicode"
+)
+
+// otpKeyLabel separates the code MAC key from the token signing key, both
+// derived from second_factor.secret, so that a code MAC can never serve as
+// a token signature or the other way round.
+const otpKeyLabel = "stepgate otp v1"
+
+// deriveOTPKey returns HMAC-SHA256(secret, otpKeyLabel).
+func deriveOTPKey(secret []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(otpKeyLabel))
+	return m.Sum(nil)
+}
+
+// generateCode returns n decimal digits from r, uniformly distributed.
+// Bytes of 250 and above are rejected so that every digit has probability
+// exactly 1/10 (SPEC §9): 250 is the largest multiple of 10 below 256, and a
+// plain b%10 over all 256 values would favour 0–5.
+func generateCode(r io.Reader, n int) (string, error) {
+	out := make([]byte, 0, n)
+	var buf [16]byte
+	for len(out) < n {
+		if _, err := io.ReadFull(r, buf[:]); err != nil {
+			return "", err
+		}
+		for _, b := range buf {
+			if b >= 250 {
+				continue
+			}
+			out = append(out, '0'+b%10)
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return string(out), nil
+}
+
+// newCode draws a code from crypto/rand.
+func newCode(n int) (string, error) { return generateCode(rand.Reader, n) }
+
+// canonicalCode strips white space a user may type or paste ("123 456")
+// and reports whether what is left is exactly n ASCII digits. A code that
+// is not well formed is still checked (and counted) as a wrong code, so
+// malformed input gives no shortcut around the attempt limits.
+func canonicalCode(in string, n int) (string, bool) {
+	if len(in) > 64 {
+		// Far longer than any code; keep the MAC input bounded.
+		in = in[:64]
+	}
+	code := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, in)
+	if len(code) != n {
+		return code, false
+	}
+	for i := 0; i < len(code); i++ {
+		if code[i] < '0' || code[i] > '9' {
+			return code, false
+		}
+	}
+	return code, true
+}
+
+// writeField writes one length-prefixed field, so that no two different
+// tuples (user, session, address, code) produce the same MAC input.
+func writeField(h hash.Hash, s string) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+	h.Write(n[:])
+	h.Write([]byte(s))
+}
+
+// codeMAC binds a code to the user, the session and the address it was
+// sent to (SPEC §9): only this MAC is stored, never the code.
+func codeMAC(key []byte, user, session, address, code string) []byte {
+	m := hmac.New(sha256.New, key)
+	writeField(m, "code")
+	writeField(m, user)
+	writeField(m, session)
+	writeField(m, address)
+	writeField(m, code)
+	return m.Sum(nil)
+}
+
+// codeKey is the Store key of the pending code of (user, session). It is a
+// hash so that its length is bounded whatever the subject and session are.
+func codeKey(user, session string) string {
+	h := sha256.New()
+	writeField(h, "pending")
+	writeField(h, user)
+	writeField(h, session)
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+var errBadAddress = errors.New("address is not one plain mailbox")
+
+// checkAddress re-validates an address before any mail is built (SPEC §9):
+// exactly one bare mailbox, no display name, no control characters (no
+// CR/LF header injection), no list.
+func checkAddress(addr string) error {
+	if addr == "" || len(addr) > 254 {
+		return errBadAddress
+	}
+	for _, r := range addr {
+		if r < 0x20 || r == 0x7f || r == ',' || r == ';' || r == '<' || r == '>' || unicode.IsSpace(r) {
+			return errBadAddress
+		}
+	}
+	a, err := mail.ParseAddress(addr)
+	if err != nil || a.Name != "" || a.Address != addr {
+		return errBadAddress
+	}
+	return nil
+}
+
+// errBadCode is a Store programming error: a MAC longer than SHA-256's or a
+// non-positive TTL.
+var errBadCode = errors.New("invalid pending code")

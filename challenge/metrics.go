@@ -1,0 +1,59 @@
+package challenge
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the challenge's Prometheus collectors (SPEC §10).
+type Metrics struct {
+	// Sent counts send attempts by result: ok, throttled, locked,
+	// mail_error, store_error, bad_email.
+	Sent *prometheus.CounterVec
+	// Verified counts verifications by result: ok, invalid, expired,
+	// locked, store_error.
+	Verified *prometheus.CounterVec
+}
+
+// Result label values of stepgate_otp_sent_total.
+const (
+	sentOK         = "ok"
+	sentThrottled  = "throttled"
+	sentLocked     = "locked"
+	sentMailError  = "mail_error"
+	sentStoreError = "store_error"
+	sentBadEmail   = "bad_email"
+)
+
+// Result label values of stepgate_otp_verify_total.
+const (
+	verifyOK         = "ok"
+	verifyInvalid    = "invalid"
+	verifyExpired    = "expired"
+	verifyLocked     = "locked"
+	verifyStoreError = "store_error"
+)
+
+// NewMetrics creates the collectors and registers them with reg. A nil reg
+// creates them without registering (TEAM rule 8: no default registry).
+// Every result label is initialised to zero so that dashboards and alerts
+// see the series before the first event.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepgate_otp_sent_total",
+			Help: "One-time code sends by result.",
+		}, []string{"result"}),
+		Verified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepgate_otp_verify_total",
+			Help: "One-time code verifications by result.",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{sentOK, sentThrottled, sentLocked, sentMailError, sentStoreError, sentBadEmail} {
+		m.Sent.WithLabelValues(r)
+	}
+	for _, r := range []string{verifyOK, verifyInvalid, verifyExpired, verifyLocked, verifyStoreError} {
+		m.Verified.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Sent, m.Verified)
+	}
+	return m
+}

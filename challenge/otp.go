@@ -1,0 +1,244 @@
+package challenge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/stepgate/stepgate/identity"
+)
+
+// Send issues a code to id.Emails[index]. Errors: *LimitError (throttled or
+// locked), ErrMailUnavailable, ErrStoreUnavailable, ErrBadEmail.
+//
+// Order of work (SPEC §9): the address is validated before anything else;
+// a locked-out user is refused before a send is counted; the throttle is
+// taken before a code exists; the code's MAC is stored before the mail
+// leaves, so that the code works the moment the user reads it. When the
+// sender fails, the fresh code is killed (CheckCode with maxAttempts 1
+// deletes it) so that a code the user was told was not sent can never be
+// used, and ErrMailUnavailable is returned. The throttle stays taken: a
+// failing mail server is not hammered by retries.
+func (s *Service) Send(ctx context.Context, id identity.Identity, index int, m Meta) (expiresIn time.Duration, err error) {
+	if index < 0 || index >= len(id.Emails) || checkAddress(id.Emails[index]) != nil {
+		s.sendDone(ctx, sentBadEmail, id, m, slog.LevelWarn, nil)
+		return 0, ErrBadEmail
+	}
+	addr := id.Emails[index]
+	now := s.now()
+	if left, err := s.cfg.Store.Locked(ctx, id.Subject, now); err != nil {
+		s.sendDone(ctx, sentStoreError, id, m, slog.LevelError, err)
+		return 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	} else if left > 0 {
+		s.sendDone(ctx, sentLocked, id, m, slog.LevelWarn, nil)
+		return 0, &LimitError{RetryAfter: left, Err: ErrLocked}
+	}
+	o := s.cfg.OTP
+	if err := s.cfg.Store.ThrottleSend(ctx, id.Subject, now, o.ResendAfter, o.MaxSendsPerHour); err != nil {
+		var le *LimitError
+		if errors.As(err, &le) {
+			s.sendDone(ctx, sentThrottled, id, m, slog.LevelWarn, nil)
+			return 0, le
+		}
+		s.sendDone(ctx, sentStoreError, id, m, slog.LevelError, err)
+		return 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	code, err := newCode(o.Length)
+	if err != nil {
+		s.sendDone(ctx, sentStoreError, id, m, slog.LevelError, err)
+		return 0, fmt.Errorf("%w: random: %w", ErrStoreUnavailable, err)
+	}
+	key := codeKey(id.Subject, id.Session)
+	expires := now.Add(o.TTL)
+	pending := Code{
+		MAC:       codeMAC(s.otpKey, id.Subject, id.Session, addr, code),
+		Email:     addr,
+		ExpiresAt: expires,
+	}
+	if err := s.cfg.Store.PutCode(ctx, key, pending, o.TTL); err != nil {
+		s.sendDone(ctx, sentStoreError, id, m, slog.LevelError, err)
+		return 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	msg := s.message(addr, code, expires)
+	mctx, cancel := context.WithTimeout(ctx, s.mailTimeout)
+	err = s.cfg.Sender.Send(mctx, msg)
+	cancel()
+	if err != nil {
+		// Kill the code on a context that is not the (maybe cancelled)
+		// request's, so the cleanup still runs.
+		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, kerr := s.cfg.Store.CheckCode(kctx, key, make([]byte, len(pending.MAC)), 1)
+		kcancel()
+		if kerr != nil && !errors.Is(kerr, ErrNoCode) {
+			s.log.LogAttrs(ctx, slog.LevelError, "could not discard unsent code",
+				slog.String("user", id.Subject), slog.String("error", kerr.Error()))
+		}
+		s.sendDone(ctx, sentMailError, id, m, slog.LevelError, err)
+		return 0, fmt.Errorf("%w: %w", ErrMailUnavailable, err)
+	}
+	s.sendDone(ctx, sentOK, id, m, slog.LevelInfo, nil)
+	return o.TTL, nil
+}
+
+// Verify consumes code and mints a Grant. Errors: *CodeError (wrong code,
+// wrapping ErrInvalidCode), ErrNoCode (none pending: expired, dead, used),
+// *LimitError (locked), ErrStoreUnavailable.
+//
+// A wrong code counts against the code (max_attempts) and against the user
+// (max_failures_per_hour, across codes and sessions); the failure that
+// crosses the hourly limit returns a *LimitError instead of a *CodeError.
+func (s *Service) Verify(ctx context.Context, id identity.Identity, code string, m Meta) (Grant, error) {
+	now := s.now()
+	o := s.cfg.OTP
+	input, wellFormed := canonicalCode(code, o.Length)
+	if left, err := s.cfg.Store.Locked(ctx, id.Subject, now); err != nil {
+		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
+		return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	} else if left > 0 {
+		s.verifyDone(ctx, verifyLocked, id, m, slog.LevelWarn, nil)
+		return Grant{}, &LimitError{RetryAfter: left, Err: ErrLocked}
+	}
+	key := codeKey(id.Subject, id.Session)
+	pending, err := s.cfg.Store.PeekCode(ctx, key)
+	if errors.Is(err, ErrNoCode) || (err == nil && !now.Before(pending.ExpiresAt)) {
+		// The same MAC work as for a pending code, so that timing does
+		// not tell whether a code is pending (STYLE 11).
+		_ = codeMAC(s.otpKey, id.Subject, id.Session, "", input)
+		s.verifyDone(ctx, verifyExpired, id, m, slog.LevelInfo, nil)
+		return Grant{}, ErrNoCode
+	}
+	if err != nil {
+		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
+		return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	mac := codeMAC(s.otpKey, id.Subject, id.Session, pending.Email, input)
+	if !wellFormed {
+		// Malformed input is a wrong code: it is still checked and
+		// counted, with a MAC that cannot match.
+		mac = make([]byte, len(mac))
+	}
+	res, err := s.cfg.Store.CheckCode(ctx, key, mac, o.MaxAttempts)
+	if errors.Is(err, ErrNoCode) {
+		// Consumed by a concurrent request, expired or dead meanwhile.
+		s.verifyDone(ctx, verifyExpired, id, m, slog.LevelInfo, nil)
+		return Grant{}, ErrNoCode
+	}
+	if err != nil {
+		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
+		return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	if res.OK {
+		g, err := s.mint(id)
+		if err != nil {
+			s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
+			return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		}
+		s.verifyDone(ctx, verifyOK, id, m, slog.LevelInfo, nil)
+		return g, nil
+	}
+	locked, err := s.cfg.Store.AddFailure(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
+	if err != nil {
+		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
+		return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	if locked > 0 {
+		s.verifyDone(ctx, verifyLocked, id, m, slog.LevelWarn, nil)
+		return Grant{}, &LimitError{RetryAfter: locked, Err: ErrLocked}
+	}
+	s.verifyDone(ctx, verifyInvalid, id, m, slog.LevelWarn, nil)
+	return Grant{}, &CodeError{AttemptsLeft: res.AttemptsLeft}
+}
+
+// sendDone counts and audits one send (SPEC §10). Codes never appear.
+func (s *Service) sendDone(ctx context.Context, result string, id identity.Identity, m Meta, lvl slog.Level, cause error) {
+	s.metrics.Sent.WithLabelValues(result).Inc()
+	msg := "code sent"
+	switch result {
+	case sentOK:
+	case sentLocked:
+		msg = "code not sent: user locked out"
+	default:
+		msg = "code not sent"
+	}
+	s.audit(ctx, lvl, msg, "code_sent", result, id, m, cause)
+}
+
+// verifyDone counts and audits one verification (SPEC §10).
+func (s *Service) verifyDone(ctx context.Context, result string, id identity.Identity, m Meta, lvl slog.Level, cause error) {
+	s.metrics.Verified.WithLabelValues(result).Inc()
+	var msg, event string
+	switch result {
+	case verifyOK:
+		msg, event = "code verified", "code_verified"
+	case verifyLocked:
+		msg, event = "user locked out", "code_locked"
+	default:
+		msg, event = "code verification failed", "code_failed"
+	}
+	s.audit(ctx, lvl, msg, event, result, id, m, cause)
+}
+
+// audit writes one audit record: who, where from, what and how it ended;
+// never a code, token or cookie value (SPEC §9).
+func (s *Service) audit(ctx context.Context, lvl slog.Level, msg, event, outcome string, id identity.Identity, m Meta, cause error) {
+	attrs := []slog.Attr{
+		slog.String("event", event),
+		slog.String("user", id.Subject),
+		slog.String("rule", m.Rule),
+		slog.String("client", m.Client),
+		slog.String("request_id", m.RequestID),
+		slog.String("user_agent", m.UserAgent),
+		slog.String("outcome", outcome),
+	}
+	if cause != nil {
+		attrs = append(attrs, slog.String("error", cause.Error()))
+	}
+	s.log.LogAttrs(ctx, lvl, msg, attrs...)
+}
+
+// mailHTML is the HTML part. It carries no link: the code is typed on the
+// challenge page, so a mail can never sign anyone in (SPEC §9).
+var mailHTML = template.Must(template.New("mail").Parse(`<!doctype html>
+<html><body style="font-family:sans-serif">
+<p>Your stepgate verification code for signing in to a protected area is:</p>
+<p style="font-size:1.6em;font-weight:bold;letter-spacing:0.2em">{{.Code}}</p>
+<p>It expires in {{.Minutes}} at {{.At}}.</p>
+<p>If you did not ask for this, ignore this message: nobody can use the code without also being signed in as you.</p>
+</body></html>
+`))
+
+// message builds the mail for code (text and HTML parts).
+func (s *Service) message(to, code string, expires time.Time) Message {
+	d := struct{ Code, Minutes, At string }{
+		Code:    code,
+		Minutes: humanDuration(s.cfg.OTP.TTL),
+		At:      expires.UTC().Format("15:04 MST"),
+	}
+	var text strings.Builder
+	fmt.Fprintf(&text, "Your stepgate verification code for signing in to a protected area is:\n\n    %s\n\n", d.Code)
+	fmt.Fprintf(&text, "It expires in %s at %s.\n\n", d.Minutes, d.At)
+	text.WriteString("If you did not ask for this, ignore this message: nobody can use the code without also being signed in as you.\n")
+	var html strings.Builder
+	if err := mailHTML.Execute(&html, d); err != nil {
+		// The template is static and the data are plain strings; should
+		// it ever fail, the text part alone still carries the message.
+		html.Reset()
+	}
+	return Message{To: to, Subject: s.cfg.MailSubject, Text: text.String(), HTML: html.String()}
+}
+
+// humanDuration says "5 minutes", "1 minute" or "90 seconds".
+func humanDuration(d time.Duration) string {
+	switch {
+	case d%time.Minute == 0 && d == time.Minute:
+		return "1 minute"
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%d minutes", d/time.Minute)
+	default:
+		return fmt.Sprintf("%d seconds", (d+time.Second-1)/time.Second)
+	}
+}
