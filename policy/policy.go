@@ -2,12 +2,15 @@
 // canonicalises request targets, compiles rules once, and matches requests
 // against them without I/O or allocation on the hot path.
 //
-// API CONTRACT (frozen; other packages build against it). Bodies are stubs
-// until the policy work lands.
+// API CONTRACT (frozen; other packages build against it). The bodies live
+// in the other files of the package: target.go (ParseTarget), glob.go,
+// host.go, compile.go, index.go, match.go, explain.go and runtests.go.
 package policy
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -23,10 +26,37 @@ const (
 )
 
 // ParseAction parses allow | authenticate | step_up | deny.
-func ParseAction(s string) (Action, error) { panic("unimplemented") }
+func ParseAction(s string) (Action, error) {
+	switch s {
+	case "allow":
+		return Allow, nil
+	case "authenticate":
+		return Authenticate, nil
+	case "step_up":
+		return StepUp, nil
+	case "deny":
+		return Deny, nil
+	}
+	return 0, fmt.Errorf("unknown action %q: want allow, authenticate, step_up or deny", s)
+}
 
 // String returns the config spelling (allow, authenticate, step_up, deny).
-func (a Action) String() string { panic("unimplemented") }
+func (a Action) String() string {
+	switch a {
+	case Allow:
+		return "allow"
+	case Authenticate:
+		return "authenticate"
+	case StepUp:
+		return "step_up"
+	case Deny:
+		return "deny"
+	}
+	return fmt.Sprintf("action(%d)", uint8(a))
+}
+
+// valid reports whether a is one of the four actions; the zero value is not.
+func (a Action) valid() bool { return a >= Allow && a <= Deny }
 
 // Mode says whether a rule's decision is enforced or only observed.
 type Mode uint8
@@ -37,9 +67,25 @@ const (
 )
 
 // ParseMode parses enforce | audit ("" is enforce).
-func ParseMode(s string) (Mode, error) { panic("unimplemented") }
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "enforce":
+		return Enforce, nil
+	case "audit":
+		return Audit, nil
+	}
+	return 0, fmt.Errorf("unknown mode %q: want enforce or audit", s)
+}
 
-func (m Mode) String() string { panic("unimplemented") }
+func (m Mode) String() string {
+	switch m {
+	case Enforce:
+		return "enforce"
+	case Audit:
+		return "audit"
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
 
 // Rule is one policy rule as written in the config.
 type Rule struct {
@@ -68,20 +114,51 @@ type RuleError struct {
 	Field string // "name", "hosts", "paths", "regex", "methods", "action", "max_age", "mode", "" for the rule itself
 	Index int    // index within a list field, or -1
 	Err   error
+	Name  string // the rule's name when it has one, for the message; "" otherwise
 }
 
-func (e *RuleError) Error() string { panic("unimplemented") }
+func (e *RuleError) Error() string {
+	var b strings.Builder
+	if e.Rule < 0 {
+		b.WriteString("policy")
+	} else {
+		fmt.Fprintf(&b, "rule %d", e.Rule)
+		if e.Name != "" {
+			fmt.Fprintf(&b, " (%q)", e.Name)
+		}
+	}
+	if e.Field != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Field)
+		if e.Index >= 0 {
+			fmt.Fprintf(&b, "[%d]", e.Index)
+		}
+	}
+	b.WriteString(": ")
+	if e.Err != nil {
+		b.WriteString(e.Err.Error())
+	} else {
+		b.WriteString("invalid")
+	}
+	return b.String()
+}
 func (e *RuleError) Unwrap() error { return e.Err }
 
 // Policy is a compiled, immutable Config, safe for concurrent use.
-type Policy struct{}
+// Build it with Compile; the zero value is not usable.
+type Policy struct {
+	rules []rule   // compiled Config.Rules, same order and indices
+	def   Decision // what applies when no rule matches
+	fold  bool     // Config.CaseInsensitivePaths
+	root  *node    // segment trie of literal path prefixes (index.go)
+}
 
 // Compile validates and compiles c. Every problem is reported: the error is
 // an errors.Join of *RuleError values.
-func Compile(c Config) (*Policy, error) { panic("unimplemented") }
+func Compile(c Config) (*Policy, error) { return compile(c) }
 
 // Len reports the number of rules.
-func (p *Policy) Len() int { panic("unimplemented") }
+func (p *Policy) Len() int { return len(p.rules) }
 
 // Request is what matching looks at.
 type Request struct {
@@ -104,7 +181,7 @@ type Decision struct {
 // Match decides r: first matching rule wins, else the default. With method
 // overrides, each effective method is decided and the strictest decision
 // wins. Match does not allocate.
-func (p *Policy) Match(r Request) Decision { panic("unimplemented") }
+func (p *Policy) Match(r Request) Decision { return p.match(r) }
 
 // Step is one rule considered by Explain.
 type Step struct {
@@ -121,7 +198,7 @@ type Explanation struct {
 	Decision Decision
 }
 
-func (p *Policy) Explain(r Request) Explanation { panic("unimplemented") }
+func (p *Policy) Explain(r Request) Explanation { return p.explain(r) }
 
 // ErrRejected is wrapped by every ParseTarget refusal (answer 400).
 var ErrRejected = errors.New("ambiguous request target")
@@ -135,7 +212,7 @@ type Target struct {
 
 // ParseTarget canonicalises an origin-form request target (r.RequestURI) as
 // SPEC §4, or refuses it with an error wrapping ErrRejected that says why.
-func ParseTarget(requestURI string) (Target, error) { panic("unimplemented") }
+func ParseTarget(requestURI string) (Target, error) { return parseTarget(requestURI) }
 
 // Test is one policies.tests entry.
 type Test struct {
@@ -146,12 +223,15 @@ type Test struct {
 
 // TestError is one failed policy test.
 type TestError struct {
-	Test int
-	Err  error
+	Test    int    // index in the tests list, counted from 0
+	Request string // the test's request line, for the message
+	Err     error
 }
 
-func (e *TestError) Error() string { panic("unimplemented") }
+func (e *TestError) Error() string {
+	return fmt.Sprintf("test %d (%s): %v", e.Test, e.Request, e.Err)
+}
 func (e *TestError) Unwrap() error { return e.Err }
 
 // RunTests runs tests against p and returns one *TestError per failure.
-func (p *Policy) RunTests(tests []Test) []error { panic("unimplemented") }
+func (p *Policy) RunTests(tests []Test) []error { return p.runTests(tests) }

@@ -1,0 +1,137 @@
+package policy
+
+// match implements Match. It decides the real method and each override
+// and returns the strictest decision: a POST overridden to DELETE must not
+// slip through an earlier "allow POST" rule, since the upstream framework
+// will run it as a DELETE (SPEC §4).
+func (p *Policy) match(r Request) Decision {
+	host := requestHost(r.Host)
+	best := p.decision(p.first(r.Method, false, host, r.Path))
+	for _, m := range r.Overrides {
+		if d := p.decision(p.first(m, true, host, r.Path)); stricter(d, best) {
+			best = d
+		}
+	}
+	return best
+}
+
+// stricter reports whether a is stricter than b: a stricter action, then
+// enforce over audit, then (for step_up) the shorter max_age. On a tie the
+// earlier decision is kept.
+func stricter(a, b Decision) bool {
+	if a.Action != b.Action {
+		return a.Action > b.Action
+	}
+	if a.Mode != b.Mode {
+		return a.Mode == Enforce
+	}
+	return a.Action == StepUp && a.MaxAge < b.MaxAge
+}
+
+func (p *Policy) decision(i int) Decision {
+	if i < 0 {
+		return p.def
+	}
+	return p.rules[i].dec
+}
+
+// first returns the index of the first rule that matches, or -1. up says
+// that method is an override value, which frameworks upper-case.
+//
+// It tries the candidate lists of the trie nodes along the path; each list
+// is ascending, so the first full match in a list is that list's answer,
+// and the smallest answer over all lists is the first matching rule.
+func (p *Policy) first(method string, up bool, host, path string) int {
+	best := len(p.rules)
+	n := p.root
+	best = p.scan(n.rules, best, method, up, host, path)
+	for depth, pos := 0, 0; depth < maxIndexDepth; depth++ {
+		seg, next, ok := nextSeg(path, pos)
+		if !ok {
+			break
+		}
+		if n = n.lookup(seg, p.fold); n == nil {
+			break
+		}
+		best = p.scan(n.rules, best, method, up, host, path)
+		pos = next
+	}
+	if best == len(p.rules) {
+		return -1
+	}
+	return best
+}
+
+func (p *Policy) scan(list []int32, best int, method string, up bool, host, path string) int {
+	for _, i := range list {
+		if int(i) >= best {
+			break
+		}
+		if p.rules[i].matches(method, up, host, path, p.fold) {
+			return int(i)
+		}
+	}
+	return best
+}
+
+// matches reports whether the rule matches; hosts and methods first, as
+// they are the cheapest.
+func (r *rule) matches(method string, up bool, host, path string, fold bool) bool {
+	return r.hostOK(host) && r.methodOK(method, up) && r.pathOK(path, fold)
+}
+
+func (r *rule) hostOK(host string) bool {
+	if len(r.hosts) == 0 {
+		return true
+	}
+	for i := range r.hosts {
+		if r.hosts[i].match(host) {
+			return true
+		}
+	}
+	return false
+}
+
+// methodOK compares exactly as sent (SPEC §4); a rule listing GET also
+// covers HEAD, which servers answer with the GET handler.
+func (r *rule) methodOK(m string, up bool) bool {
+	if len(r.methods) == 0 {
+		return true
+	}
+	for _, rm := range r.methods {
+		if methodEqual(rm, m, up) || rm == "GET" && methodEqual("HEAD", m, up) {
+			return true
+		}
+	}
+	return false
+}
+
+// methodEqual compares a configured method with one sent; with up the sent
+// value is upper-cased first, without allocating.
+func methodEqual(rm, m string, up bool) bool {
+	if !up {
+		return rm == m
+	}
+	if len(rm) != len(m) {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if upper(m[i]) != rm[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *rule) pathOK(path string, fold bool) bool {
+	if r.re != nil {
+		// Folding is compiled into the expression as (?i).
+		return r.re.MatchString(path)
+	}
+	for i := range r.globs {
+		if r.globs[i].match(path, fold) {
+			return true
+		}
+	}
+	return false
+}
