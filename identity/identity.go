@@ -6,6 +6,8 @@ package identity
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"time"
@@ -40,6 +42,8 @@ type JWTConfig struct {
 	HTTPClient *http.Client
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Logger receives JWKS fetch failures. Nil discards them.
+	Logger *slog.Logger
 }
 
 // HeaderConfig configures identity from an SSO proxy's headers.
@@ -57,19 +61,56 @@ type Config struct {
 }
 
 // Authenticator is safe for concurrent use.
-type Authenticator struct{}
+type Authenticator struct {
+	jwt    *jwtSource    // set when Source is "jwt"
+	header *headerSource // set when Source is "header"
+}
 
-// New validates cfg (keys parsed here, never per request).
-func New(cfg Config) (*Authenticator, error) { panic("unimplemented") }
+// New validates cfg (keys parsed here, never per request). An empty Source
+// means "jwt", the SPEC §3 default.
+func New(cfg Config) (*Authenticator, error) {
+	switch cfg.Source {
+	case "", "jwt":
+		s, err := newJWTSource(cfg.JWT)
+		if err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+		return &Authenticator{jwt: s}, nil
+	case "header":
+		s, err := newHeaderSource(cfg.Header)
+		if err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+		return &Authenticator{header: s}, nil
+	default:
+		return nil, fmt.Errorf("identity: source: unknown source %q (want jwt or header)", cfg.Source)
+	}
+}
 
 // Authenticate returns the request's identity, ErrNoCredential, or an error
 // wrapping ErrInvalid.
-func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) { panic("unimplemented") }
+func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
+	if a.header != nil {
+		return a.header.authenticate(r)
+	}
+	return a.jwt.authenticate(r)
+}
 
 // IdentityHeaders reports the header names this source trusts (for the
 // proxy to strip from untrusted peers); nil for jwt.
-func (a *Authenticator) IdentityHeaders() []string { panic("unimplemented") }
+func (a *Authenticator) IdentityHeaders() []string {
+	if a.header == nil {
+		return nil
+	}
+	names := []string{a.header.user}
+	if a.header.email != "" {
+		names = append(names, a.header.email)
+	}
+	return names
+}
 
 // Trusted reports whether the peer at remoteAddr (r.RemoteAddr form) may set
 // identity headers.
-func (a *Authenticator) Trusted(remoteAddr string) bool { panic("unimplemented") }
+func (a *Authenticator) Trusted(remoteAddr string) bool {
+	return a.header != nil && a.header.trustedPeer(remoteAddr)
+}

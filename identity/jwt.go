@@ -1,0 +1,313 @@
+package identity
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const (
+	// maxTokenLen: longer tokens are refused before any decoding, so a
+	// client cannot make stepgate base64- and JSON-decode megabytes.
+	maxTokenLen = 8 << 10
+	// maxCookieCandidates bounds how many same-named cookies are tried,
+	// each costing a signature check.
+	maxCookieCandidates = 4
+	// leeway absorbs clock skew between the identity provider and stepgate
+	// when checking exp and nbf (RFC 7519 §4.1.4: "some small leeway").
+	leeway = 30 * time.Second
+	// minHMACSecret is the shortest HS* secret accepted (RFC 7518 §3.2: a
+	// key at least as long as the hash output).
+	minHMACSecret = 32
+)
+
+// jwtSource verifies JWT access tokens. Everything is prepared by
+// newJWTSource; per request there is only extraction, a cache lookup and,
+// on a miss, one signature check.
+type jwtSource struct {
+	cookie       string
+	parser       *jwt.Parser
+	keyfunc      jwt.Keyfunc // built once: a method value allocates
+	hmacSecret   []byte      // HS*; nil otherwise
+	publicKey    any         // from PublicKeyPEM; nil otherwise
+	jwks         *jwksCache  // from JWKSURL; nil otherwise
+	subjectClaim string
+	emailClaim   string
+	sessionClaim string
+	now          func() time.Time
+	cache        *tokenCache // nil disables caching (tests, benchmarks)
+}
+
+func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
+	if len(cfg.Algorithms) == 0 {
+		return nil, errors.New("jwt: algorithms: at least one is required")
+	}
+	var hmacAlgs, asymAlgs []string
+	for _, alg := range cfg.Algorithms {
+		if strings.EqualFold(alg, "none") {
+			// RFC 8725 §3.1: an unsigned token is never an identity.
+			return nil, errors.New(`jwt: algorithms: "none" is never allowed`)
+		}
+		info, ok := algorithms[alg]
+		if !ok {
+			return nil, fmt.Errorf("jwt: algorithms: unknown algorithm %q (want HS256/384/512, RS256/384/512, ES256/384/512 or EdDSA)", alg)
+		}
+		if info.family == familyHMAC {
+			hmacAlgs = append(hmacAlgs, alg)
+		} else {
+			asymAlgs = append(asymAlgs, alg)
+		}
+	}
+	// RFC 8725 §3.1: with HS* and asymmetric algorithms in one config, a
+	// public key could end up used as an HMAC secret.
+	if len(hmacAlgs) > 0 && len(asymAlgs) > 0 {
+		return nil, errors.New("jwt: algorithms: HS* cannot be mixed with RS*/ES*/EdDSA (key confusion)")
+	}
+	s := &jwtSource{
+		cookie:       cfg.Cookie,
+		subjectClaim: cmp.Or(cfg.SubjectClaim, "sub"),
+		emailClaim:   cmp.Or(cfg.EmailClaim, "email"),
+		sessionClaim: cmp.Or(cfg.SessionClaim, "sid"),
+		now:          cfg.Now,
+		cache:        newTokenCache(tokenCacheSize),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if len(hmacAlgs) > 0 {
+		if len(cfg.PublicKeyPEM) > 0 || cfg.JWKSURL != "" {
+			return nil, errors.New("jwt: HS* algorithms take hmac_secret only, not public_key_file or jwks_url")
+		}
+		if len(cfg.HMACSecret) < minHMACSecret {
+			return nil, fmt.Errorf("jwt: hmac_secret: at least %d bytes required for HS*", minHMACSecret)
+		}
+		s.hmacSecret = slices.Clone(cfg.HMACSecret)
+	} else {
+		if len(cfg.HMACSecret) > 0 {
+			return nil, errors.New("jwt: hmac_secret is set but no HS* algorithm is configured")
+		}
+		switch {
+		case len(cfg.PublicKeyPEM) > 0 && cfg.JWKSURL != "":
+			return nil, errors.New("jwt: set public_key_file or jwks_url, not both")
+		case len(cfg.PublicKeyPEM) > 0:
+			key, err := parsePublicKeyPEM(cfg.PublicKeyPEM)
+			if err != nil {
+				return nil, fmt.Errorf("jwt: public_key_file: %w", err)
+			}
+			for _, alg := range asymAlgs {
+				if !keyFits(alg, key) {
+					return nil, fmt.Errorf("jwt: public_key_file: a %s key cannot verify %s", keyTypeName(key), alg)
+				}
+			}
+			s.publicKey = key
+		case cfg.JWKSURL != "":
+			u, err := url.Parse(cfg.JWKSURL)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return nil, errors.New("jwt: jwks_url: want an absolute http(s) URL")
+			}
+			client := cfg.HTTPClient
+			if client == nil {
+				client = &http.Client{Timeout: 5 * time.Second}
+			}
+			logger := cfg.Logger
+			if logger == nil {
+				logger = slog.New(slog.DiscardHandler)
+			}
+			s.jwks = &jwksCache{url: cfg.JWKSURL, client: client, now: s.now, log: logger}
+		default:
+			return nil, errors.New("jwt: RS*/ES*/EdDSA need public_key_file or jwks_url")
+		}
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(slices.Clone(cfg.Algorithms)),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(s.now),
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	s.parser = jwt.NewParser(opts...)
+	s.keyfunc = s.key
+	return s, nil
+}
+
+// key is the parser's Keyfunc. The parser has already checked alg against
+// the pinned list; key still checks that the key it returns fits alg, so
+// no configuration or JWKS content can hand an RSA key to the HMAC
+// verifier (RFC 8725 §2.1).
+func (s *jwtSource) key(t *jwt.Token) (any, error) {
+	alg := t.Method.Alg()
+	switch {
+	case s.hmacSecret != nil:
+		if !keyFits(alg, s.hmacSecret) {
+			return nil, errors.New("algorithm does not fit the key")
+		}
+		return s.hmacSecret, nil
+	case s.publicKey != nil:
+		if !keyFits(alg, s.publicKey) {
+			return nil, errors.New("algorithm does not fit the key")
+		}
+		return s.publicKey, nil
+	case s.jwks != nil:
+		kid, _ := t.Header["kid"].(string)
+		return s.jwks.key(alg, kid)
+	}
+	return nil, errors.New("no key configured")
+}
+
+// authenticate tries each cookie named s.cookie in order, then the Bearer
+// token; the first valid one wins. Several same-named cookies happen when
+// a parent domain and a host both set one, or a stale one lingers.
+func (s *jwtSource) authenticate(r *http.Request) (Identity, error) {
+	var (
+		buf   [maxCookieCandidates + 1]string
+		cands = buf[:0]
+	)
+	if s.cookie != "" {
+		cands = cookieValues(r.Header["Cookie"], s.cookie, cands)
+	}
+	if tok, ok := bearerToken(r.Header); ok {
+		cands = append(cands, tok)
+	}
+	if len(cands) == 0 {
+		return Identity{}, ErrNoCredential
+	}
+	var err error
+	for _, tok := range cands {
+		var id Identity
+		if id, err = s.verify(tok); err == nil {
+			return id, nil
+		}
+	}
+	return Identity{}, err
+}
+
+// verify checks one raw token. Its errors wrap ErrInvalid and never
+// contain the token.
+func (s *jwtSource) verify(raw string) (Identity, error) {
+	if len(raw) > maxTokenLen {
+		return Identity{}, fmt.Errorf("%w: token longer than %d bytes", ErrInvalid, maxTokenLen)
+	}
+	now := s.now()
+	if s.cache != nil {
+		if id, ok := s.cache.get(raw, now); ok {
+			return id, nil
+		}
+	}
+	claims := jwt.MapClaims{}
+	if _, err := s.parser.ParseWithClaims(raw, claims, s.keyfunc); err != nil {
+		return Identity{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	id, err := s.identity(raw, claims)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if s.cache != nil {
+		// The parser required exp, so it is present.
+		if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+			s.cache.put(raw, id, exp.Time, now)
+		}
+	}
+	return id, nil
+}
+
+// identity reads the configured claims of a verified token.
+func (s *jwtSource) identity(raw string, claims jwt.MapClaims) (Identity, error) {
+	sub, _ := claims[s.subjectClaim].(string)
+	if sub == "" {
+		return Identity{}, fmt.Errorf("claim %q: want a non-empty string", s.subjectClaim)
+	}
+	if !validText(sub) {
+		return Identity{}, fmt.Errorf("claim %q: too long or contains control characters", s.subjectClaim)
+	}
+	id := Identity{Subject: sub, Emails: parseEmails(claims[s.emailClaim])}
+	if v, present := claims[s.sessionClaim]; present {
+		// A session claim that is present but unusable is an error rather
+		// than a silent fallback to the token hash: deny on doubt.
+		sid, _ := v.(string)
+		if sid == "" || !validText(sid) {
+			return Identity{}, fmt.Errorf("claim %q: want a non-empty string without control characters", s.sessionClaim)
+		}
+		id.Session = sid
+	} else {
+		// SPEC §3: without a session claim, step-up is bound to this very
+		// access token; a refreshed token needs a new second factor.
+		sum := sha256.Sum256([]byte(raw))
+		id.Session = hex.EncodeToString(sum[:])
+	}
+	return id, nil
+}
+
+// cookieValues appends the values of every cookie called name found in
+// the Cookie header lines, in order, up to maxCookieCandidates. It parses
+// like net/http (RFC 6265 §5.4) but without allocating, and returns
+// substrings of the header.
+func cookieValues(lines []string, name string, out []string) []string {
+	n := 0
+	for _, line := range lines {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || k != name {
+				continue
+			}
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if v == "" {
+				// An emptied cookie is how a logout looks; it is no credential.
+				continue
+			}
+			out = append(out, v)
+			if n++; n == maxCookieCandidates {
+				return out
+			}
+		}
+	}
+	return out
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header (RFC
+// 6750 §2.1; the scheme is case-insensitive, RFC 9110 §11.1).
+func bearerToken(h http.Header) (string, bool) {
+	v := h.Get("Authorization")
+	const prefix = "Bearer "
+	if len(v) < len(prefix) || !strings.EqualFold(v[:len(prefix)], prefix) {
+		return "", false
+	}
+	tok := strings.TrimSpace(v[len(prefix):])
+	return tok, tok != ""
+}
+
+// maxTextLen bounds subjects, sessions and header-supplied user names:
+// they travel upstream in headers (SPEC §7) and into logs.
+const maxTextLen = 1024
+
+// validText reports whether s is short and free of control characters, so
+// it is safe in a header (no CR/LF injection) and in a log line.
+func validText(s string) bool {
+	if len(s) > maxTextLen {
+		return false
+	}
+	for _, r := range s {
+		// C0 and C1 controls, DEL, and invalid UTF-8 (decoded as U+FFFD).
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '\uFFFD' {
+			return false
+		}
+	}
+	return true
+}
