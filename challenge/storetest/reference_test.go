@@ -1,0 +1,156 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/challenge"
+)
+
+// TestReference runs the suite against refStore, a deliberately plain
+// implementation, to show the suite passes against a correct store without
+// depending on either real one.
+func TestReference(t *testing.T) {
+	Run(t, func(t *testing.T) challenge.Store { return newRefStore() })
+}
+
+// refStore is a mutex-guarded map store. Real time bounds every entry's
+// life; the caller's now drives the rolling windows.
+type refStore struct {
+	mu      sync.Mutex
+	sends   map[string][]time.Time
+	codes   map[string]refCode
+	fails   map[string][]time.Time
+	locks   map[string]time.Time // real-time end of lockout
+	revoked map[string]time.Time // real-time end of revocation
+}
+
+type refCode struct {
+	c    challenge.Code
+	dies time.Time
+}
+
+var _ challenge.Store = (*refStore)(nil)
+
+func newRefStore() *refStore {
+	return &refStore{
+		sends: map[string][]time.Time{}, codes: map[string]refCode{},
+		fails: map[string][]time.Time{}, locks: map[string]time.Time{}, revoked: map[string]time.Time{},
+	}
+}
+
+func inHour(ts []time.Time, now time.Time) []time.Time {
+	var out []time.Time
+	for _, t := range ts {
+		if t.After(now.Add(-time.Hour)) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (s *refStore) ThrottleSend(_ context.Context, user string, now time.Time, resendAfter time.Duration, maxPerHour int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := inHour(s.sends[user], now)
+	var wait time.Duration
+	if n := len(ts); n > 0 {
+		wait = max(wait, ts[n-1].Add(resendAfter).Sub(now))
+	}
+	if n := len(ts); n >= maxPerHour {
+		wait = max(wait, ts[n-maxPerHour].Add(time.Hour).Sub(now))
+	}
+	if wait > 0 {
+		return &challenge.LimitError{RetryAfter: wait, Err: challenge.ErrThrottled}
+	}
+	s.sends[user] = append(ts, now)
+	return nil
+}
+
+func (s *refStore) PutCode(_ context.Context, key string, code challenge.Code, ttl time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	code.MAC = bytes.Clone(code.MAC)
+	s.codes[key] = refCode{code, time.Now().Add(ttl)}
+	return nil
+}
+
+func (s *refStore) get(key string) (refCode, bool) {
+	rc, ok := s.codes[key]
+	if ok && time.Now().After(rc.dies) {
+		delete(s.codes, key)
+		return rc, false
+	}
+	return rc, ok
+}
+
+func (s *refStore) PeekCode(_ context.Context, key string) (challenge.Code, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc, ok := s.get(key)
+	if !ok {
+		return challenge.Code{}, challenge.ErrNoCode
+	}
+	return rc.c, nil
+}
+
+func (s *refStore) CheckCode(_ context.Context, key string, mac []byte, maxAttempts int) (challenge.CheckResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc, ok := s.get(key)
+	if !ok {
+		return challenge.CheckResult{}, challenge.ErrNoCode
+	}
+	before := rc.c
+	if subtle.ConstantTimeCompare(rc.c.MAC, mac) == 1 {
+		delete(s.codes, key)
+		return challenge.CheckResult{OK: true, Code: before}, nil
+	}
+	rc.c.Attempts++
+	left := maxAttempts - rc.c.Attempts
+	if left <= 0 {
+		delete(s.codes, key)
+		left = 0
+	} else {
+		s.codes[key] = rc
+	}
+	return challenge.CheckResult{AttemptsLeft: left, Code: before}, nil
+}
+
+func (s *refStore) AddFailure(_ context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := append(inHour(s.fails[user], now), now)
+	s.fails[user] = ts
+	if len(ts) > maxPerHour {
+		s.locks[user] = time.Now().Add(lockout)
+		return lockout, nil
+	}
+	return 0, nil
+}
+
+func (s *refStore) Locked(_ context.Context, user string, _ time.Time) (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(0, time.Until(s.locks[user])), nil
+}
+
+func (s *refStore) Revoke(_ context.Context, jti string, ttl time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revoked[jti] = time.Now().Add(ttl)
+	return nil
+}
+
+func (s *refStore) Revoked(_ context.Context, jti string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Now().Before(s.revoked[jti]), nil
+}
+
+func (s *refStore) Ping(context.Context) error { return nil }
+func (s *refStore) Close() error               { return nil }
