@@ -2,38 +2,44 @@
 // target, asks the policy, the identity and the second factor, then forwards
 // with httputil.ReverseProxy{Rewrite}.
 //
-// API CONTRACT (frozen; main and tests build against it). Bodies are stubs
-// until the proxy work lands.
+// API CONTRACT (frozen; main and tests build against it).
 package proxy
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stepgate/stepgate/challenge"
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/templates"
 )
 
 // Config configures a Gate. A Gate is rebuilt on every config reload; the
 // Transport, Metrics and Store-backed Challenge are what outlive it.
 type Config struct {
-	Policy   *policy.Policy
-	Upstream *url.URL
+	Policy   *policy.Policy // required
+	Upstream *url.URL       // required: scheme http or https and a host; a path is a base prefix
 	// Transport carries requests upstream; build it once with NewTransport
-	// so pooled connections survive reloads.
+	// so pooled connections survive reloads. Nil means a NewTransport of
+	// UpstreamTimeout built for this Gate alone.
 	Transport http.RoundTripper
 	// UpstreamTimeout bounds a whole upstream exchange up to the response
 	// headers (504 after it). Zero means no bound beyond the Transport's.
+	// It never bounds the response body, so streams are not cut.
 	UpstreamTimeout time.Duration
-	Prefix          string         // reserved path, never forwarded
-	TrustedProxies  []netip.Prefix // peers whose X-Forwarded-* are kept
+	Prefix          string         // reserved path, never forwarded; "" means "/.stepup"
+	TrustedProxies  []netip.Prefix // peers whose X-Forwarded-* and X-Request-Id are kept; nil: none
 	// Identity authenticates requests; nil means every authenticate and
 	// step_up decision answers 401.
 	Identity *identity.Authenticator
@@ -41,45 +47,281 @@ type Config struct {
 	// step_up decision answers 401 and Prefix answers 404.
 	Challenge *challenge.Service
 	LoginURL  string // identity.login_url with {rd}; "" => 401 page
-	Pages     *respond.Pages
-	Metrics   *Metrics
-	Logger    *slog.Logger // nil => slog.Default()
+	// Pages renders error pages; nil means the embedded templates.
+	Pages *respond.Pages
+	// Metrics counts requests and upstream latency; nil means unregistered
+	// metrics of this Gate alone.
+	Metrics *Metrics
+	Logger  *slog.Logger // nil => slog.Default()
 }
 
 // Gate is the proxy handler. It is immutable and safe for concurrent use.
-type Gate struct{}
-
-// New validates cfg and builds the ReverseProxy once.
-func New(cfg Config) (*Gate, error) { panic("unimplemented") }
-
-func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) { panic("unimplemented") }
-
-// NewTransport returns the upstream transport: dial and response-header
-// timeouts, and keep-alive pooling sized for a busy proxy.
-func NewTransport(timeout time.Duration) *http.Transport { panic("unimplemented") }
-
-// PolicyRequest builds what the policy matches for r, whose target was
-// canonicalised to t: method, method overrides (X-HTTP-Method-Override,
-// X-HTTP-Method, X-Method-Override, _method), host, match path. explain
-// uses it too, so the CLI and the proxy decide alike.
-func PolicyRequest(r *http.Request, t policy.Target) policy.Request { panic("unimplemented") }
-
-// Decision labels for stepgate_requests_total (SPEC §10).
-const (
-	Forwarded       = "forwarded"
-	Challenged      = "challenged"
-	Unauthenticated = "unauthenticated"
-	Denied          = "denied"
-	Rejected        = "rejected"
-	Audited         = "audited"
-)
-
-// Metrics are the gate's collectors.
-type Metrics struct {
-	Requests         *prometheus.CounterVec // rule, decision
-	UpstreamDuration prometheus.Histogram
+type Gate struct {
+	cfg       Config
+	rp        *httputil.ReverseProxy
+	pages     *respond.Pages
+	log       *slog.Logger
+	counters  *requestCounters
+	idHeaders []string // lower-case identity header names, stripped from untrusted peers
+	basePath  string   // Upstream's escaped path without a trailing '/'
 }
 
-// NewMetrics creates the gate's collectors and registers them on reg (nil:
-// not registered, for tests).
-func NewMetrics(reg prometheus.Registerer) *Metrics { panic("unimplemented") }
+// New validates cfg and builds the ReverseProxy once.
+func New(cfg Config) (*Gate, error) {
+	var errs []error
+	if cfg.Policy == nil {
+		errs = append(errs, errors.New("proxy: no policy"))
+	}
+	if u := cfg.Upstream; u == nil {
+		errs = append(errs, errors.New("proxy: no upstream"))
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" || u.Fragment != "" {
+		errs = append(errs, fmt.Errorf("proxy: upstream %q: want http(s)://host[:port][/path]", u.Redacted()))
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/.stepup"
+	}
+	if !strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/") || cfg.Prefix == "/" {
+		errs = append(errs, fmt.Errorf("proxy: prefix %q: want /name without a trailing slash", cfg.Prefix))
+	}
+	if cfg.UpstreamTimeout < 0 {
+		errs = append(errs, errors.New("proxy: negative upstream timeout"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = NewTransport(cfg.UpstreamTimeout)
+	}
+	if cfg.Pages == nil {
+		p, err := respond.ParsePages(templates.FS, cfg.Prefix, cfg.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		cfg.Pages = p
+	}
+	g := &Gate{
+		cfg:      cfg,
+		pages:    cfg.Pages,
+		log:      cfg.Logger,
+		counters: newRequestCounters(cfg.Metrics.Requests, cfg.Policy.Len()),
+		basePath: strings.TrimSuffix(cfg.Upstream.EscapedPath(), "/"),
+	}
+	if cfg.Identity != nil {
+		for _, h := range cfg.Identity.IdentityHeaders() {
+			g.idHeaders = append(g.idHeaders, strings.ReplaceAll(strings.ToLower(h), "_", "-"))
+		}
+	}
+	g.rp = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      &timedTransport{base: cfg.Transport, timeout: cfg.UpstreamTimeout, hist: cfg.Metrics.UpstreamDuration},
+		BufferPool:     newBufferPool(),
+		ErrorHandler:   g.errorHandler,
+		ModifyResponse: g.modifyResponse,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	return g, nil
+}
+
+// stateKey is the context key of the per-request state.
+type stateKey struct{}
+
+// Indexes into state.hv, the values of the headers set upstream.
+const (
+	hvRequestID = iota
+	hvRule
+	hvUser
+	hvEmail
+	hvAuthTime
+	hvToken
+	numHV
+)
+
+// state is what ServeHTTP decided, handed to rewrite and errorHandler
+// through the request context.
+type state struct {
+	reqID       string
+	peerTrusted bool
+	target      policy.Target
+	path        string // target.Path decoded: out.URL.Path
+	rule        string // deciding rule, "default" when none
+	id          identity.Identity
+	hasID       bool
+	grant       challenge.Grant
+	hasGrant    bool
+	hv          [numHV]string
+	idv         [1]string // response X-Request-Id value
+}
+
+// gateCtx carries state with the request context in one allocation.
+type gateCtx struct {
+	context.Context
+	st state
+}
+
+func (c *gateCtx) Value(key any) any {
+	if key == (stateKey{}) {
+		return &c.st
+	}
+	return c.Context.Value(key)
+}
+
+// anyAge accepts a second factor of any age that is still valid; used to
+// report X-Stepup-Auth-Time on authenticate decisions (SPEC §7), where the
+// token's own expiry is the only bound.
+const anyAge = time.Duration(math.MaxInt64)
+
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	gc := &gateCtx{Context: r.Context()}
+	st := &gc.st
+	peer := peerAddr(r.RemoteAddr)
+	st.peerTrusted = containsAddr(g.cfg.TrustedProxies, peer)
+
+	// Request id: a trusted proxy's is kept so that logs join up.
+	if v := r.Header["X-Request-Id"]; st.peerTrusted && len(v) == 1 && validRequestID(v[0]) {
+		st.reqID = v[0]
+	} else {
+		st.reqID = newRequestID()
+	}
+	st.idv[0] = st.reqID
+	w.Header()["X-Request-Id"] = st.idv[:1:1]
+
+	// SPEC §4: only origin-form targets; CONNECT is refused even with a
+	// path-like target.
+	if r.Method == http.MethodConnect {
+		g.reject(w, r, st, "CONNECT")
+		return
+	}
+	t, err := policy.ParseTarget(r.RequestURI)
+	if err != nil {
+		g.reject(w, r, st, err.Error())
+		return
+	}
+	st.target = t
+	if st.path, err = url.PathUnescape(t.Path); err != nil {
+		g.reject(w, r, st, "canonical path does not decode")
+		return
+	}
+	// SPEC §4: only websocket upgrades pass, and only once the policy
+	// allowed them (the ReverseProxy forwards them below).
+	if up := r.Header["Upgrade"]; len(up) > 0 && (len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket")) {
+		g.reject(w, r, st, "upgrade other than websocket")
+		return
+	}
+	if g.internal(t.MatchPath) {
+		g.serveInternal(w, r, st)
+		return
+	}
+
+	pr, err := BuildRequest(r, t)
+	if err != nil {
+		g.reject(w, r, st, err.Error())
+		return
+	}
+	d := g.cfg.Policy.Match(pr)
+	st.rule = d.Rule
+	if st.rule == "" {
+		st.rule = "default"
+	}
+
+	out := g.evaluate(r, st, d)
+	if d.Mode == policy.Audit {
+		// SPEC §3 mode audit: decide, log and count, but forward.
+		g.counters.inc(d.Index, st.rule, outAudited)
+		g.log.Info("audit", "request_id", st.reqID, "rule", st.rule, "action", d.Action.String(),
+			"would", out.String(), "method", r.Method, "path", t.Path, "user", st.id.Subject, "client", peer.String())
+		g.forward(w, r, gc)
+		return
+	}
+	g.counters.inc(d.Index, st.rule, out)
+	switch out {
+	case outForwarded:
+		g.forward(w, r, gc)
+	case outDenied:
+		g.deny(w, r, st, peer)
+	case outUnauthenticated:
+		g.unauthenticated(w, r, st)
+	case outChallenged:
+		g.challenge(w, r, st, d)
+	}
+}
+
+// evaluate computes what the decision requires of r: identity for
+// authenticate and step_up, a fresh second factor for step_up. It fills
+// st's identity and grant with whatever is valid.
+func (g *Gate) evaluate(r *http.Request, st *state, d policy.Decision) outcome {
+	switch d.Action {
+	case policy.Allow:
+		return outForwarded
+	case policy.Authenticate, policy.StepUp:
+	default: // Deny, and any action this package does not know (deny on doubt).
+		return outDenied
+	}
+	if g.cfg.Identity == nil {
+		return outUnauthenticated
+	}
+	id, err := g.cfg.Identity.Authenticate(r)
+	if err != nil {
+		if !errors.Is(err, identity.ErrNoCredential) && !errors.Is(err, identity.ErrInvalid) {
+			g.log.Warn("identity unavailable", "request_id", st.reqID, "err", err)
+		} else if errors.Is(err, identity.ErrInvalid) {
+			g.log.Debug("invalid credential", "request_id", st.reqID, "err", err)
+		}
+		return outUnauthenticated
+	}
+	st.id, st.hasID = id, true
+	if g.cfg.Challenge == nil {
+		if d.Action == policy.StepUp {
+			return outChallenged
+		}
+		return outForwarded
+	}
+	maxAge := anyAge
+	if d.Action == policy.StepUp {
+		maxAge = d.MaxAge
+	}
+	st.grant, st.hasGrant = g.cfg.Challenge.Check(r, id, maxAge)
+	if d.Action == policy.StepUp && !st.hasGrant {
+		return outChallenged
+	}
+	return outForwarded
+}
+
+// forward hands r to the ReverseProxy with the state in its context.
+func (g *Gate) forward(w http.ResponseWriter, r *http.Request, gc *gateCtx) {
+	g.rp.ServeHTTP(w, r.WithContext(gc))
+}
+
+// internal reports whether the canonical match path is under Prefix. It
+// compares case-insensitively so that no spelling of the prefix reaches an
+// upstream that ignores case.
+func (g *Gate) internal(p string) bool {
+	pre := g.cfg.Prefix
+	return len(p) >= len(pre) && strings.EqualFold(p[:len(pre)], pre) && (len(p) == len(pre) || p[len(pre)] == '/')
+}
+
+// serveInternal hands a request under Prefix to the challenge handler with
+// the canonical path, so it routes on what the policy would have seen.
+func (g *Gate) serveInternal(w http.ResponseWriter, r *http.Request, st *state) {
+	if g.cfg.Challenge == nil {
+		g.pages.Error(w, r, http.StatusNotFound, "not_found", "Not found", "There is nothing here.", nil)
+		return
+	}
+	r2 := r.WithContext(r.Context())
+	mp, err := url.PathUnescape(st.target.MatchPath)
+	if err != nil {
+		g.reject(w, r, st, "canonical path does not decode")
+		return
+	}
+	u := *r.URL
+	u.Path, u.RawPath, u.RawQuery = mp, st.target.MatchPath, st.target.RawQuery
+	r2.URL = &u
+	r2.Header = r.Header.Clone()
+	r2.Header.Set("X-Request-Id", st.reqID)
+	g.cfg.Challenge.Handler().ServeHTTP(w, r2)
+}

@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/respond"
+)
+
+// The answers of SPEC §5 for requests that are not forwarded. Every one
+// goes through respond, so each carries the safe headers and a browser gets
+// a page while an API client gets JSON.
+
+// reject answers 400 to a request upstreams might read differently from
+// the policy (SPEC §4). why is logged, never shown.
+func (g *Gate) reject(w http.ResponseWriter, r *http.Request, st *state, why string) {
+	g.counters.incNone(outRejected)
+	g.log.Info("request refused", "request_id", st.reqID, "reason", why, "client", r.RemoteAddr)
+	g.pages.Error(w, r, http.StatusBadRequest, "invalid_request", "Bad request",
+		"This address is ambiguous and was refused.", nil)
+}
+
+// deny answers 403 (action deny).
+func (g *Gate) deny(w http.ResponseWriter, r *http.Request, st *state, peer netip.Addr) {
+	g.log.Info("denied", "request_id", st.reqID, "rule", st.rule, "method", r.Method,
+		"path", st.target.Path, "client", peer.String())
+	g.pages.Error(w, r, http.StatusForbidden, "access_denied", "Access denied",
+		"You are not allowed to access this page.", nil)
+}
+
+// returnURL is the canonical path and query, the return address for the
+// login and challenge pages.
+func returnURL(t policy.Target) string {
+	if t.RawQuery == "" {
+		return t.Path
+	}
+	return t.Path + "?" + t.RawQuery
+}
+
+// unauthenticated answers a request without a valid primary identity:
+// browsers go to the login page, API clients get RFC 6750 401.
+func (g *Gate) unauthenticated(w http.ResponseWriter, r *http.Request, st *state) {
+	g.log.Debug("unauthenticated", "request_id", st.reqID, "rule", st.rule)
+	if respond.IsAPI(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="stepgate"`)
+		respond.JSON(w, http.StatusUnauthorized, respond.APIError{
+			Error: "unauthorized", Description: "Authentication is required"})
+		return
+	}
+	if g.cfg.LoginURL == "" {
+		g.pages.Error(w, r, http.StatusUnauthorized, "unauthorized", "Sign in required",
+			"Please sign in to the application first.", nil)
+		return
+	}
+	redirect(w, strings.ReplaceAll(g.cfg.LoginURL, "{rd}", url.QueryEscape(returnURL(st.target))))
+}
+
+// insufficient is the JSON body of an RFC 9470 challenge.
+type insufficient struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	MaxAge      int64  `json:"max_age,omitempty"`
+	ACRValues   string `json:"acr_values,omitempty"`
+	Challenge   string `json:"challenge_url,omitempty"`
+}
+
+const insufficientDesc = "A second factor is required"
+
+// challenge answers an identity without a fresh second factor (SPEC §5):
+// browsers GET/HEAD go to the challenge page; other browser methods get a
+// 401 page linking to it, since their body could not be replayed after the
+// detour; API clients get the RFC 9470 §3 challenge.
+func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, st *state, d policy.Decision) {
+	g.log.Debug("second factor required", "request_id", st.reqID, "rule", st.rule, "user", st.id.Subject)
+	var link string
+	if g.cfg.Challenge != nil {
+		link = g.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(returnURL(st.target))
+	}
+	maxAge := int64(d.MaxAge.Seconds())
+	if respond.IsAPI(r) {
+		var b strings.Builder
+		b.WriteString(`Bearer error="insufficient_user_authentication", error_description="`)
+		b.WriteString(insufficientDesc)
+		b.WriteByte('"')
+		if maxAge > 0 {
+			b.WriteString(`, max_age="`)
+			b.WriteString(strconv.FormatInt(maxAge, 10))
+			b.WriteByte('"')
+		}
+		if d.ACR != "" {
+			b.WriteString(`, acr_values="`)
+			b.WriteString(quoteEscape(d.ACR))
+			b.WriteByte('"')
+		}
+		w.Header().Set("WWW-Authenticate", b.String())
+		respond.JSON(w, http.StatusUnauthorized, insufficient{
+			Error: "insufficient_user_authentication", Description: insufficientDesc,
+			MaxAge: maxAge, ACRValues: d.ACR, Challenge: link})
+		return
+	}
+	if link != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		redirect(w, link)
+		return
+	}
+	var l *respond.Link
+	if link != "" {
+		l = &respond.Link{URL: link, Text: "Verify it's you"}
+	}
+	g.pages.Error(w, r, http.StatusUnauthorized, "insufficient_user_authentication", "Verification required",
+		"This action needs a second factor. Verify it's you, then repeat the action.", l)
+}
+
+// quoteEscape escapes s for an RFC 9110 §5.6.4 quoted-string.
+func quoteEscape(s string) string {
+	if !strings.ContainsAny(s, `"\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// redirect answers 302 without a body; the target is built by the gate
+// from its config and the canonical path, never taken from the request.
+func redirect(w http.ResponseWriter, location string) {
+	respond.SecureHeaders(w.Header())
+	w.Header().Set("Location", location)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusFound)
+}

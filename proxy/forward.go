@@ -1,0 +1,260 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// NewTransport returns the upstream transport: dial and response-header
+// timeouts, and keep-alive pooling sized for a busy proxy. timeout bounds
+// the wait for response headers once the request is written (0: none); it
+// never cuts a response body, so streams and downloads may run longer.
+// Environment proxies are ignored: the upstream is addressed directly.
+func NewTransport(timeout time.Duration) *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		DialContext:            d.DialContext,
+		TLSHandshakeTimeout:    5 * time.Second,
+		ResponseHeaderTimeout:  timeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+		// Upstreams are legacy HTTP/1.1 apps; HTTP/2 would also change
+		// how upgrades are carried.
+		ForceAttemptHTTP2: false,
+	}
+}
+
+// bufferPool recycles the 32 KiB copy buffers of the ReverseProxy.
+type bufferPool struct{ p sync.Pool }
+
+const bufferSize = 32 << 10
+
+var _ httputil.BufferPool = (*bufferPool)(nil)
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}}
+}
+
+func (bp *bufferPool) Get() []byte { return *bp.p.Get().(*[]byte) }
+
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) != bufferSize {
+		return
+	}
+	b = b[:bufferSize]
+	bp.p.Put(&b)
+}
+
+// errUpstreamTimeout is the cause of an upstream exchange cut by
+// Config.UpstreamTimeout.
+var errUpstreamTimeout = errors.New("upstream timeout awaiting response headers")
+
+// timedTransport observes stepgate_upstream_duration_seconds and applies
+// Config.UpstreamTimeout. The timeout covers dialing, writing the request
+// and waiting for the response headers, and is stopped as soon as the
+// headers arrive, so that a streaming body is never cut; a body that stalls
+// is bounded by the client going away instead.
+type timedTransport struct {
+	base    http.RoundTripper
+	timeout time.Duration
+	hist    interface{ Observe(float64) }
+}
+
+func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	if t.timeout <= 0 {
+		res, err := t.base.RoundTrip(r)
+		t.hist.Observe(time.Since(start).Seconds())
+		return res, err
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	timer := time.AfterFunc(t.timeout, func() { cancel(errUpstreamTimeout) })
+	res, err := t.base.RoundTrip(r.WithContext(ctx))
+	fired := !timer.Stop()
+	t.hist.Observe(time.Since(start).Seconds())
+	if fired {
+		// The headers may have won the race against the timer, but the
+		// body's context is cancelled already: answer 504 rather than
+		// forward a body that will break off.
+		if res != nil {
+			res.Body.Close()
+		}
+		return nil, errUpstreamTimeout
+	}
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	// The body is read under ctx; it is released with the inbound request's
+	// context when the handler returns.
+	return res, nil
+}
+
+// rewrite builds the outgoing request (SPEC §7). It runs after the
+// ReverseProxy removed hop-by-hop headers, so nothing a client lists in
+// Connection can remove what is set here.
+func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
+	st, _ := pr.In.Context().Value(stateKey{}).(*state)
+	out := pr.Out
+	if st == nil {
+		// Only ServeHTTP calls the ReverseProxy; a request without state
+		// would be a bug, and forwarding it unchecked would bypass the
+		// policy. Point it nowhere so the ErrorHandler answers 502.
+		out.URL.Host = ""
+		out.URL.Scheme = "stepgate-invalid"
+		return
+	}
+
+	idTrusted := len(g.idHeaders) > 0 && g.cfg.Identity.Trusted(pr.In.RemoteAddr)
+	for name := range out.Header {
+		if g.strip(name, st.peerTrusted, idTrusted) {
+			delete(out.Header, name)
+		}
+	}
+
+	out.URL.Path = st.path
+	out.URL.RawPath = st.target.Path
+	out.URL.RawQuery = st.target.RawQuery
+	pr.SetURL(g.cfg.Upstream)
+	if g.opaque(st.target.Path) {
+		// url.URL would re-escape a RawPath with bytes it considers
+		// invalid; send exactly the canonical path the policy saw.
+		out.URL.Opaque = g.basePath + st.target.Path
+	}
+
+	if st.peerTrusted {
+		// A trusted proxy's chain is kept (SetXForwarded appends the
+		// peer); the ReverseProxy removed it from Out before Rewrite.
+		in := pr.In.Header
+		if v := in["X-Forwarded-For"]; len(v) > 0 {
+			out.Header["X-Forwarded-For"] = v
+		}
+		pr.SetXForwarded()
+		if v := in["X-Forwarded-Proto"]; len(v) > 0 {
+			out.Header["X-Forwarded-Proto"] = v
+		}
+		if v := in["X-Forwarded-Host"]; len(v) > 0 {
+			out.Header["X-Forwarded-Host"] = v
+		}
+		if v := in["Forwarded"]; len(v) > 0 {
+			out.Header["Forwarded"] = v
+		}
+	} else {
+		pr.SetXForwarded()
+	}
+
+	// Header values point into st's array so that setting them does not
+	// allocate; the three-index slices keep an Add from overwriting a
+	// neighbour.
+	h := out.Header
+	st.hv[hvRequestID] = st.reqID
+	h["X-Request-Id"] = st.hv[hvRequestID : hvRequestID+1 : hvRequestID+1]
+	st.hv[hvRule] = st.rule
+	h["X-Stepup-Rule"] = st.hv[hvRule : hvRule+1 : hvRule+1]
+	if st.hasID {
+		st.hv[hvUser] = st.id.Subject
+		h["X-Stepup-User"] = st.hv[hvUser : hvUser+1 : hvUser+1]
+		if len(st.id.Emails) > 0 {
+			st.hv[hvEmail] = st.id.Emails[0]
+			h["X-Stepup-Email"] = st.hv[hvEmail : hvEmail+1 : hvEmail+1]
+		}
+	}
+	if st.hasGrant {
+		st.hv[hvAuthTime] = strconv.FormatInt(st.grant.AuthTime.Unix(), 10)
+		h["X-Stepup-Auth-Time"] = st.hv[hvAuthTime : hvAuthTime+1 : hvAuthTime+1]
+		st.hv[hvToken] = st.grant.Token
+		h["X-Stepup-Token"] = st.hv[hvToken : hvToken+1 : hvToken+1]
+	}
+}
+
+// strip reports whether an incoming header must not reach the upstream
+// (SPEC §7). Names compare case-insensitively with '_' read as '-'.
+func (g *Gate) strip(name string, peerTrusted, idTrusted bool) bool {
+	switch {
+	case headerHasPrefix(name, "x-stepup-"),
+		headerIs(name, "x-original-url"),
+		headerIs(name, "x-rewrite-url"),
+		headerIs(name, "x-request-id"): // set below from the gate's own id
+		return true
+	case headerIs(name, "forwarded"),
+		headerHasPrefix(name, "x-forwarded-"),
+		headerIs(name, "x-real-ip"):
+		// Forwarding headers are believed only from trusted proxies, and
+		// never in an underscore spelling, which no proxy sends but CGI
+		// servers would merge with the real one.
+		return !peerTrusted || containsUnderscore(name)
+	}
+	if !idTrusted {
+		for _, h := range g.idHeaders {
+			if headerIs(name, h) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func containsUnderscore(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '_' {
+			return true
+		}
+	}
+	return false
+}
+
+// opaque reports whether p holds a byte that net/url does not accept in a
+// RawPath (it would then re-escape the decoded Path instead).
+func (g *Gate) opaque(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-' || c == '.' || c == '_' || c == '~' || c == '/' || c == '%':
+		case c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '=' || c == ':' || c == '@' || c == '[' || c == ']':
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// modifyResponse keeps the gate's request id the only one the client sees.
+func (g *Gate) modifyResponse(res *http.Response) error {
+	delete(res.Header, "X-Request-Id")
+	return nil
+}
+
+// errorHandler answers when the upstream exchange failed (SPEC §5): 502
+// when refused or unreachable, 504 on a timeout, nothing when the client is
+// gone. The cause (with the upstream address) is logged, never shown.
+func (g *Gate) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	var reqID string
+	if st, ok := r.Context().Value(stateKey{}).(*state); ok {
+		reqID = st.reqID
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, errUpstreamTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		g.log.Warn("upstream timeout", "request_id", reqID, "status", http.StatusGatewayTimeout, "err", err)
+		g.pages.Error(w, r, http.StatusGatewayTimeout, "gateway_timeout", "The application is not responding",
+			"The application behind this gateway did not answer in time. Please try again.", nil)
+	case r.Context().Err() != nil:
+		// The client went away; nobody is left to answer. 499 is the
+		// conventional label for this in proxy logs.
+		g.log.Debug("client closed request", "request_id", reqID, "status", 499, "err", err)
+	default:
+		g.log.Warn("upstream unavailable", "request_id", reqID, "status", http.StatusBadGateway, "err", err)
+		g.pages.Error(w, r, http.StatusBadGateway, "bad_gateway", "The application is unavailable",
+			"The application behind this gateway could not be reached. Please try again later.", nil)
+	}
+}

@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/stepgate/stepgate/policy"
+)
+
+// overrideHeaders are the method-override headers frameworks honour
+// (SPEC §4). They are compared with headerIs, so X_HTTP_Method matches too.
+var overrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// PolicyRequest builds what the policy matches for r, whose target was
+// canonicalised to t: method, method overrides (X-HTTP-Method-Override,
+// X-HTTP-Method, X-Method-Override, _method), host, match path. explain
+// uses it too, so the CLI and the proxy decide alike.
+//
+// A `_method` query parameter that does not decode is left out here; the
+// Gate refuses such requests with 400 (see BuildRequest, which callers that
+// must know should use instead).
+func PolicyRequest(r *http.Request, t policy.Target) policy.Request {
+	pr, _ := BuildRequest(r, t)
+	return pr
+}
+
+// BuildRequest is PolicyRequest that also reports doubt: when a query
+// parameter that may be read as `_method` does not decode, frameworks could
+// read a method the policy cannot see, so the error (wrapping
+// policy.ErrRejected) means the request must be refused (SPEC §4, deny on
+// doubt). The returned Request is still filled with what did decode.
+func BuildRequest(r *http.Request, t policy.Target) (policy.Request, error) {
+	pr := policy.Request{Method: r.Method, Host: r.Host, Path: t.MatchPath}
+	for name, vs := range r.Header {
+		for _, o := range overrideHeaders {
+			if headerIs(name, o) {
+				pr.Overrides = appendOverrides(pr.Overrides, vs)
+				break
+			}
+		}
+	}
+	var err error
+	pr.Overrides, err = queryOverrides(pr.Overrides, t.RawQuery)
+	return pr, err
+}
+
+// appendOverrides adds each value and, for a value a proxy may have merged
+// from several lines ("DELETE, PUT"), each comma-separated element, so the
+// strictest reading decides.
+func appendOverrides(dst, vs []string) []string {
+	for _, v := range vs {
+		dst = append(dst, v)
+		if strings.IndexByte(v, ',') < 0 {
+			continue
+		}
+		for part := range strings.SplitSeq(v, ",") {
+			if p := strings.TrimSpace(part); p != "" {
+				dst = append(dst, p)
+			}
+		}
+	}
+	return dst
+}
+
+// queryOverrides adds the values of every query parameter a framework may
+// read as `_method`. The raw query is split on both '&' and ';' (older
+// parsers accept either). Keys are read leniently: PHP turns a leading ' '
+// or '.' into '_', and keys compare case-insensitively; a key followed by
+// "[...]" (a PHP array) counts too. This errs on the side of seeing more
+// overrides, which can only make the decision stricter.
+func queryOverrides(dst []string, rawQuery string) ([]string, error) {
+	if !containsFold(rawQuery, "method") && !strings.Contains(rawQuery, "%") {
+		return dst, nil // fast path: no key can spell method
+	}
+	for rawQuery != "" {
+		var pair string
+		pair, rawQuery = cutAny(rawQuery, "&;")
+		k, v, _ := strings.Cut(pair, "=")
+		key, kerr := unescapeQuery(k)
+		if !isMethodKey(key) {
+			if kerr != nil && containsFold(key, "method") {
+				return dst, fmt.Errorf("%w: undecodable method override key %q", policy.ErrRejected, k)
+			}
+			continue
+		}
+		if kerr != nil {
+			return dst, fmt.Errorf("%w: undecodable method override key %q", policy.ErrRejected, k)
+		}
+		val, err := unescapeQuery(v)
+		if err != nil {
+			return dst, fmt.Errorf("%w: undecodable _method value", policy.ErrRejected)
+		}
+		dst = appendOverrides(dst, []string{val})
+	}
+	return dst, nil
+}
+
+// isMethodKey reports whether a decoded query key may be read as _method.
+func isMethodKey(k string) bool {
+	if i := strings.IndexByte(k, '['); i > 0 {
+		k = k[:i]
+	}
+	if len(k) != len("_method") {
+		return false
+	}
+	switch k[0] {
+	case '_', ' ', '.', '[':
+	default:
+		return false
+	}
+	return strings.EqualFold(k[1:], "method")
+}
+
+// cutAny splits s at the first byte in seps.
+func cutAny(s, seps string) (before, after string) {
+	if i := strings.IndexAny(s, seps); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// unescapeQuery decodes %XX and '+'. On a malformed escape it returns the
+// lenient decoding (bad escapes kept literally, as PHP does) and an error.
+func unescapeQuery(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, nil
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	var bad error
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]):
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+		case c == '%':
+			bad = fmt.Errorf("malformed escape")
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), bad
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+// lower folds an ASCII letter to lower case and '_' to '-': CGI, PHP and
+// WSGI servers merge the two in header names (SPEC §7).
+func lower(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case c == '_':
+		return '-'
+	}
+	return c
+}
+
+// headerIs reports whether header name is want (lower case, '-') with
+// ASCII case folded and '_' read as '-'.
+func headerIs(name, want string) bool {
+	return len(name) == len(want) && headerHasPrefix(name, want)
+}
+
+// headerHasPrefix is headerIs for a prefix.
+func headerHasPrefix(name, prefix string) bool {
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if lower(name[i]) != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold reports whether s contains sub (lower case) ignoring ASCII case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		j := 0
+		for j < len(sub) {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sub[j] {
+				break
+			}
+			j++
+		}
+		if j == len(sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// peerAddr parses r.RemoteAddr ("ip:port", or a bare IP from some test
+// servers). An unparsable address is the zero Addr, which no prefix
+// contains, so it is never trusted.
+func peerAddr(remoteAddr string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
+		return ap.Addr().Unmap()
+	}
+	if a, err := netip.ParseAddr(remoteAddr); err == nil {
+		return a.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// containsAddr reports whether a is in one of prefixes.
+func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxRequestIDLen bounds a request id accepted from a trusted proxy.
+const maxRequestIDLen = 128
+
+// validRequestID accepts ids a trusted proxy may send: short and made of
+// characters that cannot forge log lines or header syntax.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns 16 random bytes in hex. crypto/rand never fails on
+// supported platforms (it panics rather than return weak bytes).
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
+}
