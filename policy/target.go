@@ -232,10 +232,11 @@ func canonicalPath(p string) (string, string) {
 		// One segment: name[;params] up to the next '/'.
 		inParams := false
 		dots, others := 0, false // decoded name: count of '.', any non-'.'/' ' char
+		var last byte            // last decoded byte of the name
 		for i < len(p) && p[i] != '/' {
 			c := p[i]
 			if c == ';' && !inParams {
-				if why := dotSegment(dots, others); why != "" {
+				if why := dotSegment(dots, others, last); why != "" {
 					return "", why
 				}
 				inParams = true
@@ -254,7 +255,7 @@ func canonicalPath(p string) (string, string) {
 					return "", why
 				}
 				i = j
-				others = true
+				others, last = true, 0x80
 				continue
 			case v < 0x20 || v == 0x7f:
 				if esc {
@@ -284,10 +285,13 @@ func canonicalPath(p string) (string, string) {
 					return "", fmt.Sprintf("encoded '?' %q is refused: some servers decode it into a query separator", p[i:i+n])
 				}
 			}
-			if v == '.' {
-				dots++
-			} else if v != ' ' {
-				others = true
+			if !inParams {
+				if v == '.' {
+					dots++
+				} else if v != ' ' {
+					others = true
+				}
+				last = v
 			}
 			switch {
 			case esc && class[v]&clsUnreserved != 0:
@@ -307,7 +311,7 @@ func canonicalPath(p string) (string, string) {
 			i += n
 		}
 		if !inParams {
-			if why := dotSegment(dots, others); why != "" {
+			if why := dotSegment(dots, others, last); why != "" {
 				return "", why
 			}
 		}
@@ -319,9 +323,14 @@ func canonicalPath(p string) (string, string) {
 // dots, after decoding: "." and ".." (RFC 3986 §5.2.4) in any encoding, and
 // names such as "..." or ". ." that Windows servers trim to one of them.
 // Tomcat reads "..;x" as "..", hence the check before the parameters.
-func dotSegment(dots int, others bool) string {
-	if dots > 0 && !others {
+// A name ending in '.' or ' ' is refused too: Windows servers trim them, so
+// "/admin." or "/admin%20" would reach "/admin" behind the policy's back.
+func dotSegment(dots int, others bool, last byte) string {
+	switch {
+	case dots > 0 && !others:
 		return "a '.' or '..' path segment (in any encoding, also with ;params) is refused: the upstream could resolve it and reach another path"
+	case last == '.' || last == ' ':
+		return "a path segment ending in '.' or a space is refused: Windows servers trim them and would serve another path"
 	}
 	return ""
 }
