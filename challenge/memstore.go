@@ -94,10 +94,11 @@ func (s *MemoryStore) ThrottleSend(_ context.Context, user string, now time.Time
 	return nil
 }
 
-// pruneBefore drops times before cut from a sorted slice.
+// pruneBefore drops times at or before cut from a sorted slice: an event
+// exactly one hour old has left the rolling hour.
 func pruneBefore(ts []time.Time, cut time.Time) []time.Time {
 	i := 0
-	for i < len(ts) && ts[i].Before(cut) {
+	for i < len(ts) && !ts[i].After(cut) {
 		i++
 	}
 	if i == 0 {
