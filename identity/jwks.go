@@ -90,8 +90,13 @@ func (c *jwksCache) key(alg, kid string) (any, error) {
 		}
 	}
 	key, kidKnown := set.find(alg, kid)
-	if key != nil || kidKnown {
+	if key != nil {
 		return key, nil
+	}
+	if kidKnown {
+		// The kid exists but its key does not fit alg: no refresh, since
+		// a rotation does not change a key's type.
+		return nil, errors.New("JWKS key does not fit the token's algorithm")
 	}
 	// An unknown kid may be a key the provider just rotated in (RFC 7517
 	// §4.5): fetch again, rate limited.
