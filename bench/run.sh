@@ -15,6 +15,8 @@
 #   SCENARIOS        subset of: bare sg-allow sg-stepup sg-stepup-redis nginx
 #   NGINX_WORKERS [auto]   nginx worker_processes
 #   KEEP_TMP=1       keep the temporary directory (logs, configs, wrk output)
+#   BENCH_STEPGATE_BIN   an already built stepgate binary to benchmark (for
+#                    example a release build) instead of building the repo's
 #
 # See bench/README.md for what each scenario measures.
 set -euo pipefail
@@ -97,9 +99,11 @@ mkdir -p "$bin"
 # by its own pid, whatever the reason for exiting.
 declare -A pid_of=()
 started=()
+wrk_pid=
 cleanup() {
 	local rc=$? p i deadline
 	trap - EXIT INT TERM
+	if [[ -n ${wrk_pid:-} ]]; then kill -TERM "$wrk_pid" 2>/dev/null || true; fi
 	for ((i = ${#started[@]} - 1; i >= 0; i--)); do
 		kill -TERM "${started[i]}" 2>/dev/null || true
 	done
@@ -180,7 +184,10 @@ log "building in $tmp (repo $repo)"
 	cat "$tmp/build.log" >&2
 	die "could not build the bench tools"
 }
-if ((need_stepgate)); then
+if ((need_stepgate)) && [[ -n ${BENCH_STEPGATE_BIN:-} ]]; then
+	[[ -x $BENCH_STEPGATE_BIN ]] || die "BENCH_STEPGATE_BIN=$BENCH_STEPGATE_BIN is not an executable"
+	ln -s "$(realpath "$BENCH_STEPGATE_BIN")" "$bin/stepgate"
+elif ((need_stepgate)); then
 	(cd "$repo" && go build -o "$bin/stepgate" .) >"$tmp/stepgate-build.log" 2>&1 || {
 		tail -n 40 "$tmp/stepgate-build.log" >&2
 		die "could not build stepgate from $repo (has the root main package landed? see 'git log --oneline').
@@ -355,9 +362,17 @@ run_wrk() {
 	local -a args=(-t"$THREADS" -c"$CONNECTIONS" -d"$d" --latency --timeout 5s)
 	[[ -n ${hdr[$s]:-} ]] && args+=(-H "${hdr[$s]}")
 	secs=$(seconds "$d")
-	timeout $((secs + 30)) wrk "${args[@]}" "${url[$s]}" >"$out" 2>&1 || {
+	# wrk runs in the background and is waited for, because bash runs the
+	# INT/TERM trap only once a foreground command ends, while `wait`
+	# returns at once.
+	timeout $((secs + 30)) wrk "${args[@]}" "${url[$s]}" >"$out" 2>&1 &
+	wrk_pid=$!
+	local rc=0
+	wait "$wrk_pid" || rc=$?
+	wrk_pid=
+	((rc == 0)) || {
 		cat "$out" >&2
-		die "$s: wrk failed or overran"
+		die "$s: wrk failed or overran (exit $rc)"
 	}
 }
 
