@@ -103,6 +103,7 @@ func testRules() policy.Config {
 			{Name: "audit", Paths: []string{"/audit/**"}, Action: policy.Deny, Mode: policy.Audit},
 			{Name: "profile", Paths: []string{"/profile/**"}, Action: policy.Authenticate},
 			{Name: "account", Paths: []string{"/account/**"}, Action: policy.StepUp, MaxAge: 10 * time.Minute, ACR: "urn:stepgate:email-otp"},
+			{Name: "audit-stepup", Paths: []string{"/audit-stepup/**"}, Action: policy.StepUp, Mode: policy.Audit},
 			{Name: "pay", Paths: []string{"/pay/**"}, Action: policy.StepUp, MaxAge: 5 * time.Minute},
 		},
 	}
