@@ -1,17 +1,290 @@
 package challenge
 
-import "net/http"
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/templates"
+)
+
+// Body limits. Forms and API calls here are tiny; anything larger is
+// refused with 413 before it is read (TEAM rule 7).
+const (
+	maxFormBytes = 16 << 10
+	maxJSONBytes = 4 << 10
+)
+
+// pageNames are the pages parsed besides error.html.
+var pageNames = []string{"challenge", "verify", "status", "locked"}
 
 // handlerState is the Handler's parsed pages and routes, built once by
 // initHandler, which New calls after validating the config.
-type handlerState struct{}
+type handlerState struct {
+	// pages renders every HTML page; parsed once from Config.Templates
+	// or templates.FS.
+	pages *respond.Pages
+	// style is style.css, read once and served at Prefix+"/style.css".
+	style []byte
+	// mux routes paths relative to the prefix ("/challenge").
+	mux *http.ServeMux
+	// csrfKey is HMAC(secret, "stepgate csrf v1").
+	csrfKey []byte
+	// cop refuses cross-origin unsafe requests (Sec-Fetch-Site, Origin).
+	cop *http.CrossOriginProtection
+	// log is Config.Logger or slog.Default().
+	log *slog.Logger
+	// now is Config.Now or time.Now.
+	now func() time.Time
+}
 
 // initHandler parses the pages (Config.Templates or the embedded ones).
-func (s *Service) initHandler() error { panic("unimplemented") }
+func (s *Service) initHandler() error {
+	fsys := s.cfg.Templates
+	if fsys == nil {
+		fsys = templates.FS
+	}
+	log := s.cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := s.cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	pages, err := respond.ParsePages(fsys, s.cfg.Prefix, log, pageNames...)
+	if err != nil {
+		return err
+	}
+	style, err := fs.ReadFile(fsys, "style.css")
+	if err != nil {
+		return err
+	}
+	h := &handlerState{
+		pages:   pages,
+		style:   style,
+		mux:     http.NewServeMux(),
+		csrfKey: deriveCSRFKey(s.cfg.Secret),
+		cop:     http.NewCrossOriginProtection(),
+		log:     log,
+		now:     now,
+	}
+	routes := map[string]http.HandlerFunc{
+		"GET /{$}":            s.serveStatus,
+		"GET /style.css":      s.serveStyle,
+		"GET /challenge":      s.serveChallenge,
+		"POST /send":          s.serveSend,
+		"GET /verify":         s.serveVerifyForm,
+		"POST /verify":        s.serveVerify,
+		"POST /logout":        s.serveLogout,
+		"GET /api/trigger":    s.apiTrigger,
+		"POST /api/email-otp": s.apiSend,
+		"PUT /api/email-otp":  s.apiVerify,
+		"GET /api/validate":   s.apiValidate,
+	}
+	for p, f := range routes {
+		h.mux.Handle(p, f)
+	}
+	s.h = h
+	return nil
+}
 
 // Handler serves stepgate's pages and API; it expects the full path
 // (with Prefix) and answers 404 outside it.
-func (s *Service) Handler() http.Handler { panic("unimplemented") }
+func (s *Service) Handler() http.Handler {
+	return http.HandlerFunc(s.serveHTTP)
+}
+
+// serveHTTP sets the safe headers and the body limit on every response,
+// strips the prefix, refuses cross-origin unsafe requests and routes.
+func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	respond.SecureHeaders(w.Header())
+	h := s.h
+	if h == nil {
+		// New was not called; never panic on the request path.
+		http.Error(w, "stepgate is not configured", http.StatusServiceUnavailable)
+		return
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, s.cfg.Prefix)
+	if !ok || (rest != "" && rest[0] != '/') {
+		s.notFound(w, r)
+		return
+	}
+	if rest == "" {
+		rest = "/"
+	}
+	// A path the ServeMux would redirect to its clean form ("//x", "/a/../b")
+	// is refused: the mux only sees the part below the prefix, so its
+	// redirect would leave the prefix.
+	if clean := path.Clean(rest); clean != rest && clean+"/" != rest {
+		s.notFound(w, r)
+		return
+	}
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	}
+	// Cross-origin POST/PUT are refused before anything else (Fetch
+	// Metadata, then Origin against Host): defence in depth on top of the
+	// session-bound CSRF tokens of the forms and the JSON content type the
+	// API requires.
+	if err := h.cop.Check(r); err != nil {
+		h.pages.Error(w, r, http.StatusForbidden, "cross_origin", "Request refused",
+			"This request came from another site and was refused.", nil)
+		return
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path, u.RawPath = rest, ""
+	r2.URL = &u
+	handler, pattern := h.mux.Handler(r2)
+	if pattern == "" {
+		// Let the mux tell 404 from 405 (with its Allow header), then
+		// answer with our own page or JSON.
+		pw := &probeWriter{h: make(http.Header)}
+		handler.ServeHTTP(pw, r2)
+		if pw.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", pw.h.Get("Allow"))
+			h.pages.Error(w, r, http.StatusMethodNotAllowed, "method_not_allowed",
+				"Method not allowed", "This address does not accept that method.", nil)
+			return
+		}
+		s.notFound(w, r)
+		return
+	}
+	handler.ServeHTTP(w, r2)
+}
+
+// probeWriter records the status and headers of the mux's own 404/405
+// handlers and drops their plain-text body.
+type probeWriter struct {
+	h      http.Header
+	status int
+}
+
+func (p *probeWriter) Header() http.Header { return p.h }
+func (p *probeWriter) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}
+func (p *probeWriter) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
+func (s *Service) notFound(w http.ResponseWriter, r *http.Request) {
+	s.h.pages.Error(w, r, http.StatusNotFound, "not_found", "Not found",
+		"There is nothing at this address.", &respond.Link{URL: s.cfg.Prefix + "/", Text: "Your sign-in status"})
+}
+
+// serveStyle serves style.css, the only asset (CSP style-src 'self').
+func (s *Service) serveStyle(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	http.ServeContent(w, r, "style.css", time.Time{}, strings.NewReader(string(s.h.style)))
+}
+
+// identify returns the primary identity or answers as SPEC §5 says for a
+// request without one: API clients get 401 with a Bearer challenge,
+// browsers asking with GET are sent to login_url with {rd} set to this
+// page, others get a 401 page. api forces the API answer (the /api routes).
+// Only a missing or invalid credential means "sign in"; any other failure
+// (a JWKS outage) is a 503, so a broken identity provider does not loop
+// the browser through the login page.
+func (s *Service) identify(w http.ResponseWriter, r *http.Request, api bool) (identity.Identity, bool) {
+	var id identity.Identity
+	err := errors.New("no authenticator configured")
+	if s.cfg.Authenticate != nil {
+		id, err = s.cfg.Authenticate(r)
+	}
+	if err == nil && id.Subject != "" {
+		return id, true
+	}
+	if err != nil && !errors.Is(err, identity.ErrNoCredential) && !errors.Is(err, identity.ErrInvalid) {
+		s.h.log.Warn("identity unavailable", "err", err, "client", r.RemoteAddr)
+		if api || respond.IsAPI(r) {
+			respond.JSON(w, http.StatusServiceUnavailable, respond.APIError{Error: "temporarily_unavailable", Description: "identity could not be checked; try again"})
+			return id, false
+		}
+		s.h.pages.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Try again shortly",
+			"Your sign-in could not be checked right now. Please try again in a moment.", nil)
+		return id, false
+	}
+	if api || respond.IsAPI(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="stepgate"`)
+		respond.JSON(w, http.StatusUnauthorized, respond.APIError{Error: "unauthenticated", Description: "sign in first"})
+		return id, false
+	}
+	if s.cfg.LoginURL != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		http.Redirect(w, r, s.loginURL(r), http.StatusFound)
+		return id, false
+	}
+	var link *respond.Link
+	if s.cfg.LoginURL != "" {
+		link = &respond.Link{URL: s.loginURL(r), Text: "Sign in"}
+	}
+	s.h.pages.Render(w, http.StatusUnauthorized, "error", respond.PageData{
+		Title: "Sign in first", Message: "You need to be signed in to continue.", Link: link,
+	})
+	return id, false
+}
+
+// loginURL is LoginURL with {rd} = this page's path and query (prefix
+// included), query-escaped (SPEC §3 identity.login_url).
+func (s *Service) loginURL(r *http.Request) string {
+	back := s.cfg.Prefix + r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		back += "?" + r.URL.RawQuery
+	}
+	return strings.ReplaceAll(s.cfg.LoginURL, "{rd}", url.QueryEscape(cleanRedirect(back)))
+}
 
 // SetCookie sets the second-factor cookie for g (SPEC §8 attributes).
-func (s *Service) SetCookie(w http.ResponseWriter, g Grant) { panic("unimplemented") }
+func (s *Service) SetCookie(w http.ResponseWriter, g Grant) {
+	now := time.Now
+	if s.h != nil {
+		now = s.h.now
+	}
+	maxAge := int(g.ExpiresAt.Sub(now()) / time.Second)
+	if maxAge <= 0 {
+		// An expired grant must not leave a cookie behind; 0 would mean
+		// "no Max-Age" to net/http.
+		maxAge = -1
+	}
+	http.SetCookie(w, s.cookie(g.Token, g.ExpiresAt, maxAge))
+}
+
+// clearCookie removes the second-factor cookie: same name, path and
+// attributes, Max-Age=-1 (RFC 6265 §5.2.2).
+func (s *Service) clearCookie(w http.ResponseWriter) {
+	http.SetCookie(w, s.cookie("", time.Unix(0, 0), -1))
+}
+
+func (s *Service) cookie(value string, expires time.Time, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     s.cfg.CookieName,
+		Value:    value,
+		Path:     "/",
+		Expires:  expires,
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   s.cfg.SecureCookie,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// meta is the audit context of r.
+func meta(r *http.Request) Meta {
+	return Meta{
+		RequestID: r.Header.Get("X-Request-Id"),
+		Client:    r.RemoteAddr,
+		UserAgent: r.UserAgent(),
+	}
+}

@@ -1,0 +1,226 @@
+package challenge
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/stepgate/stepgate/respond"
+)
+
+// triggerResponse is GET /api/trigger (SPEC §6 field names).
+type triggerResponse struct {
+	IsEmailOtpAuthenticatorVerified bool
+	Emails                          []string
+}
+
+// sendRequest is POST /api/email-otp: an address of the user's, or an
+// index into the trigger's list; exactly one of them.
+type sendRequest struct {
+	Email *string `json:"email"`
+	Index *int    `json:"index"`
+}
+
+type sendResponse struct {
+	IsPosted  bool
+	ExpiresIn int // seconds
+}
+
+// verifyRequest is PUT /api/email-otp.
+type verifyRequest struct {
+	OTP string `json:"otp"`
+}
+
+type verifyResponse struct {
+	SecondFactorAuthenticationToken string
+	ExpiresIn                       int // seconds
+}
+
+// otpError is an API error that also says how many tries are left.
+type otpError struct {
+	Error        string `json:"error"`
+	Description  string `json:"error_description,omitempty"`
+	AttemptsLeft *int   `json:"attempts_left,omitempty"`
+}
+
+type validateResponse struct {
+	Valid     bool   `json:"valid"`
+	Subject   string `json:"sub,omitempty"`
+	AuthTime  int64  `json:"auth_time,omitempty"`
+	ExpiresAt int64  `json:"expires_at,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+func apiError(w http.ResponseWriter, status int, code, desc string) {
+	respond.JSON(w, status, respond.APIError{Error: code, Description: desc})
+}
+
+// decodeJSON reads one JSON object into v, strictly: unknown fields and
+// trailing data are refused (400), bodies over 4 KiB too (413). It also
+// requires Content-Type: application/json (else 415): a cross-site HTML
+// form can only send urlencoded, multipart or text/plain bodies, and a
+// cross-site script sending JSON needs a CORS preflight that stepgate
+// never grants, so this is what makes the cookie-authenticated API safe
+// from CSRF without a token. It answers and returns false on failure.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		apiError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBytes))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil {
+		if dec.Decode(&struct{}{}) != io.EOF {
+			err = errors.New("trailing data")
+		}
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			apiError(w, http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+			return false
+		}
+		apiError(w, http.StatusBadRequest, "invalid_request", "the body must be one JSON object with the documented fields")
+		return false
+	}
+	return true
+}
+
+func limited(w http.ResponseWriter, le *LimitError) {
+	w.Header().Set("Retry-After", retryAfter(le.RetryAfter))
+	apiError(w, http.StatusTooManyRequests, "too_many_requests", le.Error())
+}
+
+// apiTrigger is GET /api/trigger.
+func (s *Service) apiTrigger(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, true)
+	if !ok {
+		return
+	}
+	respond.JSON(w, http.StatusOK, triggerResponse{
+		IsEmailOtpAuthenticatorVerified: len(id.Emails) > 0,
+		Emails:                          maskEmails(id.Emails),
+	})
+}
+
+// apiSend is POST /api/email-otp.
+func (s *Service) apiSend(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, true)
+	if !ok {
+		return
+	}
+	var req sendRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	idx := -1
+	switch {
+	case (req.Email == nil) == (req.Index == nil):
+		apiError(w, http.StatusBadRequest, "invalid_request", `give exactly one of "email" and "index"`)
+		return
+	case req.Index != nil:
+		idx = *req.Index
+	default:
+		for i, e := range id.Emails {
+			// Domains are case-insensitive and providers treat local
+			// parts alike; the code still goes to the stored address.
+			if strings.EqualFold(e, *req.Email) {
+				idx = i
+				break
+			}
+		}
+	}
+	if idx < 0 || idx >= len(id.Emails) {
+		apiError(w, http.StatusBadRequest, "invalid_email", "not one of your addresses")
+		return
+	}
+	expiresIn, err := s.Send(r.Context(), id, idx, meta(r))
+	var le *LimitError
+	switch {
+	case err == nil:
+		respond.JSON(w, http.StatusOK, sendResponse{IsPosted: true, ExpiresIn: int(expiresIn / time.Second)})
+	case errors.As(err, &le):
+		limited(w, le)
+	case errors.Is(err, ErrBadEmail):
+		apiError(w, http.StatusBadRequest, "invalid_email", "that address cannot receive a code")
+	case errors.Is(err, ErrMailUnavailable), errors.Is(err, ErrStoreUnavailable):
+		s.h.log.Error("send code failed", "err", err)
+		apiError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "no code was sent; try again later")
+	default:
+		s.h.log.Error("send code failed", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "no code was sent")
+	}
+}
+
+// apiVerify is PUT /api/email-otp.
+func (s *Service) apiVerify(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, true)
+	if !ok {
+		return
+	}
+	var req verifyRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	g, err := s.Verify(r.Context(), id, normalizeCode(req.OTP), meta(r))
+	var ce *CodeError
+	var le *LimitError
+	switch {
+	case err == nil:
+		s.SetCookie(w, g)
+		respond.JSON(w, http.StatusOK, verifyResponse{
+			SecondFactorAuthenticationToken: g.Token,
+			ExpiresIn:                       max(0, int(g.ExpiresAt.Sub(s.h.now())/time.Second)),
+		})
+	case errors.As(err, &ce) && ce.AttemptsLeft > 0:
+		n := ce.AttemptsLeft
+		respond.JSON(w, http.StatusUnauthorized, otpError{Error: "invalid_otp", Description: "wrong code", AttemptsLeft: &n})
+	case errors.As(err, &ce), errors.Is(err, ErrNoCode):
+		// A code that just died and one that never existed look alike:
+		// either way only a new code helps.
+		n := 0
+		respond.JSON(w, http.StatusUnauthorized, otpError{Error: "expired_otp", Description: "no valid code; request a new one", AttemptsLeft: &n})
+	case errors.As(err, &le):
+		limited(w, le)
+	case errors.Is(err, ErrStoreUnavailable):
+		s.h.log.Error("verify code failed", "err", err)
+		apiError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the code could not be checked; try again later")
+	default:
+		s.h.log.Error("verify code failed", "err", err)
+		apiError(w, http.StatusInternalServerError, "server_error", "the code could not be checked")
+	}
+}
+
+// apiValidate is GET /api/validate: a back end presents the user's access
+// token and the second-factor token (Config.HeaderName) and learns whether
+// the token is valid for that user and session.
+func (s *Service) apiValidate(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, true)
+	if !ok {
+		return
+	}
+	tok := r.Header.Get(s.cfg.HeaderName)
+	if tok == "" {
+		respond.JSON(w, http.StatusUnauthorized, validateResponse{Error: "missing_token"})
+		return
+	}
+	g, err := s.Validate(r.Context(), tok, id)
+	switch {
+	case err == nil:
+		respond.JSON(w, http.StatusOK, validateResponse{Valid: true, Subject: g.Subject,
+			AuthTime: g.AuthTime.Unix(), ExpiresAt: g.ExpiresAt.Unix()})
+	case errors.Is(err, ErrStoreUnavailable):
+		// The revocation list could not be read: deny, but say it is
+		// temporary so the back end does not send the user round again.
+		s.h.log.Error("validate token failed", "err", err)
+		respond.JSON(w, http.StatusServiceUnavailable, validateResponse{Error: "temporarily_unavailable"})
+	default:
+		respond.JSON(w, http.StatusUnauthorized, validateResponse{Error: "invalid_token"})
+	}
+}

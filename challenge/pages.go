@@ -1,0 +1,369 @@
+package challenge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/respond"
+)
+
+// emailOption is one address on the challenge page.
+type emailOption struct {
+	Index   int
+	Masked  string
+	Checked bool
+}
+
+// formData is what every page with a form needs.
+type formData struct {
+	CSRF string
+	RD   string // cleaned return path
+}
+
+// challengeData is the challenge page's Data.
+type challengeData struct {
+	formData
+	Emails []emailOption
+}
+
+// verifyData is the code form's Data.
+type verifyData struct {
+	formData
+	SentTo     string // masked address, "" when unknown
+	CodeLength int
+	Error      string // why the last code was refused
+	Dead       bool   // no code is pending: only "send a new code" helps
+}
+
+// statusData is the status page's Data.
+type statusData struct {
+	formData
+	Subject   string
+	Email     string
+	HasFactor bool
+	AuthTime  string
+	ExpiresAt string
+}
+
+// lockedData is the 429 page's Data.
+type lockedData struct {
+	Wait string // "15 minutes"
+	RD   string
+}
+
+// maskEmail shows the first character of the local part and the domain:
+// "j***@example.com" (SPEC §6), enough to recognise one's own address
+// without disclosing it to someone looking over the shoulder.
+func maskEmail(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 {
+		return "***"
+	}
+	r, _ := utf8.DecodeRuneInString(addr)
+	return string(r) + "***" + addr[at:]
+}
+
+func maskEmails(addrs []string) []string {
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, maskEmail(a))
+	}
+	return out
+}
+
+func (s *Service) form(id identity.Identity, rd string) formData {
+	return formData{CSRF: csrfToken(s.h.csrfKey, id), RD: cleanRedirect(rd)}
+}
+
+func challengePage(f formData, emails []string) respond.PageData {
+	d := challengeData{formData: f}
+	for i, e := range emails {
+		d.Emails = append(d.Emails, emailOption{Index: i, Masked: maskEmail(e), Checked: i == 0})
+	}
+	if len(d.Emails) == 0 {
+		return respond.PageData{Title: "No address for a code",
+			Message: "Your account has no email address that a code could be sent to. Ask your administrator to add one.",
+			Data:    d}
+	}
+	return respond.PageData{Title: "Confirm it's you",
+		Message: "This page needs a second step. Choose where to send a one-time code.", Data: d}
+}
+
+// serveChallenge is GET /challenge?rd= (SPEC §6).
+func (s *Service) serveChallenge(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, false)
+	if !ok {
+		return
+	}
+	f := s.form(id, r.URL.Query().Get("rd"))
+	status := http.StatusOK
+	if len(id.Emails) == 0 {
+		status = http.StatusForbidden
+	}
+	s.h.pages.Render(w, status, "challenge", challengePage(f, id.Emails))
+}
+
+// postForm parses a urlencoded body and checks its CSRF token against id.
+// It answers and returns false on a body that is too large or malformed
+// and on a bad token.
+func (s *Service) postForm(w http.ResponseWriter, r *http.Request, id identity.Identity) bool {
+	if err := r.ParseForm(); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			s.h.pages.Error(w, r, http.StatusRequestEntityTooLarge, "too_large", "Request too large",
+				"The form was too large.", nil)
+			return false
+		}
+		s.h.pages.Error(w, r, http.StatusBadRequest, "bad_request", "Bad request",
+			"The form could not be read.", nil)
+		return false
+	}
+	if !csrfValid(s.h.csrfKey, id, r.PostForm.Get("csrf")) {
+		s.h.log.Warn("csrf token refused", "sub", id.Subject, "client", r.RemoteAddr, "path", r.URL.Path)
+		s.h.pages.Error(w, r, http.StatusForbidden, "csrf", "This form has expired",
+			"Go back, reload the page and try again.",
+			&respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(cleanRedirect(r.PostForm.Get("rd"))), Text: "Start again"})
+		return false
+	}
+	return true
+}
+
+// serveSend is POST /send (email = index, rd, csrf): it sends a code and
+// answers 303 to the code form (SPEC §6).
+func (s *Service) serveSend(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, false)
+	if !ok || !s.postForm(w, r, id) {
+		return
+	}
+	rd := cleanRedirect(r.PostForm.Get("rd"))
+	back := &respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(rd), Text: "Choose an address"}
+	idx, err := strconv.Atoi(r.PostForm.Get("email"))
+	if err != nil || idx < 0 || idx >= len(id.Emails) {
+		s.h.pages.Error(w, r, http.StatusBadRequest, "bad_email", "Choose an address",
+			"Please choose one of your addresses.", back)
+		return
+	}
+	if _, err := s.Send(r.Context(), id, idx, meta(r)); err != nil {
+		s.sendFailed(w, r, err, rd, back)
+		return
+	}
+	http.Redirect(w, r, s.cfg.Prefix+"/verify?rd="+url.QueryEscape(rd), http.StatusSeeOther)
+}
+
+// sendFailed renders a failed Send: 429 with Retry-After when throttled or
+// locked, 503 with a plain message when mail or store is down (SPEC §9:
+// never "code sent").
+func (s *Service) sendFailed(w http.ResponseWriter, r *http.Request, err error, rd string, back *respond.Link) {
+	var le *LimitError
+	switch {
+	case errors.As(err, &le):
+		s.renderLimited(w, le, rd)
+	case errors.Is(err, ErrBadEmail):
+		s.h.pages.Error(w, r, http.StatusBadRequest, "bad_email", "Choose an address",
+			"That address cannot receive a code. Please choose another one.", back)
+	case errors.Is(err, ErrMailUnavailable), errors.Is(err, ErrStoreUnavailable):
+		s.h.log.Error("send code failed", "err", err)
+		s.h.pages.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Could not send a code",
+			"We could not send a code right now. Please try again in a few minutes.", back)
+	default:
+		s.h.log.Error("send code failed", "err", err)
+		s.h.pages.Error(w, r, http.StatusInternalServerError, "server_error", "Could not send a code",
+			"Something went wrong. Please try again.", back)
+	}
+}
+
+// retryAfter is the Retry-After value in whole seconds, at least 1
+// (RFC 9110 §10.2.3).
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
+}
+
+// humanWait says d in words a person reads at a glance, rounded up.
+func humanWait(d time.Duration) string {
+	plural := func(n int, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	switch {
+	case d <= time.Minute:
+		return plural(max(1, int(math.Ceil(d.Seconds()))), "second")
+	case d <= time.Hour:
+		return plural(int(math.Ceil(d.Minutes())), "minute")
+	default:
+		return plural(int(math.Ceil(d.Hours())), "hour")
+	}
+}
+
+func lockedPage(le *LimitError, rd string) respond.PageData {
+	d := lockedData{Wait: humanWait(le.RetryAfter), RD: rd}
+	if errors.Is(le, ErrLocked) {
+		return respond.PageData{Title: "Too many wrong codes",
+			Message: "For your safety, codes are blocked for a while.", Data: d}
+	}
+	return respond.PageData{Title: "Too many codes requested",
+		Message: "Please wait before asking for another code.", Data: d}
+}
+
+func (s *Service) renderLimited(w http.ResponseWriter, le *LimitError, rd string) {
+	w.Header().Set("Retry-After", retryAfter(le.RetryAfter))
+	s.h.pages.Render(w, http.StatusTooManyRequests, "locked", lockedPage(le, rd))
+}
+
+func verifyPage(f formData, sentTo string, codeLen int, errMsg string, dead bool) respond.PageData {
+	return respond.PageData{Title: "Enter your code", Data: verifyData{
+		formData: f, SentTo: sentTo, CodeLength: codeLen, Error: errMsg, Dead: dead,
+	}}
+}
+
+// sentTo is the masked address of id's pending code, or "" when none is
+// pending or the store cannot tell (the page then says it less precisely).
+func (s *Service) sentTo(ctx context.Context, id identity.Identity) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := s.cfg.Store.PeekCode(ctx, codeKey(id.Subject, id.Session))
+	if err != nil || c.Email == "" {
+		return ""
+	}
+	return maskEmail(c.Email)
+}
+
+// codeLen is the form's maxlength; a generous default keeps the form
+// usable should the config leave it unset.
+func (s *Service) codeLen() int {
+	if s.cfg.OTP.Length > 0 {
+		return s.cfg.OTP.Length
+	}
+	return 10
+}
+
+// serveVerifyForm is GET /verify?rd= (SPEC §6).
+func (s *Service) serveVerifyForm(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, false)
+	if !ok {
+		return
+	}
+	f := s.form(id, r.URL.Query().Get("rd"))
+	s.h.pages.Render(w, http.StatusOK, "verify", verifyPage(f, s.sentTo(r.Context(), id), s.codeLen(), "", false))
+}
+
+// normalizeCode drops the spaces and dashes people type or paste
+// ("123 456"); everything else goes to Verify unchanged.
+func normalizeCode(c string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' || r == '\t' {
+			return -1
+		}
+		return r
+	}, c)
+}
+
+// attemptsLeftMessage is the refusal of a wrong code.
+func attemptsLeftMessage(n int) string {
+	if n == 1 {
+		return "That code is not right. 1 attempt left."
+	}
+	return fmt.Sprintf("That code is not right. %d attempts left.", n)
+}
+
+const deadCodeMessage = "This code is no longer valid. Ask for a new one."
+
+// serveVerify is POST /verify (code, rd, csrf): right → cookie and 303 to
+// rd; wrong → the form again with attempts left (SPEC §6).
+func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, false)
+	if !ok || !s.postForm(w, r, id) {
+		return
+	}
+	f := s.form(id, r.PostForm.Get("rd"))
+	g, err := s.Verify(r.Context(), id, normalizeCode(r.PostForm.Get("code")), meta(r))
+	if err == nil {
+		s.SetCookie(w, g)
+		http.Redirect(w, r, f.RD, http.StatusSeeOther)
+		return
+	}
+	var ce *CodeError
+	var le *LimitError
+	switch {
+	case errors.As(err, &ce) && ce.AttemptsLeft > 0:
+		s.h.pages.Render(w, http.StatusUnauthorized, "verify",
+			verifyPage(f, s.sentTo(r.Context(), id), s.codeLen(), attemptsLeftMessage(ce.AttemptsLeft), false))
+	case errors.As(err, &ce), errors.Is(err, ErrNoCode):
+		s.h.pages.Render(w, http.StatusUnauthorized, "verify",
+			verifyPage(f, "", s.codeLen(), deadCodeMessage, true))
+	case errors.As(err, &le):
+		s.renderLimited(w, le, f.RD)
+	case errors.Is(err, ErrStoreUnavailable):
+		s.h.log.Error("verify code failed", "err", err)
+		s.h.pages.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Try again shortly",
+			"Your code could not be checked right now. Please try again in a moment.", nil)
+	default:
+		s.h.log.Error("verify code failed", "err", err)
+		s.h.pages.Error(w, r, http.StatusInternalServerError, "server_error", "Something went wrong",
+			"Your code could not be checked. Please try again.", nil)
+	}
+}
+
+// timeFormat shows times in UTC: the server cannot know the reader's zone
+// without JavaScript, and a zone-less time would mislead.
+const timeFormat = "2 Jan 2006, 15:04 UTC"
+
+func statusPage(f formData, id identity.Identity, g Grant, has bool) respond.PageData {
+	d := statusData{formData: f, Subject: id.Subject, HasFactor: has}
+	if len(id.Emails) > 0 {
+		d.Email = id.Emails[0]
+	}
+	if has {
+		d.AuthTime = g.AuthTime.UTC().Format(timeFormat)
+		d.ExpiresAt = g.ExpiresAt.UTC().Format(timeFormat)
+	}
+	return respond.PageData{Title: "Your sign-in", Data: d}
+}
+
+// serveStatus is GET / (SPEC §6): who is signed in and whether a second
+// factor is present, with a form to drop it.
+func (s *Service) serveStatus(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, false)
+	if !ok {
+		return
+	}
+	g, has := s.Check(r, id, s.cfg.TokenTTL)
+	rd := r.URL.Query().Get("rd")
+	if rd == "" {
+		rd = s.cfg.Prefix + "/"
+	}
+	s.h.pages.Render(w, http.StatusOK, "status", statusPage(s.form(id, rd), id, g, has))
+}
+
+// serveLogout is POST /logout (csrf, rd): it revokes the second factor's
+// token id, clears the cookie and answers 303 to rd. When revocation fails
+// the cookie is kept so that the user can try again: a cleared cookie
+// would hide a token that still works.
+func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, false)
+	if !ok || !s.postForm(w, r, id) {
+		return
+	}
+	if g, has := s.Check(r, id, s.cfg.TokenTTL); has {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.Revoke(ctx, g); err != nil {
+			s.h.log.Error("revoke second factor failed", "sub", id.Subject, "err", err)
+			s.h.pages.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Not signed out",
+				"Your second step could not be removed right now. Please try again in a moment.",
+				&respond.Link{URL: s.cfg.Prefix + "/", Text: "Back to your sign-in status"})
+			return
+		}
+	}
+	s.clearCookie(w)
+	http.Redirect(w, r, cleanRedirect(r.PostForm.Get("rd")), http.StatusSeeOther)
+}
