@@ -1,0 +1,328 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func runCmd(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err = run(context.Background(), args, envMap(env), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestCheckGoodConfig(t *testing.T) {
+	text := baseSections + baseRules + `  tests:
+    - request: "GET http://app.example.com/admin/users"
+      expect: step_up
+      rule: admin
+    - request: "GET http://app.example.com/home"
+      expect: authenticate
+`
+	out, errOut, err := runCmd(t, nil, "check", "-config", writeConfig(t, text))
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, errOut)
+	}
+	if want := "config OK: 1 rule, 2 policy tests passed\n"; out != want {
+		t.Errorf("got %q; want %q", out, want)
+	}
+}
+
+func TestCheckBadConfigReportsEveryProblem(t *testing.T) {
+	text := baseSections + `
+otp:
+  ttl: soon
+server:
+  prefix: stepup
+policies:
+  rules:
+    - name: admin
+      paths: ["/admin/**"]
+      action: stepup
+`
+	path := writeConfig(t, text)
+	out, errOut, err := runCmd(t, nil, "check", "-config", path)
+	if err == nil {
+		t.Fatalf("check succeeded; want failure (stdout %q)", out)
+	}
+	if out != "" {
+		t.Errorf("stdout: got %q; want nothing", out)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("%s:%d: otp.ttl: ", path, lineOf(text, "ttl: soon")),
+		fmt.Sprintf("%s:%d: server.prefix: ", path, lineOf(text, "prefix: stepup")),
+		fmt.Sprintf("%s:%d: policies.rules[0].action: ", path, lineOf(text, "action: stepup")),
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if !strings.Contains(err.Error(), "3 problems") {
+		t.Errorf("got %v; want a count of 3 problems", err)
+	}
+}
+
+// lineOf is the 1-based line of the first line containing sub.
+func lineOf(text, sub string) int {
+	for i, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func TestCheckMissingFile(t *testing.T) {
+	_, _, err := runCmd(t, nil, "check", "-config", "/nonexistent/stepgate.yaml")
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("got %v; want a read error", err)
+	}
+}
+
+func TestExplainStepUp(t *testing.T) {
+	path := writeConfig(t, baseSections+baseRules)
+	out, errOut, err := runCmd(t, nil, "explain", "-config", path, "GET", "http://app.example.com/admin//users?x=1")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, errOut)
+	}
+	for _, want := range []string{
+		"canonical path: /admin/users\n",
+		`rule 0 "admin": MATCH`,
+		`decision: step_up by rule "admin"`,
+		"requires: identity and a second factor no older than 10m\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestExplainNoMatchAndOverride(t *testing.T) {
+	text := baseSections + `
+policies:
+  default: authenticate
+  rules:
+    - name: delete
+      paths: ["/items/*"]
+      methods: [DELETE]
+      action: step_up
+`
+	path := writeConfig(t, text)
+	out, _, err := runCmd(t, nil, "explain", "-config", path, "POST", "http://app.example.com/items/7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "decision: authenticate (no rule matched") || !strings.Contains(out, `rule 0 "delete": no match`) {
+		t.Errorf("POST without override: got\n%s", out)
+	}
+	// SPEC §4: a method override is matched too, upper-cased.
+	out, _, err = runCmd(t, nil, "explain", "-config", path, "-H", "X-HTTP-Method-Override: delete", "POST", "http://app.example.com/items/7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `decision: step_up by rule "delete"`) {
+		t.Errorf("POST overridden to delete: got\n%s", out)
+	}
+}
+
+func TestExplainRefused(t *testing.T) {
+	path := writeConfig(t, baseSections+baseRules)
+	out, _, err := runCmd(t, nil, "explain", "-config", path, "GET", "http://app.example.com/public/%2e%2e/admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "refused: ") || !strings.Contains(out, "400") || strings.Contains(out, "decision: step_up") {
+		t.Errorf("got\n%s\nwant a refusal with 400 and no rule decision", out)
+	}
+}
+
+func TestExplainUsageErrors(t *testing.T) {
+	path := writeConfig(t, baseSections+baseRules)
+	for _, args := range [][]string{
+		{"explain", "-config", path, "GET"},
+		{"explain", "-config", path, "GET", "/admin"},
+		{"explain", "-config", path, "-H", "no colon", "GET", "http://x/admin"},
+		{"explain", "GET", "http://x/"},
+	} {
+		if _, _, err := runCmd(t, nil, args...); err == nil {
+			t.Errorf("run %q: got nil error; want one", args)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := runCmd(t, nil, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"stepgate " + version + "\n", "go: " + runtime.Version()} {
+		if !strings.Contains(out, want) {
+			t.Errorf("got %q; want it to contain %q", out, want)
+		}
+	}
+}
+
+func TestDispatch(t *testing.T) {
+	bad := writeConfig(t, baseSections+"otp:\n  ttl: soon\n")
+	cases := []struct {
+		args    []string
+		wantErr string // "" means success
+		wantOut string
+	}{
+		{nil, "no command", ""},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`, ""},
+		{[]string{"-h"}, "", "Usage:"},
+		{[]string{"help"}, "", "Usage:"},
+		{[]string{"check", "-h"}, "", ""},
+		{[]string{"check"}, "-config FILE is required", ""},
+		{[]string{"serve"}, "-config FILE is required", ""},
+		// SPEC §2: bare -config serves; a bad config stops it before any listen.
+		{[]string{"-config", bad}, "otp.ttl", ""},
+		{[]string{"serve", "-config", bad}, "otp.ttl", ""},
+		{[]string{"demo"}, "not yet implemented", ""},
+	}
+	for _, tc := range cases {
+		out, _, err := runCmd(t, nil, tc.args...)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("run %q: %v", tc.args, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("run %q: got %v; want an error containing %q", tc.args, err, tc.wantErr)
+		}
+		if !strings.Contains(out, tc.wantOut) {
+			t.Errorf("run %q: stdout %q lacks %q", tc.args, out, tc.wantOut)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServe starts the real servers on free ports, proxies an allowed
+// request to an httptest upstream, checks the admin endpoints, and shuts
+// down on cancel.
+func TestServe(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream saw %s rule=%s", r.URL.Path, r.Header.Get("X-Stepup-Rule"))
+	}))
+	defer upstream.Close()
+	text := baseSections + `
+server:
+  listen: 127.0.0.1:0
+  admin_listen: 127.0.0.1:0
+upstream:
+  url: ` + upstream.URL + `
+policies:
+  rules:
+    - name: public
+      paths: ["/public/**"]
+      action: allow
+    - name: admin
+      paths: ["/admin/**"]
+      action: step_up
+`
+	path := writeConfig(t, text)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "-config", path}, noEnv, io.Discard, &stderr) }()
+
+	var start struct {
+		Msg         string `json:"msg"`
+		Listen      string `json:"listen"`
+		AdminListen string `json:"admin_listen"`
+		Rules       int    `json:"rules"`
+		Store       string `json:"store"`
+		Version     string `json:"version"`
+	}
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for start.Listen == "" {
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended early: %v\n%s", err, stderr.String())
+		case <-deadline:
+			t.Fatalf("no start-up line:\n%s", stderr.String())
+		case <-tick.C:
+		}
+		for line := range strings.SplitSeq(stderr.String(), "\n") {
+			if strings.Contains(line, `"stepgate started"`) {
+				if err := json.Unmarshal([]byte(line), &start); err != nil {
+					t.Fatalf("start line %q: %v", line, err)
+				}
+			}
+		}
+	}
+	if start.Rules != 2 || start.Store != "memory" || start.Version != version {
+		t.Errorf("start line: got %+v; want 2 rules, store memory, version %s", start, version)
+	}
+
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("http://" + start.Listen + "/public/a"); code != 200 || body != "upstream saw /public/a rule=public" {
+		t.Errorf("proxied: got %d %q; want 200 from the upstream", code, body)
+	}
+	if code, _ := get("http://" + start.Listen + "/admin/x"); code != http.StatusUnauthorized {
+		t.Errorf("step_up without identity: got %d; want 401", code)
+	}
+	if code, body := get("http://" + start.AdminListen + "/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("healthz: got %d %q", code, body)
+	}
+	if code, _ := get("http://" + start.AdminListen + "/readyz"); code != 200 {
+		t.Errorf("readyz: got %d; want 200", code)
+	}
+	code, body := get("http://" + start.AdminListen + "/metrics")
+	if code != 200 || !strings.Contains(body, "stepgate_build_info") || !strings.Contains(body, "stepgate_requests_total") {
+		t.Errorf("metrics: got %d without stepgate_build_info or stepgate_requests_total", code)
+	}
+	// SPEC §3: the admin endpoints are never served on the proxy port.
+	if code, body := get("http://" + start.Listen + "/metrics"); strings.Contains(body, "stepgate_build_info") {
+		t.Errorf("proxy port served metrics (%d)", code)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop after cancel")
+	}
+}

@@ -1,0 +1,513 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Secrets long enough to pass validation; test values only.
+const (
+	testSecret     = "test-second-factor-secret-0123456789abcdef"
+	testHMACSecret = "test-access-token-hmac-key-0123456789abcdef"
+)
+
+// baseSections are the sections a runnable config needs besides policies.
+var baseSections = `
+identity:
+  jwt:
+    hmac_secret: "` + testHMACSecret + `"
+second_factor:
+  secret: "` + testSecret + `"
+mail:
+  driver: log
+`
+
+const baseRules = `
+policies:
+  rules:
+    - name: admin
+      paths: ["/admin/**"]
+      action: step_up
+      max_age: 10m
+`
+
+// writeConfig writes text to a config file in a fresh directory. A line
+// ending in "#<" marks the line a test expects an error on; markedLine
+// returns it.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func markedLine(text string) int {
+	for i, l := range strings.Split(text, "\n") {
+		if strings.HasSuffix(strings.TrimSpace(l), "#<") {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func noEnv(string) string { return "" }
+
+func problemsOf(t *testing.T, err error) []Problem {
+	t.Helper()
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got error %v (%T); want *ConfigError", err, err)
+	}
+	return ce.Problems
+}
+
+func TestLoadGoodConfig(t *testing.T) {
+	path := writeConfig(t, baseSections+baseRules)
+	cfg, err := loadConfig(path, noEnv)
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	if cfg.policy == nil || cfg.policy.Len() != 1 {
+		t.Fatalf("policy not compiled with 1 rule: %+v", cfg.policy)
+	}
+	if got := cfg.Policies.Rules[0].MaxAge; got != 10*time.Minute {
+		t.Errorf("max_age: got %v; want 10m", got)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		yaml string
+		key  string // the key path the error must name
+		msg  string // a part of the message
+	}{
+		{"bad duration", baseSections + baseRules + "otp:\n  ttl: 5 minutes #<\n", "otp.ttl", "not a duration"},
+		{"bad duration in rule", baseSections + `
+policies:
+  rules:
+    - name: admin
+      paths: ["/admin/**"]
+      action: step_up
+      max_age: ten #<
+`, "policies.rules[0].max_age", "not a duration"},
+		{"bad int", baseSections + baseRules + "otp:\n  length: six #<\n", "otp.length", "not a whole number"},
+		{"unknown action", baseSections + `
+policies:
+  rules:
+    - name: admin
+      paths: ["/admin/**"]
+      action: stepup #<
+`, "policies.rules[0].action", `unknown action "stepup"`},
+		{"unknown default action", baseSections + "policies:\n  default: maybe #<\n", "policies.default", `unknown action "maybe"`},
+		{"unknown mode", baseSections + `
+policies:
+  rules:
+    - name: admin
+      paths: ["/admin/**"]
+      action: step_up
+      mode: observe #<
+`, "policies.rules[0].mode", `unknown mode "observe"`},
+		{"unknown mail driver", strings.Replace(baseSections, "driver: log", "driver: pigeon #<", 1) + baseRules, "mail.driver", `unknown driver "pigeon"`},
+		{"unknown store driver", baseSections + baseRules + "store:\n  driver: etcd #<\n", "store.driver", `unknown driver "etcd"`},
+		{"unknown identity source", strings.Replace(baseSections, "identity:\n", "identity:\n  source: saml #<\n", 1) + baseRules, "identity.source", `unknown source "saml"`},
+		{"unknown smtp tls", strings.Replace(baseSections, "driver: log", "driver: smtp\n  smtp:\n    host: mail.example.com\n    tls: ssl3 #<", 1) + baseRules, "mail.smtp.tls", `unknown mode "ssl3"`},
+		{"unknown test expectation", baseSections + baseRules + `  tests:
+    - request: "GET http://x/admin"
+      expect: stepup #<
+`, "policies.tests[0].expect", `unknown action "stepup"`},
+		{"duplicate rule names", baseSections + `
+policies:
+  rules:
+    - name: admin
+      paths: ["/admin/**"]
+      action: step_up
+    - name: admin #<
+      paths: ["/other/**"]
+      action: deny
+`, "policies.rules[1].name", "admin"},
+		{"paths and regex", baseSections + `
+policies:
+  rules:
+    - name: admin #<
+      paths: ["/admin/**"]
+      regex: "^/admin"
+      action: step_up
+`, "policies.rules[0]", "both paths and regex"},
+		{"neither paths nor regex", baseSections + `
+policies:
+  rules:
+    - name: admin #<
+      action: step_up
+`, "policies.rules[0]", ""},
+		{"bad glob", baseSections + `
+policies:
+  rules:
+    - name: admin
+      paths:
+        - "/ok/**"
+        - "/a/**x" #<
+      action: step_up
+`, "policies.rules[0].paths[1]", "**x"},
+		{"bad regex", baseSections + `
+policies:
+  rules:
+    - name: admin
+      regex: "^/admin/(" #<
+      action: step_up
+`, "policies.rules[0].regex", ""},
+		{"host with scheme", baseSections + `
+policies:
+  rules:
+    - name: admin
+      hosts: ["app.example.com", "https://app.example.com/x"] #<
+      paths: ["/admin/**"]
+      action: step_up
+`, "policies.rules[0].hosts[1]", "without scheme or path"},
+		{"secret missing", strings.Replace(baseSections, "second_factor:\n  secret: \""+testSecret+"\"\n", "", 1) + baseRules, "second_factor.secret", "missing"},
+		{"secret short", strings.Replace(baseSections, `secret: "`+testSecret+`"`, `secret: "short-secret" #<`, 1) + baseRules, "second_factor.secret", "12 bytes; at least 32"},
+		{"previous secret short", strings.Replace(baseSections, "second_factor:\n", "second_factor:\n  previous_secrets:\n    - \"short\" #<\n", 1) + baseRules, "second_factor.previous_secrets[0]", "at least 32"},
+		{"secret and secret_file", strings.Replace(baseSections, `  secret: "`+testSecret+`"`, `  secret: "`+testSecret+`" #<`+"\n  secret_file: "+filepath.Join(dir, "s"), 1) + baseRules, "second_factor.secret", "not both"},
+		{"secret_file missing", strings.Replace(baseSections, `  secret: "`+testSecret+`"`, "  secret_file: "+filepath.Join(dir, "nope")+" #<", 1) + baseRules, "second_factor.secret_file", "no such file"},
+		{"public_url not http", baseSections + baseRules + "server:\n  public_url: ftp://example.com #<\n", "server.public_url", "http:// or https://"},
+		{"host cookie on http", strings.Replace(baseSections, "second_factor:\n", "second_factor:\n  cookie: __Host-sg #<\n", 1) + baseRules + "server:\n  public_url: http://app.example.com\n", "second_factor.cookie", "needs an https:// server.public_url"},
+		{"prefix without slash", baseSections + baseRules + "server:\n  prefix: stepup #<\n", "server.prefix", "must start with /"},
+		{"algorithm none", strings.Replace(baseSections, "  jwt:\n", "  jwt:\n    algorithms: [HS256, none] #<\n", 1) + baseRules, "identity.jwt.algorithms[1]", `"none" is never accepted`},
+		{"jwt without key source", strings.Replace(baseSections, "  jwt:\n    hmac_secret: \""+testHMACSecret+"\"\n", "  jwt: #<\n    cookie: at\n", 1) + baseRules, "identity.jwt", "no key source"},
+		{"short hmac secret", strings.Replace(baseSections, testHMACSecret+`"`, `short" #<`, 1) + baseRules, "identity.jwt.hmac_secret", "5 bytes"},
+		{"header without trusted proxies", strings.Replace(baseSections, "identity:\n", "identity:\n  source: header\n  header:\n    trusted_proxies: [] #<\n", 1) + baseRules, "identity.header.trusted_proxies", "required"},
+		{"bad trusted proxy", baseSections + baseRules + "server:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - tenet #<\n", "server.trusted_proxies[1]", "not a CIDR"},
+		{"smtp host missing", strings.Replace(baseSections, "  driver: log", "  driver: smtp\n  smtp: #<\n    port: 25", 1) + baseRules, "mail.smtp.host", "required"},
+		{"file dir missing", strings.Replace(baseSections, "  driver: log", "  driver: file\n  file:\n    dir: "+filepath.Join(dir, "absent")+" #<", 1) + baseRules, "mail.file.dir", "not an existing directory"},
+		{"listen equals admin_listen", baseSections + baseRules + "server:\n  listen: 127.0.0.1:8081\n  admin_listen: 127.0.0.1:8081 #<\n", "server.admin_listen", "must differ"},
+		{"failing policy test", baseSections + baseRules + `  tests:
+    - request: "GET http://app.example.com/admin/users"
+      expect: allow
+    - request: "GET http://app.example.com/admin/users" #<
+      expect: allow
+      rule: admin
+`, "policies.tests[1]", ""},
+		{"unknown top-level key", baseSections + baseRules + "serverr: #<\n  listen: x\n", "serverr", "unknown key (did you mean server?)"},
+		{"unknown nested key", baseSections + `
+policies:
+  rules:
+    - name: admin
+      pathz: ["/admin/**"] #<
+      paths: ["/admin/**"]
+      action: step_up
+`, "policies.rules[0].pathz", "unknown key (did you mean paths?)"},
+		{"list where a value belongs", baseSections + baseRules + "upstream:\n  url: [a, b] #<\n", "upstream.url", "single value"},
+		{"value where a list belongs", baseSections + `
+policies:
+  rules:
+    - name: admin
+      paths: "/admin/**" #<
+      action: step_up
+`, "policies.rules[0].paths", "must be a list"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.yaml)
+			cfg, err := loadConfig(path, noEnv)
+			if err == nil {
+				t.Fatalf("loadConfig succeeded; want an error at %s", tc.key)
+			}
+			if cfg != nil {
+				t.Errorf("loadConfig returned a config with an error")
+			}
+			ps := problemsOf(t, err)
+			var found *Problem
+			for i := range ps {
+				if ps[i].Key == tc.key {
+					found = &ps[i]
+					break
+				}
+			}
+			if found == nil {
+				t.Fatalf("no problem at %s; got:\n%v", tc.key, err)
+			}
+			if want := markedLine(tc.yaml); found.Line != want {
+				t.Errorf("line: got %d; want %d (%s)", found.Line, want, found)
+			}
+			if !strings.Contains(found.Msg, tc.msg) {
+				t.Errorf("message: got %q; want it to contain %q", found.Msg, tc.msg)
+			}
+			want := fmt.Sprintf("%s: %s: ", path, tc.key)
+			if found.Line > 0 {
+				want = fmt.Sprintf("%s:%d: %s: ", path, found.Line, tc.key)
+			}
+			if got := found.String(); !strings.HasPrefix(got, want) {
+				t.Errorf("got %q; want prefix %q", got, want)
+			}
+			if !strings.Contains(err.Error(), found.String()) {
+				t.Errorf("error text %q lacks %q", err.Error(), found.String())
+			}
+		})
+	}
+}
+
+func TestAllProblemsReportedAtOnce(t *testing.T) {
+	text := strings.Replace(baseSections, "driver: log", "driver: pigeon", 1) + `
+otp:
+  ttl: soon
+  lenght: 6
+policies:
+  rules:
+    - name: admin
+      paths: ["/admin/**"]
+      action: stepup
+`
+	_, err := loadConfig(writeConfig(t, text), noEnv)
+	ps := problemsOf(t, err)
+	var keys []string
+	for _, p := range ps {
+		keys = append(keys, p.Key)
+	}
+	want := []string{"mail.driver", "otp.ttl", "otp.lenght", "policies.rules[0].action"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Errorf("got %q; want %q (in file order)", keys, want)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, baseSections), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"server.listen", cfg.Server.Listen, "127.0.0.1:8080"},
+		{"server.admin_listen", cfg.Server.AdminListen, "127.0.0.1:9090"},
+		{"server.public_url", cfg.Server.PublicURL, "http://127.0.0.1:8080"},
+		{"server.prefix", cfg.Server.Prefix, "/.stepup"},
+		{"server.case_insensitive_paths", cfg.Server.CaseInsensitivePaths, false},
+		{"upstream.url", cfg.Upstream.URL, "http://127.0.0.1:3000"},
+		{"upstream.timeout", cfg.Upstream.Timeout, 30 * time.Second},
+		{"identity.source", cfg.Identity.Source, "jwt"},
+		{"identity.login_url", cfg.Identity.LoginURL, "/login?rd={rd}"},
+		{"identity.jwt.cookie", cfg.Identity.JWT.Cookie, "access_token"},
+		{"identity.jwt.algorithms", cfg.Identity.JWT.Algorithms, []string{"HS256"}},
+		{"identity.jwt.subject_claim", cfg.Identity.JWT.SubjectClaim, "sub"},
+		{"identity.jwt.email_claim", cfg.Identity.JWT.EmailClaim, "email"},
+		{"identity.jwt.session_claim", cfg.Identity.JWT.SessionClaim, "sid"},
+		{"identity.header.user", cfg.Identity.Header.User, "X-Forwarded-User"},
+		{"identity.header.email", cfg.Identity.Header.Email, "X-Forwarded-Email"},
+		{"identity.header.trusted_proxies", cfg.Identity.Header.TrustedProxies, []string{"127.0.0.1/32"}},
+		// The SPEC default __Host-stepgate cannot be set on http://.
+		{"second_factor.cookie", cfg.SecondFactor.Cookie, "stepgate"},
+		{"second_factor.header", cfg.SecondFactor.Header, "X-Second-Factor-Token"},
+		{"second_factor.ttl", cfg.SecondFactor.TTL, 12 * time.Hour},
+		{"otp.length", cfg.OTP.Length, 6},
+		{"otp.ttl", cfg.OTP.TTL, 5 * time.Minute},
+		{"otp.max_attempts", cfg.OTP.MaxAttempts, 5},
+		{"otp.resend_after", cfg.OTP.ResendAfter, 30 * time.Second},
+		{"otp.max_sends_per_hour", cfg.OTP.MaxSendsPerHour, 5},
+		{"otp.max_failures_per_hour", cfg.OTP.MaxFailuresPerHour, 20},
+		{"otp.lockout", cfg.OTP.Lockout, 15 * time.Minute},
+		{"mail.from", cfg.Mail.From, "stepgate <no-reply@example.com>"},
+		{"mail.subject", cfg.Mail.Subject, "Your verification code"},
+		{"mail.smtp.port", cfg.Mail.SMTP.Port, 587},
+		{"mail.smtp.tls", cfg.Mail.SMTP.TLS, "starttls"},
+		{"store.driver", cfg.Store.Driver, "memory"},
+		{"store.redis.addr", cfg.Store.Redis.Addr, "127.0.0.1:6379"},
+		{"store.redis.db", cfg.Store.Redis.DB, 0},
+		{"store.redis.key_prefix", cfg.Store.Redis.KeyPrefix, "stepgate:"},
+		{"policies.default", cfg.Policies.Default, "authenticate"},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s: got %#v; want %#v", c.key, c.got, c.want)
+		}
+	}
+	// Every key has a default, so none is missing from configDefaults.
+	for k := range configKeyTypes() {
+		if _, ok := configDefaults[k]; !ok {
+			t.Errorf("%s has no default", k)
+		}
+	}
+}
+
+func TestDefaultCookieOnHTTPS(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, baseSections+"server:\n  public_url: https://app.example.com\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.SecondFactor.Cookie, "__Host-stepgate"; got != want {
+		t.Errorf("got %q; want %q", got, want)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "sf")
+	if err := os.WriteFile(secretFile, []byte("from-file-but-overridden-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The file names secret_file; the environment's secret wins over it.
+	text := strings.Replace(baseSections, `secret: "`+testSecret+`"`, "secret_file: "+secretFile, 1) + baseRules + "otp:\n  ttl: 5m\n"
+	env := map[string]string{
+		"STEPGATE_OTP_TTL":                 "7m",
+		"STEPGATE_MAIL_SMTP_PORT":          "2525",
+		"STEPGATE_SERVER_TRUSTED_PROXIES":  "10.0.0.0/8, 192.168.0.0/16",
+		"STEPGATE_SECOND_FACTOR_SECRET":    "env-secret-0123456789abcdef0123456789",
+		"STEPGATE_IDENTITY_JWT_ISSUER":     "https://idp.example.com",
+		"STEPGATE_SERVER_PUBLIC_URL":       "https://app.example.com",
+		"STEPGATE_POLICIES_DEFAULT":        "deny",
+		"STEPGATE_IDENTITY_JWT_ALGORITHMS": "HS256, HS512",
+	}
+	cfg, err := loadConfig(writeConfig(t, text), envMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"otp.ttl", cfg.OTP.TTL, 7 * time.Minute},
+		{"mail.smtp.port", cfg.Mail.SMTP.Port, 2525},
+		{"server.trusted_proxies", cfg.Server.TrustedProxies, []string{"10.0.0.0/8", "192.168.0.0/16"}},
+		{"second_factor.secret", cfg.SecondFactor.Secret, env["STEPGATE_SECOND_FACTOR_SECRET"]},
+		{"identity.jwt.issuer", cfg.Identity.JWT.Issuer, env["STEPGATE_IDENTITY_JWT_ISSUER"]},
+		{"identity.jwt.algorithms", cfg.Identity.JWT.Algorithms, []string{"HS256", "HS512"}},
+		{"policies.default", cfg.Policies.Default, "deny"},
+		{"second_factor.cookie", cfg.SecondFactor.Cookie, "__Host-stepgate"},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s: got %#v; want %#v", c.key, c.got, c.want)
+		}
+	}
+}
+
+func TestEnvErrorsNameTheVariable(t *testing.T) {
+	env := map[string]string{"STEPGATE_OTP_LOCKOUT": "forever", "STEPGATE_SECOND_FACTOR_SECRET": "short"}
+	_, err := loadConfig(writeConfig(t, baseSections+baseRules), envMap(env))
+	ps := problemsOf(t, err)
+	want := map[string]string{"otp.lockout": "STEPGATE_OTP_LOCKOUT", "second_factor.secret": "STEPGATE_SECOND_FACTOR_SECRET"}
+	for _, p := range ps {
+		if w, ok := want[p.Key]; ok {
+			if p.Env != w || p.Line != 0 {
+				t.Errorf("%s: got env %q line %d; want env %q line 0", p.Key, p.Env, p.Line, w)
+			}
+			if !strings.Contains(p.String(), "(from "+w+")") {
+				t.Errorf("got %q; want it to name %s", p.String(), w)
+			}
+			delete(want, p.Key)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("missing problems for %v; got %v", want, err)
+	}
+	if strings.Contains(err.Error(), "short") && !strings.Contains(err.Error(), "5 bytes") {
+		t.Errorf("secret value may be leaking: %v", err)
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	sf := write("sf", testSecret+"\n")
+	hm := write("hm", testHMACSecret+"\r\n")
+	smtp := write("smtp", "smtp-pass\n")
+	redis := write("redis", "redis-pass")
+	text := fmt.Sprintf(`
+identity:
+  jwt:
+    hmac_secret_file: %s
+second_factor:
+  secret_file: %s
+mail:
+  driver: smtp
+  smtp:
+    host: mail.example.com
+    password_file: %s
+store:
+  driver: redis
+  redis:
+    password_file: %s
+`, hm, sf, smtp, redis)
+	cfg, err := loadConfig(writeConfig(t, text), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct{ key, got, want string }{
+		{"second_factor.secret", cfg.SecondFactor.Secret, testSecret},
+		{"identity.jwt.hmac_secret", cfg.Identity.JWT.HMACSecret, testHMACSecret},
+		{"mail.smtp.password", cfg.Mail.SMTP.Password, "smtp-pass"},
+		{"store.redis.password", cfg.Store.Redis.Password, "redis-pass"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %q; want %q", c.key, c.got, c.want)
+		}
+	}
+
+	// A secret given by STEPGATE_..._FILE is read the same way.
+	env := map[string]string{"STEPGATE_SECOND_FACTOR_SECRET_FILE": write("sf2", "another-secret-from-env-file-0123456789\n")}
+	cfg, err = loadConfig(writeConfig(t, baseSections+baseRules), envMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.SecondFactor.Secret, "another-secret-from-env-file-0123456789"; got != want {
+		t.Errorf("got %q; want %q", got, want)
+	}
+
+	// A short secret read from a file is reported at the *_file key.
+	short := strings.Replace(baseSections, `secret: "`+testSecret+`"`, "secret_file: "+write("short", "tiny\n")+" #<", 1)
+	_, err = loadConfig(writeConfig(t, short), noEnv)
+	found := false
+	for _, p := range problemsOf(t, err) {
+		if p.Key == "second_factor.secret_file" && p.Line == markedLine(short) && strings.Contains(p.Msg, "4 bytes") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no short-secret problem at second_factor.secret_file line %d: %v", markedLine(short), err)
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for key, want := range map[string]string{
+		"second_factor.secret":      "STEPGATE_SECOND_FACTOR_SECRET",
+		"identity.jwt.jwks_url":     "STEPGATE_IDENTITY_JWT_JWKS_URL",
+		"store.redis.password_file": "STEPGATE_STORE_REDIS_PASSWORD_FILE",
+	} {
+		if got := envName(key); got != want {
+			t.Errorf("envName(%q): got %q; want %q", key, got, want)
+		}
+	}
+}
+
+// TestReferenceConfig keeps config.yaml runnable and complete.
+func TestReferenceConfig(t *testing.T) {
+	cfg, err := loadConfig("config.yaml", noEnv)
+	if err != nil {
+		t.Fatalf("config.yaml: %v", err)
+	}
+	for k := range configKeyTypes() {
+		if _, ok := cfg.meta.lines[k]; !ok {
+			t.Errorf("config.yaml does not document %s", k)
+		}
+	}
+}

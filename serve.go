@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stepgate/stepgate/challenge"
+	"github.com/stepgate/stepgate/challenge/redisstore"
+	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/proxy"
+	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/templates"
+)
+
+// Server limits (SPEC §10: no slowloris, no unbounded reads).
+const (
+	// readHeaderTimeout bounds how long a client may take to send headers.
+	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds reading a whole request, body included. Uploads
+	// slower than this are cut; hijacked WebSocket connections are not
+	// affected (net/http clears the deadlines on Hijack).
+	readTimeout = 60 * time.Second
+	// idleTimeout closes idle keep-alive connections.
+	idleTimeout = 120 * time.Second
+	// maxHeaderBytes bounds request headers.
+	maxHeaderBytes = 64 << 10
+	// The proxy server has no WriteTimeout: responses may stream for long
+	// (SSE, downloads, WebSockets, SPEC §7), and a write deadline would cut
+	// them mid-way. Slow upstreams are bounded by upstream.timeout up to
+	// their response headers; slow readers only hold their own connection.
+
+	// shutdownGrace is how long in-flight requests get after SIGTERM.
+	shutdownGrace = 20 * time.Second
+)
+
+// sharedParts is what outlives a config reload: pooled upstream connections,
+// the challenge store (pending codes, counters), metrics, the mail sender
+// and the logger. A change to the keys that built them (upstream.timeout,
+// store.*, mail.*) needs a restart.
+type sharedParts struct {
+	logger           *slog.Logger
+	registry         *prometheus.Registry
+	transport        *http.Transport
+	store            challenge.Store
+	sender           challenge.Sender
+	proxyMetrics     *proxy.Metrics
+	challengeMetrics *challenge.Metrics
+}
+
+// newSharedParts builds the long-lived parts from cfg.
+func newSharedParts(cfg *Config, logger *slog.Logger) (*sharedParts, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "stepgate_build_info",
+		Help: "Build information; always 1.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	reg.MustRegister(buildInfo)
+
+	sender, err := newSender(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	store, err := newStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &sharedParts{
+		logger:           logger,
+		registry:         reg,
+		transport:        proxy.NewTransport(cfg.Upstream.Timeout),
+		store:            store,
+		sender:           sender,
+		proxyMetrics:     proxy.NewMetrics(reg),
+		challengeMetrics: challenge.NewMetrics(reg),
+	}, nil
+}
+
+func newSender(cfg *Config, logger *slog.Logger) (challenge.Sender, error) {
+	m := cfg.Mail
+	switch m.Driver {
+	case "smtp":
+		s, err := challenge.NewSMTPSender(challenge.SMTPConfig{
+			Host: m.SMTP.Host, Port: m.SMTP.Port, Username: m.SMTP.Username,
+			Password: m.SMTP.Password, TLS: m.SMTP.TLS, From: m.From,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("mail.smtp: %w", err)
+		}
+		return s, nil
+	case "file":
+		s, err := challenge.NewFileSender(m.File.Dir, m.From)
+		if err != nil {
+			return nil, fmt.Errorf("mail.file: %w", err)
+		}
+		return s, nil
+	case "log":
+		return challenge.NewLogSender(logger, m.From), nil
+	}
+	return nil, fmt.Errorf("mail.driver: unknown driver %q", m.Driver)
+}
+
+func newStore(cfg *Config) (challenge.Store, error) {
+	switch cfg.Store.Driver {
+	case "memory":
+		return challenge.NewMemoryStore(0), nil
+	case "redis":
+		r := cfg.Store.Redis
+		s, err := redisstore.New(redisstore.Options{
+			Addr: r.Addr, Password: r.Password, DB: r.DB, KeyPrefix: r.KeyPrefix,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store.redis: %w", err)
+		}
+		// TODO(main): assign directly once redisstore.Store implements
+		// challenge.Store (its compile-time guard is still commented out).
+		st, ok := any(s).(challenge.Store)
+		if !ok {
+			return nil, errors.New("store.redis: the redis store is not available in this build yet")
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("store.driver: unknown driver %q", cfg.Store.Driver)
+}
+
+// buildGate builds the request handler for cfg, which must come from
+// loadConfig (validated, policy compiled). It has no side effects, so a
+// reload can build a candidate and drop it on error.
+func buildGate(cfg *Config, shared *sharedParts) (http.Handler, error) {
+	if cfg.policy == nil {
+		return nil, errors.New("config not validated")
+	}
+	ic, err := cfg.identityConfig()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	auth, err := identity.New(ic)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	prev := make([][]byte, len(cfg.SecondFactor.PreviousSecrets))
+	for i, s := range cfg.SecondFactor.PreviousSecrets {
+		prev[i] = []byte(s)
+	}
+	secure := strings.HasPrefix(strings.ToLower(cfg.Server.PublicURL), "https://")
+	ch, err := challenge.New(challenge.Config{
+		Secret:          []byte(cfg.SecondFactor.Secret),
+		PreviousSecrets: prev,
+		CookieName:      cfg.SecondFactor.Cookie,
+		HeaderName:      cfg.SecondFactor.Header,
+		TokenTTL:        cfg.SecondFactor.TTL,
+		SecureCookie:    secure,
+		OTP: challenge.OTPConfig{
+			Length:             cfg.OTP.Length,
+			TTL:                cfg.OTP.TTL,
+			MaxAttempts:        cfg.OTP.MaxAttempts,
+			ResendAfter:        cfg.OTP.ResendAfter,
+			MaxSendsPerHour:    cfg.OTP.MaxSendsPerHour,
+			MaxFailuresPerHour: cfg.OTP.MaxFailuresPerHour,
+			Lockout:            cfg.OTP.Lockout,
+		},
+		MailSubject:  cfg.Mail.Subject,
+		Sender:       shared.sender,
+		Store:        shared.store,
+		Prefix:       cfg.Server.Prefix,
+		Authenticate: auth.Authenticate,
+		LoginURL:     cfg.Identity.LoginURL,
+		Metrics:      shared.challengeMetrics,
+		Logger:       shared.logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("second factor: %w", err)
+	}
+	pages, err := respond.ParsePages(templates.FS, cfg.Server.Prefix, shared.logger)
+	if err != nil {
+		return nil, fmt.Errorf("pages: %w", err)
+	}
+	upstream, err := url.Parse(cfg.Upstream.URL)
+	if err != nil {
+		return nil, fmt.Errorf("upstream.url: %w", err)
+	}
+	trusted, _, err := parsePrefixes(cfg.Server.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("server.trusted_proxies: %w", err)
+	}
+	g, err := proxy.New(proxy.Config{
+		Policy:          cfg.policy,
+		Upstream:        upstream,
+		Transport:       shared.transport,
+		UpstreamTimeout: cfg.Upstream.Timeout,
+		Prefix:          cfg.Server.Prefix,
+		TrustedProxies:  trusted,
+		Identity:        auth,
+		Challenge:       ch,
+		LoginURL:        cfg.Identity.LoginURL,
+		Pages:           pages,
+		Metrics:         shared.proxyMetrics,
+		Logger:          shared.logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return g, nil
+}
+
+// liveGate serves through the current gate; a reload swaps it atomically,
+// so a request sees one whole config, old or new, never a mix.
+type liveGate struct {
+	cur atomic.Pointer[gateState]
+}
+
+// gateState is one loaded config and the handler built from it.
+type gateState struct {
+	cfg     *Config
+	handler http.Handler
+}
+
+func (l *liveGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := l.cur.Load()
+	if s == nil {
+		// Deny on doubt: nothing is forwarded before a config is loaded.
+		http.Error(w, "stepgate is starting", http.StatusServiceUnavailable)
+		return
+	}
+	s.handler.ServeHTTP(w, r)
+}
+
+// store swaps in a new config and handler.
+func (l *liveGate) store(cfg *Config, h http.Handler) {
+	l.cur.Store(&gateState{cfg: cfg, handler: h})
+}
+
+// adminHandler serves /metrics, /healthz and /readyz (SPEC §6, §10).
+func adminHandler(shared *sharedParts, live *liveGate) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(shared.registry, promhttp.HandlerOpts{
+		Registry:          shared.registry,
+		EnableOpenMetrics: true,
+		Timeout:           10 * time.Second,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if live.cur.Load() == nil {
+			http.Error(w, "config not loaded", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := shared.store.Ping(ctx); err != nil {
+			// The cause goes to the log, not to whoever asks.
+			shared.logger.Warn("readyz: store unreachable", "err", err)
+			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	return mux
+}
+
+// runServe is `stepgate serve`.
+func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs, path := newFlagSet("serve", "serve -config FILE", stderr)
+	if err := configFlag(fs, args, path); err != nil {
+		return ignoreHelp(err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	cfg, err := loadConfig(*path, getenv)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	return serve(ctx, cfg, logger)
+}
+
+// serve runs the proxy and admin servers for cfg until ctx ends, then
+// shuts them down gracefully.
+func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	shared, err := newSharedParts(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer shared.store.Close()
+	h, err := buildGate(cfg, shared)
+	if err != nil {
+		return err
+	}
+	live := &liveGate{}
+	live.store(cfg, h)
+
+	// Listening before logging "started" makes the line true, and lets a
+	// port already in use fail the start instead of a goroutine.
+	var lc net.ListenConfig
+	pl, err := lc.Listen(ctx, "tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	al, err := lc.Listen(ctx, "tcp", cfg.Server.AdminListen)
+	if err != nil {
+		pl.Close()
+		return fmt.Errorf("server.admin_listen: %w", err)
+	}
+	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	proxySrv := &http.Server{
+		Handler:           live,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	adminSrv := &http.Server{
+		Handler:           adminHandler(shared, live),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          errLog,
+	}
+	logger.Info("stepgate started",
+		"version", version,
+		"listen", pl.Addr().String(),
+		"admin_listen", al.Addr().String(),
+		"rules", cfg.policy.Len(),
+		"store", cfg.Store.Driver,
+		"mail", cfg.Mail.Driver,
+		"upstream", cfg.Upstream.URL,
+	)
+
+	errc := make(chan error, 2)
+	go func() { errc <- proxySrv.Serve(pl) }()
+	go func() { errc <- adminSrv.Serve(al) }()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	logger.Info("stepgate stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err = errors.Join(proxySrv.Shutdown(sctx), adminSrv.Shutdown(sctx))
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serveErr)
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stepgate stopped")
+	return nil
+}

@@ -1,0 +1,431 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/policy"
+)
+
+// minSecret is the shortest accepted signing key: 256 bits, the HS256 key
+// size RFC 7518 §3.2 requires.
+const minSecret = 32
+
+// jwtAlgorithms are the access-token algorithms SPEC §3 allows.
+var jwtAlgorithms = []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// validate checks every key and compiles the policy (and runs its tests),
+// adding every problem to ps. It has no side effect beyond setting
+// c.policy, so a reload can validate a candidate without touching what
+// serves.
+func (c *Config) validate(ps *problems) {
+	c.validateServer(ps)
+	c.validateIdentity(ps)
+	c.validateSecondFactor(ps)
+	c.validateOTP(ps)
+	c.validateMail(ps)
+	c.validateStore(ps)
+	c.validatePolicies(ps)
+}
+
+func (c *Config) validateServer(ps *problems) {
+	s := c.Server
+	if s.Listen == "" {
+		ps.add("server.listen", "required")
+	} else if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+		ps.add("server.listen", "%q is not host:port", s.Listen)
+	}
+	if s.AdminListen == "" {
+		ps.add("server.admin_listen", "required")
+	} else if _, _, err := net.SplitHostPort(s.AdminListen); err != nil {
+		ps.add("server.admin_listen", "%q is not host:port", s.AdminListen)
+	} else if s.AdminListen == s.Listen && !strings.HasSuffix(s.Listen, ":0") {
+		// SPEC §3: the admin endpoints are never served on the proxy port.
+		ps.add("server.admin_listen", "must differ from server.listen (%s)", s.Listen)
+	}
+	if err := checkHTTPURL(s.PublicURL); err != nil {
+		ps.add("server.public_url", "%v", err)
+	}
+	switch {
+	case !strings.HasPrefix(s.Prefix, "/"):
+		ps.add("server.prefix", "%q must start with /", s.Prefix)
+	case s.Prefix == "/" || strings.HasSuffix(s.Prefix, "/") || strings.Contains(s.Prefix, "//") || strings.ContainsAny(s.Prefix, "?#%\\ "):
+		ps.add("server.prefix", "%q must be a plain path like /.stepup (no trailing /, ?, #, %%, \\ or space)", s.Prefix)
+	}
+	checkPrefixes(s.TrustedProxies, "server.trusted_proxies", ps)
+	if err := checkHTTPURL(c.Upstream.URL); err != nil {
+		ps.add("upstream.url", "%v", err)
+	}
+	if c.Upstream.Timeout <= 0 {
+		ps.add("upstream.timeout", "must be more than 0")
+	}
+}
+
+// checkHTTPURL accepts an absolute http(s) URL with a host.
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q must be an http:// or https:// URL with a host", s)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q must not carry credentials", s)
+	}
+	return nil
+}
+
+// parsePrefixes parses CIDRs; a bare address is its own /32 or /128.
+func parsePrefixes(list []string) ([]netip.Prefix, int, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for i, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, i, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, -1, nil
+}
+
+func checkPrefixes(list []string, key string, ps *problems) {
+	if _, i, err := parsePrefixes(list); err != nil {
+		ps.add(fmt.Sprintf("%s[%d]", key, i), "%v", err)
+	}
+}
+
+func (c *Config) validateIdentity(ps *problems) {
+	id := c.Identity
+	if id.LoginURL != "" && !strings.HasPrefix(id.LoginURL, "/") {
+		if err := checkHTTPURL(id.LoginURL); err != nil {
+			ps.add("identity.login_url", "%q must be a path or an http(s) URL", id.LoginURL)
+		}
+	}
+	switch id.Source {
+	case "jwt":
+		j := id.JWT
+		n := len(ps.list)
+		if len(j.Algorithms) == 0 {
+			ps.add("identity.jwt.algorithms", "at least one algorithm is required")
+		}
+		hmac, public := false, false
+		for i, a := range j.Algorithms {
+			switch {
+			case strings.EqualFold(a, "none"):
+				// RFC 8725 §3.1: never accept unsigned tokens.
+				ps.add(fmt.Sprintf("identity.jwt.algorithms[%d]", i), `"none" is never accepted`)
+			case !slices.Contains(jwtAlgorithms, a):
+				ps.add(fmt.Sprintf("identity.jwt.algorithms[%d]", i), "unknown algorithm %q (one of %s)", a, strings.Join(jwtAlgorithms, ", "))
+			case strings.HasPrefix(a, "HS"):
+				hmac = true
+			default:
+				public = true
+			}
+		}
+		if j.HMACSecret == "" && j.PublicKeyFile == "" && j.JWKSURL == "" {
+			ps.add("identity.jwt", "no key source: set hmac_secret(_file), public_key_file or jwks_url")
+		} else {
+			if hmac && j.HMACSecret == "" {
+				ps.add("identity.jwt.algorithms", "HS* algorithms need identity.jwt.hmac_secret or hmac_secret_file")
+			}
+			if public && j.PublicKeyFile == "" && j.JWKSURL == "" {
+				ps.add("identity.jwt.algorithms", "RS*/ES*/EdDSA algorithms need identity.jwt.public_key_file or jwks_url")
+			}
+		}
+		if j.HMACSecret != "" && len(j.HMACSecret) < minSecret {
+			ps.add(c.secretSource("identity.jwt.hmac_secret", "identity.jwt.hmac_secret_file"), "secret is %d bytes; at least %d are required", len(j.HMACSecret), minSecret)
+		}
+		if j.JWKSURL != "" {
+			if err := checkHTTPURL(j.JWKSURL); err != nil {
+				ps.add("identity.jwt.jwks_url", "%v", err)
+			}
+		}
+		if j.SubjectClaim == "" {
+			ps.add("identity.jwt.subject_claim", "required")
+		}
+		if len(ps.list) == n {
+			c.checkAuthenticator(ps, "identity.jwt")
+		}
+	case "header":
+		h := id.Header
+		n := len(ps.list)
+		if h.User == "" {
+			ps.add("identity.header.user", "required")
+		}
+		if len(h.TrustedProxies) == 0 {
+			// Without trusted peers anyone could claim any identity.
+			ps.add("identity.header.trusted_proxies", "required when identity.source is header")
+		}
+		checkPrefixes(h.TrustedProxies, "identity.header.trusted_proxies", ps)
+		if len(ps.list) == n {
+			c.checkAuthenticator(ps, "identity.header")
+		}
+	default:
+		ps.add("identity.source", "unknown source %q (jwt or header)", id.Source)
+	}
+}
+
+// checkAuthenticator builds the authenticator once so that key material
+// that does not parse is found by check, not at start-up.
+func (c *Config) checkAuthenticator(ps *problems, key string) {
+	ic, err := c.identityConfig()
+	if err == nil {
+		_, err = identity.New(ic)
+	}
+	if err != nil {
+		ps.add(key, "%v", err)
+	}
+}
+
+// identityConfig converts to the identity package's config.
+func (c *Config) identityConfig() (identity.Config, error) {
+	trusted, _, err := parsePrefixes(c.Identity.Header.TrustedProxies)
+	if err != nil {
+		return identity.Config{}, err
+	}
+	j := c.Identity.JWT
+	ic := identity.Config{
+		Source: c.Identity.Source,
+		JWT: identity.JWTConfig{
+			Cookie:       j.Cookie,
+			Algorithms:   j.Algorithms,
+			PublicKeyPEM: c.publicKeyPEM,
+			JWKSURL:      j.JWKSURL,
+			Issuer:       j.Issuer,
+			Audience:     j.Audience,
+			SubjectClaim: j.SubjectClaim,
+			EmailClaim:   j.EmailClaim,
+			SessionClaim: j.SessionClaim,
+		},
+		Header: identity.HeaderConfig{
+			User:           c.Identity.Header.User,
+			Email:          c.Identity.Header.Email,
+			TrustedProxies: trusted,
+		},
+	}
+	if j.HMACSecret != "" {
+		ic.JWT.HMACSecret = []byte(j.HMACSecret)
+	}
+	return ic, nil
+}
+
+func (c *Config) validateSecondFactor(ps *problems) {
+	sf := c.SecondFactor
+	src := c.secretSource("second_factor.secret", "second_factor.secret_file")
+	switch {
+	case sf.Secret == "":
+		ps.add(src, "missing: set second_factor.secret, second_factor.secret_file or %s", envName("second_factor.secret"))
+	case len(sf.Secret) < minSecret:
+		ps.add(src, "secret is %d bytes; at least %d are required", len(sf.Secret), minSecret)
+	}
+	for i, s := range sf.PreviousSecrets {
+		if len(s) < minSecret {
+			ps.add(fmt.Sprintf("second_factor.previous_secrets[%d]", i), "secret is %d bytes; at least %d are required", len(s), minSecret)
+		}
+	}
+	if sf.Cookie == "" {
+		ps.add("second_factor.cookie", "required")
+	} else if strings.HasPrefix(sf.Cookie, "__Host-") && !strings.HasPrefix(strings.ToLower(c.Server.PublicURL), "https://") {
+		// RFC 6265bis §4.1.3.2: a __Host- cookie must be Secure, which an
+		// http:// origin cannot set, so the browser would drop it.
+		ps.add("second_factor.cookie", "%q needs an https:// server.public_url; use a name without __Host- on http", sf.Cookie)
+	} else if !validToken(sf.Cookie) {
+		ps.add("second_factor.cookie", "%q is not a valid cookie name", sf.Cookie)
+	}
+	if sf.Header == "" || !validToken(sf.Header) {
+		ps.add("second_factor.header", "%q is not a valid header name", sf.Header)
+	}
+	if sf.TTL <= 0 {
+		ps.add("second_factor.ttl", "must be more than 0")
+	}
+}
+
+// validToken reports whether s is an RFC 9110 §5.6.2 token.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r > 0x7e || r <= 0x20 || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) validateOTP(ps *problems) {
+	o := c.OTP
+	if o.Length < 6 || o.Length > 10 {
+		// NIST SP 800-63B §5.1.4: at least six digits.
+		ps.add("otp.length", "%d must be between 6 and 10", o.Length)
+	}
+	if o.TTL <= 0 {
+		ps.add("otp.ttl", "must be more than 0")
+	}
+	if o.MaxAttempts < 1 {
+		ps.add("otp.max_attempts", "must be at least 1")
+	}
+	if o.MaxSendsPerHour < 1 {
+		ps.add("otp.max_sends_per_hour", "must be at least 1")
+	}
+	if o.MaxFailuresPerHour < 1 {
+		ps.add("otp.max_failures_per_hour", "must be at least 1")
+	}
+	if o.Lockout <= 0 {
+		ps.add("otp.lockout", "must be more than 0")
+	}
+}
+
+func (c *Config) validateMail(ps *problems) {
+	m := c.Mail
+	if _, err := mail.ParseAddress(m.From); err != nil {
+		ps.add("mail.from", "%q is not one address: %v", m.From, err)
+	}
+	if strings.ContainsAny(m.Subject, "\r\n") {
+		ps.add("mail.subject", "must be one line")
+	}
+	switch m.Driver {
+	case "smtp":
+		if m.SMTP.Host == "" {
+			ps.add("mail.smtp.host", "required when mail.driver is smtp")
+		}
+		if m.SMTP.Port < 1 || m.SMTP.Port > 65535 {
+			ps.add("mail.smtp.port", "%d is not a port", m.SMTP.Port)
+		}
+		switch m.SMTP.TLS {
+		case "starttls", "tls", "none":
+		default:
+			ps.add("mail.smtp.tls", "unknown mode %q (starttls, tls or none)", m.SMTP.TLS)
+		}
+	case "file":
+		if m.File.Dir == "" {
+			ps.add("mail.file.dir", "required when mail.driver is file")
+		} else if fi, err := os.Stat(m.File.Dir); err != nil || !fi.IsDir() {
+			ps.add("mail.file.dir", "%q is not an existing directory", m.File.Dir)
+		}
+	case "log":
+	default:
+		ps.add("mail.driver", "unknown driver %q (smtp, file or log)", m.Driver)
+	}
+}
+
+func (c *Config) validateStore(ps *problems) {
+	switch c.Store.Driver {
+	case "memory":
+	case "redis":
+		if _, _, err := net.SplitHostPort(c.Store.Redis.Addr); err != nil {
+			ps.add("store.redis.addr", "%q is not host:port", c.Store.Redis.Addr)
+		}
+		if c.Store.Redis.DB < 0 {
+			ps.add("store.redis.db", "must not be negative")
+		}
+	default:
+		ps.add("store.driver", "unknown driver %q (memory or redis)", c.Store.Driver)
+	}
+}
+
+func (c *Config) validatePolicies(ps *problems) {
+	pc := policy.Config{
+		CaseInsensitivePaths: c.Server.CaseInsensitivePaths,
+		DefaultMaxAge:        c.SecondFactor.TTL,
+		Rules:                make([]policy.Rule, len(c.Policies.Rules)),
+	}
+	var err error
+	if pc.Default, err = policy.ParseAction(c.Policies.Default); err != nil {
+		ps.add("policies.default", "unknown action %q (allow, authenticate, step_up or deny)", c.Policies.Default)
+	}
+	for i, rc := range c.Policies.Rules {
+		key := fmt.Sprintf("policies.rules[%d]", i)
+		r := policy.Rule{
+			Name: rc.Name, Hosts: rc.Hosts, Paths: rc.Paths, Regex: rc.Regex,
+			Methods: rc.Methods, MaxAge: rc.MaxAge, ACR: rc.ACR,
+		}
+		if r.Action, err = policy.ParseAction(rc.Action); err != nil {
+			ps.add(key+".action", "unknown action %q (allow, authenticate, step_up or deny)", rc.Action)
+		}
+		if r.Mode, err = policy.ParseMode(rc.Mode); err != nil {
+			ps.add(key+".mode", "unknown mode %q (enforce or audit)", rc.Mode)
+		}
+		for j, h := range rc.Hosts {
+			if strings.Contains(h, "://") || strings.ContainsAny(h, "/?#@") {
+				ps.add(fmt.Sprintf("%s.hosts[%d]", key, j), "%q must be a host name only, without scheme or path", h)
+			}
+		}
+		pc.Rules[i] = r
+	}
+	testKeys := make([]policy.Test, len(c.Policies.Tests))
+	testsOK := true
+	for i, tc := range c.Policies.Tests {
+		a, err := policy.ParseAction(tc.Expect)
+		if err != nil {
+			ps.add(fmt.Sprintf("policies.tests[%d].expect", i), "unknown action %q (allow, authenticate, step_up or deny)", tc.Expect)
+			testsOK = false
+		}
+		testKeys[i] = policy.Test{Request: tc.Request, Expect: a, Rule: tc.Rule}
+	}
+
+	p, err := policy.Compile(pc)
+	if err != nil {
+		for _, e := range unjoin(err) {
+			var re *policy.RuleError
+			if !errors.As(e, &re) {
+				ps.addOnce("policies", "%v", e)
+				continue
+			}
+			ps.addOnce(ruleErrorKey(re), "%v", re.Err)
+		}
+		return
+	}
+	c.policy = p
+	if !testsOK {
+		return
+	}
+	for _, e := range p.RunTests(testKeys) {
+		var te *policy.TestError
+		if errors.As(e, &te) {
+			ps.add(fmt.Sprintf("policies.tests[%d]", te.Test), "%v", te.Err)
+		} else {
+			ps.add("policies.tests", "%v", e)
+		}
+	}
+}
+
+// ruleErrorKey turns a *policy.RuleError into its key path.
+func ruleErrorKey(re *policy.RuleError) string {
+	if re.Rule < 0 {
+		if re.Field == "" || re.Field == "default" {
+			return "policies.default"
+		}
+		return "policies." + re.Field
+	}
+	key := fmt.Sprintf("policies.rules[%d]", re.Rule)
+	if re.Field != "" {
+		key += "." + re.Field
+		if re.Index >= 0 {
+			key += fmt.Sprintf("[%d]", re.Index)
+		}
+	}
+	return key
+}
+
+// unjoin flattens an errors.Join tree.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
