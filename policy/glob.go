@@ -26,6 +26,11 @@ type globSeg struct {
 type glob struct {
 	src  string    // as written in the config, for messages
 	segs []globSeg // the segments; a trailing '/' is ignored
+	// needle is "/" + the longest literal segment after the first
+	// wildcard, or "". A matching path must contain it, which a substring
+	// search checks much faster than the segment walk; the index has
+	// already checked the literals before the first wildcard.
+	needle string
 }
 
 // compileGlob compiles s. Literal segments are canonicalised with the rules
@@ -68,6 +73,14 @@ func compileGlob(s string, fold bool) (glob, error) {
 			g.segs = append(g.segs, globSeg{kind: segLit, lit: seg})
 		}
 	}
+	wild := false
+	for _, sg := range g.segs {
+		if sg.kind != segLit {
+			wild = true
+		} else if wild && len(sg.lit)+1 > len(g.needle) {
+			g.needle = "/" + sg.lit
+		}
+	}
 	return g, nil
 }
 
@@ -105,6 +118,9 @@ func (g *glob) literalPrefix() []string {
 // does not allocate; it is the classic single-backtrack wildcard algorithm
 // over segments, with "**" as the star: O(len(segs) * segments) at worst.
 func (g *glob) match(p string, fold bool) bool {
+	if !fold && g.needle != "" && !strings.Contains(p, g.needle) {
+		return false
+	}
 	gi, pos := 0, 0
 	starG, starPos := -1, 0
 	for {
