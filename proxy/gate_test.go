@@ -349,3 +349,53 @@ func TestNonOriginFormDirect(t *testing.T) {
 		up.none(t)
 	}
 }
+
+func TestUpstreamBasePath(t *testing.T) {
+	up := newUpstream(t)
+	_, srv := newGate(t, Config{Upstream: mustURL(t, up.URL+"/app/")})
+	res := raw(t, srv, get("/public/a%40b?x=1"))
+	if res.Status != 200 {
+		t.Fatalf("got status %d; want 200", res.Status)
+	}
+	if got, want := up.take(t).RequestURI, "/app/public/a%40b?x=1"; got != want {
+		t.Errorf("upstream RequestURI: got %q; want %q", got, want)
+	}
+}
+
+// TestStreamingNotCut checks that an event stream is flushed to the client
+// as it comes and that UpstreamTimeout, which bounds only the wait for
+// response headers, does not cut it.
+func TestStreamingNotCut(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "data: two\n\n")
+	}))
+	defer up.Close()
+	_, srv := newGate(t, Config{Upstream: mustURL(t, up.URL), UpstreamTimeout: timeout})
+
+	res, err := http.Get(srv.URL + "/public/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "data: one\n" {
+		t.Fatalf("first event: got %q, %v; want %q", line, err, "data: one\n")
+	}
+	// Let the header timeout pass several times over while the stream is open.
+	<-time.After(3 * timeout)
+	close(release)
+	rest, err := io.ReadAll(br)
+	if err != nil || string(rest) != "\ndata: two\n\n" {
+		t.Errorf("rest of stream: got %q, %v; want %q", rest, err, "\ndata: two\n\n")
+	}
+}

@@ -36,7 +36,7 @@ type upstream struct {
 // before answering, so once a client has the response the record is there.
 // /ws answers a websocket upgrade by hijacking and echoing; /block waits
 // until the request's context ends.
-func newUpstream(t *testing.T) *upstream {
+func newUpstream(t testing.TB) *upstream {
 	t.Helper()
 	u := &upstream{got: make(chan seen, 16)}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -67,7 +67,7 @@ func newUpstream(t *testing.T) *upstream {
 }
 
 // take returns the request the upstream received, failing when none was.
-func (u *upstream) take(t *testing.T) seen {
+func (u *upstream) take(t testing.TB) seen {
 	t.Helper()
 	select {
 	case s := <-u.got:
@@ -79,7 +79,7 @@ func (u *upstream) take(t *testing.T) seen {
 }
 
 // none fails when the upstream received a request.
-func (u *upstream) none(t *testing.T) {
+func (u *upstream) none(t testing.TB) {
 	t.Helper()
 	select {
 	case s := <-u.got:
@@ -137,7 +137,7 @@ func quietLogger() *slog.Logger {
 
 // newGate builds a Gate in front of up with cfg's gaps filled, and serves
 // it on a real listener (raw-request tests need one).
-func newGate(t *testing.T, cfg Config) (*Gate, *httptest.Server) {
+func newGate(t testing.TB, cfg Config) (*Gate, *httptest.Server) {
 	t.Helper()
 	if cfg.Policy == nil {
 		cfg.Policy = mustPolicy(t, testRules())
@@ -171,7 +171,7 @@ type rawResponse struct {
 // raw sends req (a whole request, "\r\n" line ends) on a new connection to
 // srv and reads one response. It exists because net/http's client refuses
 // or rewrites many of the targets the bypass table needs.
-func raw(t *testing.T, srv *httptest.Server, req string) rawResponse {
+func raw(t testing.TB, srv *httptest.Server, req string) rawResponse {
 	t.Helper()
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -123,6 +124,8 @@ func cutAny(s, seps string) (before, after string) {
 	return s, ""
 }
 
+var errMalformedEscape = errors.New("malformed percent-encoding")
+
 // unescapeQuery decodes %XX and '+'. On a malformed escape it returns the
 // lenient decoding (bad escapes kept literally, as PHP does) and an error.
 func unescapeQuery(s string) (string, error) {
@@ -140,7 +143,7 @@ func unescapeQuery(s string) (string, error) {
 			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
 			i += 2
 		case c == '%':
-			bad = fmt.Errorf("malformed escape")
+			bad = errMalformedEscape
 			b.WriteByte(c)
 		default:
 			b.WriteByte(c)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -62,7 +63,7 @@ type stepUpEnv struct {
 	m     *Metrics
 }
 
-func newStepUpEnv(t *testing.T, loginURL string) (*stepUpEnv, func(string) rawResponse) {
+func newStepUpEnv(t testing.TB, loginURL string, transport http.RoundTripper) (*stepUpEnv, func(string) rawResponse) {
 	t.Helper()
 	e := &stepUpEnv{up: newUpstream(t), clock: newClock(), mail: &mailbox{last: map[string]challenge.Message{}}, m: NewMetrics(nil)}
 	var err error
@@ -81,7 +82,7 @@ func newStepUpEnv(t *testing.T, loginURL string) (*stepUpEnv, func(string) rawRe
 	if err != nil {
 		t.Fatalf("challenge.New: %v", err)
 	}
-	g, srv := newGate(t, Config{Upstream: mustURL(t, e.up.URL), Identity: e.auth, Challenge: e.ch, LoginURL: loginURL, Metrics: e.m})
+	g, srv := newGate(t, Config{Upstream: mustURL(t, e.up.URL), Identity: e.auth, Challenge: e.ch, LoginURL: loginURL, Metrics: e.m, Transport: transport})
 	e.gate = g
 	return e, func(req string) rawResponse { return raw(t, srv, req) }
 }
@@ -122,7 +123,7 @@ func (e *stepUpEnv) grant(t testing.TB, id identity.Identity) challenge.Grant {
 }
 
 func TestStepUp(t *testing.T) {
-	e, send := newStepUpEnv(t, "/login?rd={rd}")
+	e, send := newStepUpEnv(t, "/login?rd={rd}", nil)
 	alice := identity.Identity{Subject: "alice", Emails: []string{"alice@example.com", "a2@example.com"}, Session: "s1"}
 	at := e.accessToken(t, alice.Subject, alice.Session, alice.Emails...)
 	bobAT := e.accessToken(t, "bob", "s9", "bob@example.com")
@@ -238,7 +239,7 @@ func TestStepUp(t *testing.T) {
 }
 
 func TestUnauthenticatedWithoutLoginURL(t *testing.T) {
-	e, send := newStepUpEnv(t, "")
+	e, send := newStepUpEnv(t, "", nil)
 	res := send(get("/profile/me", "Accept: text/html"))
 	if res.Status != 401 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") || res.Header.Get("Location") != "" {
 		t.Errorf("got %d %q Location %q; want a 401 page", res.Status, res.Header.Get("Content-Type"), res.Header.Get("Location"))
