@@ -266,7 +266,7 @@ func TestNewSMTPSenderConfig(t *testing.T) {
 		ok   bool
 	}{
 		{"clear auth to remote", SMTPConfig{Host: "mail.example.com", TLS: "none", Username: "u", From: "a@example.com"}, false},
-		{"clear auth to loopback", SMTPConfig{Host: "127.0.0.1", TLS: "none", Username: "u", From: "a@example.com"}, true},
+		{"clear auth to loopback", SMTPConfig{Host: "127.0.0.1", TLS: "none", Username: "u", From: "a@example.com", Logger: slog.New(slog.DiscardHandler)}, true},
 		{"no auth, no tls", SMTPConfig{Host: "mail.example.com", TLS: "none", From: "a@example.com"}, true},
 		{"bad tls", SMTPConfig{Host: "mail.example.com", TLS: "maybe", From: "a@example.com"}, false},
 		{"no host", SMTPConfig{TLS: "tls", From: "a@example.com"}, false},

@@ -73,18 +73,18 @@ func (s *MemoryStore) ThrottleSend(_ context.Context, user string, now time.Time
 		st = &memSends{}
 	}
 	st.at = pruneBefore(st.at, now.Add(-time.Hour))
+	// When both limits refuse, the wait is the longer one: the time
+	// until a send would really be allowed.
+	var wait time.Duration
 	if n := len(st.at); n > 0 {
-		if wait := st.at[n-1].Add(resendAfter).Sub(now); wait > 0 {
-			return &LimitError{RetryAfter: wait, Err: ErrThrottled}
-		}
+		wait = st.at[n-1].Add(resendAfter).Sub(now)
 		if n >= maxPerHour {
 			// The oldest send in the window leaves it first.
-			wait := st.at[n-maxPerHour].Add(time.Hour).Sub(now)
-			if wait <= 0 {
-				wait = time.Second
-			}
-			return &LimitError{RetryAfter: wait, Err: ErrThrottled}
+			wait = max(wait, st.at[n-maxPerHour].Add(time.Hour).Sub(now))
 		}
+	}
+	if wait > 0 {
+		return &LimitError{RetryAfter: wait, Err: ErrThrottled}
 	}
 	st.at = append(st.at, now)
 	if len(st.at) > maxPerHour {

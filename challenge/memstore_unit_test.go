@@ -1,0 +1,94 @@
+package challenge
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestMemoryStoreBounded(t *testing.T) {
+	s := NewMemoryStore(2)
+	c := Code{MAC: make([]byte, 32), Email: "a@example.com", ExpiresAt: time.Now().Add(time.Minute)}
+	for _, k := range []string{"a", "b"} {
+		if err := s.PutCode(ctx0, k, c, time.Minute); err != nil {
+			t.Fatalf("PutCode %s: %v", k, err)
+		}
+	}
+	if err := s.PutCode(ctx0, "c", c, time.Minute); !errors.Is(err, ErrStoreFull) {
+		t.Errorf("third code: got %v; want ErrStoreFull", err)
+	}
+	// Replacing a pending code is always allowed.
+	if err := s.PutCode(ctx0, "a", c, time.Minute); err != nil {
+		t.Errorf("replace: %v", err)
+	}
+	// Consuming one frees a slot.
+	if _, err := s.CheckCode(ctx0, "b", c.MAC, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCode(ctx0, "c", c, time.Minute); err != nil {
+		t.Errorf("after consume: %v", err)
+	}
+}
+
+func TestMemoryStoreConcurrentCheck(t *testing.T) {
+	s := NewMemoryStore(0)
+	right := []byte("0123456789abcdef0123456789abcdef")
+	if err := s.PutCode(ctx0, "k", Code{MAC: right, ExpiresAt: time.Now().Add(time.Minute)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	wins := 0
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res, err := s.CheckCode(ctx0, "k", right, 5)
+			if err == nil && res.OK {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if err != nil && !errors.Is(err, ErrNoCode) {
+				t.Errorf("CheckCode: %v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if wins != 1 {
+		t.Errorf("got %d winners; want exactly 1", wins)
+	}
+}
+
+// TestMemoryStoreFootprint checks that 100,000 pending codes stay well
+// under 100 MB (the heap they add is measured, not the RSS, which also
+// holds the test binary).
+func TestMemoryStoreFootprint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 100,000 codes")
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := NewMemoryStore(0)
+	now := time.Now()
+	for i := 0; i < 100_000; i++ {
+		c := Code{MAC: codeMAC(make([]byte, 32), "u", "s", "someone@example.com", "123456"), Email: fmt.Sprintf("user%06d@example.com", i), ExpiresAt: now.Add(5 * time.Minute)}
+		if err := s.PutCode(ctx0, codeKey(fmt.Sprint("user", i), "session-id-0123456789"), c, 5*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	used := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("100,000 pending codes: %.1f MB heap", float64(used)/1e6)
+	if used > 50e6 {
+		t.Errorf("100,000 pending codes use %d bytes; want under 50 MB", used)
+	}
+	runtime.KeepAlive(s)
+}
