@@ -2,6 +2,28 @@
 // secret, PEM public key or JWKS) or headers set by a trusted SSO proxy.
 //
 // API CONTRACT (frozen; other packages build against it).
+//
+// Choices where SPEC §3 is silent:
+//
+//   - Tokens come from every cookie named JWTConfig.Cookie (at most four, in
+//     order), then from Authorization: Bearer; the first valid one wins.
+//     Tokens over 8 KiB are refused before any decoding.
+//   - exp is required; exp and nbf get a 30 s leeway for clock skew.
+//   - HS* cannot be mixed with asymmetric algorithms in one config, and
+//     every key is checked against the token's alg before use (RFC 8725
+//     §2.1), so a public key is never used as an HMAC secret.
+//   - A JWKS is fetched on first use, again after an hour, and on an
+//     unknown kid, never more than once a minute; a failed fetch keeps the
+//     previous keys. Symmetric ("oct") JWKS keys are ignored.
+//   - Email entries that are not exactly one bare address (no display
+//     name, no CR/LF, at most 254 bytes) are dropped, not fatal: the user
+//     keeps the identity, only without that address.
+//   - A present but unusable session claim is an error; an absent one
+//     gives the hex SHA-256 of the token.
+//   - The header source's session is "hdr:" + hex SHA-256 of the user, so
+//     its second factor is bound to the user only.
+//   - Verified tokens are cached (10,000 entries, until their exp), keyed
+//     by the exact token string.
 package identity
 
 import (

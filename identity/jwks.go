@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,7 @@ type keySet struct {
 // their own (no stampede).
 type jwksCache struct {
 	url    string
+	logURL string // url without query or user info, for logs
 	client *http.Client
 	now    func() time.Time
 	log    *slog.Logger
@@ -170,8 +172,13 @@ func (c *jwksCache) refresh(try bool) bool {
 	if err != nil {
 		// Keep serving the keys we have: an identity provider outage must
 		// not log every user out.
+		// An *url.Error repeats the URL, query included; log the cause.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		c.log.Warn("identity: JWKS fetch failed; keeping the previous keys",
-			"url", c.url, "error", err.Error())
+			"url", c.logURL, "error", err.Error())
 		return false
 	}
 	set.fetched = now

@@ -1,12 +1,14 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -175,9 +177,18 @@ func TestJWKSFirstFetchFails(t *testing.T) {
 	c := newClock()
 	srv := newJWKSServer(t)
 	srv.set(http.StatusServiceUnavailable, nil)
-	a := jwksAuth(t, srv.URL, c, "RS256")
+	var logs bytes.Buffer
+	a := newAuth(t, Config{JWT: JWTConfig{
+		Algorithms: []string{"RS256"},
+		JWKSURL:    srv.URL + "/jwks?token=s3cr3t",
+		Now:        c.Now,
+		Logger:     slog.New(slog.NewJSONHandler(&logs, nil)),
+	}})
 	tok := sign(t, jwt.SigningMethodRS256, rsaKey(), claims(), "k1")
 	check(t, a, srv, tok, false, 1)
+	if got := logs.String(); !strings.Contains(got, "JWKS fetch failed") || strings.Contains(got, "s3cr3t") {
+		t.Errorf("log = %q; want the failure logged without the URL's query", got)
+	}
 	check(t, a, srv, tok, false, 1) // rate limited, no stampede on a down provider
 	srv.setKeys(t, jwkOf(t, "k1", "RS256", rsaKey()))
 	c.Add(jwksMinRefresh)

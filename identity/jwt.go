@@ -123,7 +123,8 @@ func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 			if logger == nil {
 				logger = slog.New(slog.DiscardHandler)
 			}
-			s.jwks = &jwksCache{url: cfg.JWKSURL, client: client, now: s.now, log: logger}
+			logURL := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+			s.jwks = &jwksCache{url: cfg.JWKSURL, logURL: logURL.String(), client: client, now: s.now, log: logger}
 		default:
 			return nil, errors.New("jwt: RS*/ES*/EdDSA need public_key_file or jwks_url")
 		}
