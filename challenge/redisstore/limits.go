@@ -1,0 +1,109 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/stepgate/stepgate/challenge"
+)
+
+// window is the rolling period of max_sends_per_hour and
+// max_failures_per_hour (SPEC §3 otp).
+const window = time.Hour
+
+// ThrottleSend records one send for user unless that would exceed one per
+// resendAfter or maxPerHour in the rolling hour before now (SPEC §9).
+func (s *Store) ThrottleSend(ctx context.Context, user string, now time.Time, resendAfter time.Duration, maxPerHour int) error {
+	if maxPerHour < 1 {
+		// No send could ever be allowed, and no wait would change that.
+		return fmt.Errorf("redisstore: throttle send: maxPerHour %d must be positive", maxPerHour)
+	}
+	member, err := newMember(now)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	wait, err := throttleScript.Run(ctx, s.client, []string{s.key(kindSend, user)},
+		now.UnixMilli(), msOrZero(resendAfter), maxPerHour, window.Milliseconds(), member).Int64()
+	if err != nil {
+		return fmt.Errorf("redisstore: throttle send: %w", err)
+	}
+	if wait > 0 {
+		return &challenge.LimitError{RetryAfter: time.Duration(wait) * time.Millisecond, Err: challenge.ErrThrottled}
+	}
+	return nil
+}
+
+// AddFailure counts one failed verification for user in the rolling hour
+// before now; beyond maxPerHour it locks the user out for lockout and
+// returns lockout (SPEC §3 max_failures_per_hour, lockout).
+func (s *Store) AddFailure(ctx context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error) {
+	member, err := newMember(now)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	locked, err := failureScript.Run(ctx, s.client, []string{s.key(kindFail, user), s.key(kindLock, user)},
+		now.UnixMilli(), max(maxPerHour, 0), msOrZero(lockout), window.Milliseconds(), member).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: add failure: %w", err)
+	}
+	return time.Duration(locked) * time.Millisecond, nil
+}
+
+// Locked returns the lockout left for user at now, 0 when not locked. The
+// key's own TTL ends the lockout too, so a replica whose clock runs behind
+// never sees a lockout longer than the one that was set.
+func (s *Store) Locked(ctx context.Context, user string, now time.Time) (time.Duration, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.key(kindLock, user)
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, key)
+		pttl = p.PTTL(ctx, key)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: locked: %w", err)
+	}
+	until, err := get.Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: locked: %w", err)
+	}
+	left := time.UnixMilli(until).Sub(now)
+	if ttl := pttl.Val(); ttl >= 0 && ttl < left {
+		left = ttl
+	}
+	return max(left, 0), nil
+}
+
+// newMember returns a sorted-set member unique to this event, so that two
+// sends or failures in the same millisecond both count.
+func newMember(now time.Time) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("redisstore: crypto/rand: %w", err)
+	}
+	return fmt.Sprintf("%d-%s", now.UnixMilli(), hex.EncodeToString(b[:])), nil
+}
+
+// msOrZero is d in milliseconds, rounded up, and 0 for d <= 0.
+func msOrZero(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return ms(d)
+}

@@ -1,0 +1,207 @@
+// Package redistest starts a real, throwaway redis-server for tests, the
+// way net/http/httptest starts a real HTTP server. Tests that need Redis
+// call Start; the server is killed when the test ends.
+//
+// When redis-server is not on PATH the test is skipped with a loud reason,
+// unless STEPGATE_REQUIRE_REDIS=1, in which case it fails (TEAM.md rule 6).
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long a server may take to answer PING.
+const startTimeout = 10 * time.Second
+
+// Config configures a server started by StartServer.
+type Config struct {
+	// Password sets requirepass. Empty means no password.
+	Password string
+}
+
+// Server is a running redis-server owned by one test.
+type Server struct {
+	// Addr is host:port on 127.0.0.1.
+	Addr string
+
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when the process has exited
+	output *syncBuffer
+	once   sync.Once
+}
+
+// Start starts a redis-server without a password and returns its address.
+func Start(t testing.TB) (addr string) {
+	t.Helper()
+	return StartServer(t, Config{}).Addr
+}
+
+// StartServer starts a redis-server on a free 127.0.0.1 port with no
+// persistence, waits until it answers PING and stops it in t.Cleanup.
+func StartServer(t testing.TB, c Config) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		msg := "redis-server not found in PATH: install it (apt-get install redis-server) to run the Redis tests"
+		if os.Getenv("STEPGATE_REQUIRE_REDIS") == "1" {
+			t.Fatalf("STEPGATE_REQUIRE_REDIS=1 but %s", msg)
+		}
+		t.Skipf("!!! SKIPPING: %s; set STEPGATE_REQUIRE_REDIS=1 to make this a failure !!!", msg)
+	}
+	// The free port is found by binding :0 and closing; another process
+	// may take it before redis-server binds it, so a failed start retries
+	// with a new port.
+	var errs []error
+	for range 3 {
+		s, err := start(t, bin, c)
+		if err == nil {
+			return s
+		}
+		errs = append(errs, err)
+	}
+	t.Fatalf("redistest: starting redis-server: %v", errors.Join(errs...))
+	return nil
+}
+
+func start(t testing.TB, bin string, c Config) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := t.TempDir()
+	// The password goes in a 0600 config file rather than argv, where
+	// every local user could read it with ps.
+	conf := filepath.Join(dir, "redis.conf")
+	var cfg strings.Builder
+	if c.Password != "" {
+		fmt.Fprintf(&cfg, "requirepass %q\n", c.Password)
+	}
+	if err := os.WriteFile(conf, []byte(cfg.String()), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, conf,
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", dir,
+	)
+	setProcAttr(cmd)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("exec %s: %w", bin, err)
+	}
+	s := &Server{
+		Addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		cmd:    cmd,
+		done:   make(chan struct{}),
+		output: out,
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(s.done)
+	}()
+	if err := s.waitReady(); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("%w; output:\n%s", err, out.String())
+	}
+	t.Cleanup(s.Stop)
+	return s, nil
+}
+
+// waitReady polls until the server answers PING, it exits, or startTimeout
+// passes.
+func (s *Server) waitReady() error {
+	deadline := time.Now().Add(startTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := ping(s.Addr); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("no PONG from %s after %v: %w", s.Addr, startTimeout, err)
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("redis-server exited before answering PING")
+		case <-tick.C:
+		}
+	}
+}
+
+// ping sends an inline PING. A server requiring a password answers
+// -NOAUTH, which also shows it is up.
+func ping(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
+		return err
+	}
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH") {
+		return nil
+	}
+	return fmt.Errorf("unexpected reply %q", strings.TrimSpace(line))
+}
+
+// Stop kills the server and waits for it to exit. It is idempotent, so a
+// test may stop the server early to see how clients fail.
+func (s *Server) Stop() {
+	s.once.Do(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	})
+}
+
+// Output is what the server has logged so far, for test failure messages.
+func (s *Server) Output() string { return s.output.String() }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writer goroutine and
+// a reading test at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
