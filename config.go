@@ -319,6 +319,9 @@ type problems struct {
 }
 
 func (ps *problems) add(key, format string, args ...any) {
+	if key == "" {
+		key = "(top level)"
+	}
 	p := Problem{File: ps.meta.file, Key: key, Msg: fmt.Sprintf(format, args...)}
 	if env, ok := ps.meta.env[key]; ok {
 		p.Env = env
@@ -326,6 +329,12 @@ func (ps *problems) add(key, format string, args ...any) {
 		p.Line = ps.meta.line(key)
 	}
 	ps.list = append(ps.list, p)
+}
+
+// addAt adds a problem at a given line (for keys whose path is ambiguous,
+// such as a duplicate).
+func (ps *problems) addAt(key string, line int, format string, args ...any) {
+	ps.list = append(ps.list, Problem{File: ps.meta.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 // addOnce adds a problem unless key already has one: policy.Compile may
@@ -397,7 +406,9 @@ func load(path string, getenv func(string) string) (*Config, error) {
 	if len(doc.Content) > 0 {
 		root = doc.Content[0]
 		recordLines(root, "", cfg.meta.lines)
-		checkNode(root, reflect.TypeFor[Config](), "", ps)
+		if !checkNode(root, reflect.TypeFor[Config](), "", ps) {
+			root = nil
+		}
 	}
 	cleaned, err := yaml.Marshal(&doc)
 	if err != nil {
@@ -501,9 +512,16 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, ps *problems) bool {
 			}
 		}
 		kept := n.Content[:0:0]
+		seen := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			p := joinKey(path, k.Value)
+			if first, dup := seen[k.Value]; dup {
+				// yaml.Node keeps both; which one wins would be a guess.
+				ps.addAt(p, k.Line, "duplicate key (first at line %d)", first)
+				continue
+			}
+			seen[k.Value] = k.Line
 			ft, ok := fields[k.Value]
 			if !ok {
 				ps.add(p, "unknown key%s", suggest(k.Value, fields))

@@ -209,6 +209,8 @@ policies:
       paths: ["/admin/**"]
       action: step_up
 `, "policies.rules[0].pathz", "unknown key (did you mean paths?)"},
+		{"duplicate key", baseSections + baseRules + "otp:\n  ttl: 5m\n  ttl: 6m #<\n", "otp.ttl", "duplicate key (first at line"},
+		{"not a mapping", "- a\n- b\n", "(top level)", "must be a mapping"},
 		{"list where a value belongs", baseSections + baseRules + "upstream:\n  url: [a, b] #<\n", "upstream.url", "single value"},
 		{"value where a list belongs", baseSections + `
 policies:
