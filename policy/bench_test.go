@@ -139,6 +139,9 @@ func TestMatchEqualsLinear(t *testing.T) {
 }
 
 func TestMatchNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("under -race sync.Pool drops items, so regexp allocates; run without -race")
+	}
 	for _, fold := range []bool{false, true} {
 		p := mustCompile(t, Config{Rules: genRules(1000), CaseInsensitivePaths: fold})
 		for _, r := range genRequests(1000, rand.New(rand.NewPCG(5, 6)))[:40] {
