@@ -146,11 +146,21 @@ func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 	return s, nil
 }
 
+// secondFactorType is the "typ" of stepgate's own second-factor tokens
+// (challenge.tokenType; identity cannot import challenge).
+const secondFactorType = "stepgate-2fa+jwt"
+
 // key is the parser's Keyfunc. The parser has already checked alg against
 // the pinned list; key still checks that the key it returns fits alg, so
 // no configuration or JWKS content can hand an RSA key to the HMAC
 // verifier (RFC 8725 §2.1).
 func (s *jwtSource) key(t *jwt.Token) (any, error) {
+	// A stepgate second-factor token is explicitly typed (RFC 8725 §3.11);
+	// it must never pass as an access token, even when an operator signs
+	// both with the same secret.
+	if typ, _ := t.Header["typ"].(string); strings.EqualFold(typ, secondFactorType) {
+		return nil, errors.New("a second-factor token is not an access token")
+	}
 	alg := t.Method.Alg()
 	switch {
 	case s.hmacSecret != nil:

@@ -101,6 +101,17 @@ func TestAuthenticateHS256(t *testing.T) {
 	bigPad := strings.Repeat("x", maxTokenLen)
 	oversized := hs256(t, std("pad", bigPad))
 	noneTok := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, std(), "")
+	// A stepgate second-factor token signed with the same secret must never
+	// pass as an access token.
+	secondFactor := func() string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, std())
+		tok.Header["typ"] = "stepgate-2fa+jwt"
+		s, err := tok.SignedString(testSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}()
 
 	type want struct {
 		err     error // nil, ErrNoCredential or ErrInvalid
@@ -128,6 +139,7 @@ func TestAuthenticateHS256(t *testing.T) {
 		{name: "empty bearer", auth: "Bearer   ", want: want{err: ErrNoCredential}},
 		{name: "garbage", bearer: "not.a.token", want: want{err: ErrInvalid}},
 		{name: "alg none", bearer: noneTok, want: want{err: ErrInvalid}},
+		{name: "second-factor token as access token", bearer: secondFactor, want: want{err: ErrInvalid}},
 		{name: "alg none, signature stripped", bearer: strings.Join(strings.Split(valid, ".")[:2], ".") + ".", want: want{err: ErrInvalid}},
 		{name: "wrong secret", bearer: sign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-xx"), std(), ""), want: want{err: ErrInvalid}},
 		{name: "HS384 not configured", bearer: sign(t, jwt.SigningMethodHS384, testSecret, std(), ""), want: want{err: ErrInvalid}},
