@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stepgate/stepgate/challenge/redisstore/redistest"
 )
 
 func runCmd(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
@@ -224,38 +226,37 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestServe starts the real servers on free ports, proxies an allowed
-// request to an httptest upstream, checks the admin endpoints, and shuts
-// down on cancel.
-func TestServe(t *testing.T) {
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "upstream saw %s rule=%s", r.URL.Path, r.Header.Get("X-Stepup-Rule"))
-	}))
-	defer upstream.Close()
-	text := baseSections + `
-server:
-  listen: 127.0.0.1:0
-  admin_listen: 127.0.0.1:0
-upstream:
-  url: ` + upstream.URL + `
-policies:
-  rules:
-    - name: public
-      paths: ["/public/**"]
-      action: allow
-    - name: admin
-      paths: ["/admin/**"]
-      action: step_up
-`
+// served is a running `stepgate serve`.
+type served struct {
+	listen, admin string
+	stop          func() error // cancels and waits for run to return
+}
+
+// startServe runs `stepgate serve` on text (which must listen on port 0)
+// and waits for its start-up line.
+func startServe(t *testing.T, text string) served {
+	t.Helper()
 	path := writeConfig(t, text)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var stderr syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "-config", path}, noEnv, io.Discard, &stderr) }()
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(30 * time.Second):
+				stopErr = fmt.Errorf("serve did not stop after cancel")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { stop() })
 
 	var start struct {
-		Msg         string `json:"msg"`
 		Listen      string `json:"listen"`
 		AdminListen string `json:"admin_listen"`
 		Rules       int    `json:"rules"`
@@ -281,48 +282,89 @@ policies:
 			}
 		}
 	}
-	if start.Rules != 2 || start.Store != "memory" || start.Version != version {
-		t.Errorf("start line: got %+v; want 2 rules, store memory, version %s", start, version)
+	if start.Rules != len(strings.Split(text, "- name:"))-1 || start.Version != version {
+		t.Errorf("start line: got %+v; want the rule count and version %s", start, version)
 	}
+	return served{listen: start.Listen, admin: start.AdminListen, stop: stop}
+}
 
-	get := func(url string) (int, string) {
-		t.Helper()
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	if code, body := get("http://" + start.Listen + "/public/a"); code != 200 || body != "upstream saw /public/a rule=public" {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}
+
+// TestServe starts the real servers on free ports, proxies an allowed
+// request to an httptest upstream, checks the admin endpoints, and shuts
+// down on cancel.
+func TestServe(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream saw %s rule=%s", r.URL.Path, r.Header.Get("X-Stepup-Rule"))
+	}))
+	defer upstream.Close()
+	s := startServe(t, baseSections+`
+server:
+  listen: 127.0.0.1:0
+  admin_listen: 127.0.0.1:0
+upstream:
+  url: `+upstream.URL+`
+policies:
+  rules:
+    - name: public
+      paths: ["/public/**"]
+      action: allow
+    - name: admin
+      paths: ["/admin/**"]
+      action: step_up
+`)
+	if code, body := httpGet(t, "http://"+s.listen+"/public/a"); code != 200 || body != "upstream saw /public/a rule=public" {
 		t.Errorf("proxied: got %d %q; want 200 from the upstream", code, body)
 	}
-	if code, _ := get("http://" + start.Listen + "/admin/x"); code != http.StatusUnauthorized {
+	if code, _ := httpGet(t, "http://"+s.listen+"/admin/x"); code != http.StatusUnauthorized {
 		t.Errorf("step_up without identity: got %d; want 401", code)
 	}
-	if code, body := get("http://" + start.AdminListen + "/healthz"); code != 200 || body != "ok\n" {
+	if code, body := httpGet(t, "http://"+s.admin+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("healthz: got %d %q", code, body)
 	}
-	if code, _ := get("http://" + start.AdminListen + "/readyz"); code != 200 {
+	if code, _ := httpGet(t, "http://"+s.admin+"/readyz"); code != 200 {
 		t.Errorf("readyz: got %d; want 200", code)
 	}
-	code, body := get("http://" + start.AdminListen + "/metrics")
+	code, body := httpGet(t, "http://"+s.admin+"/metrics")
 	if code != 200 || !strings.Contains(body, "stepgate_build_info") || !strings.Contains(body, "stepgate_requests_total") {
 		t.Errorf("metrics: got %d without stepgate_build_info or stepgate_requests_total", code)
 	}
 	// SPEC §3: the admin endpoints are never served on the proxy port.
-	if code, body := get("http://" + start.Listen + "/metrics"); strings.Contains(body, "stepgate_build_info") {
+	if code, body := httpGet(t, "http://"+s.listen+"/metrics"); strings.Contains(body, "stepgate_build_info") {
 		t.Errorf("proxy port served metrics (%d)", code)
 	}
+	if err := s.stop(); err != nil {
+		t.Errorf("serve: %v", err)
+	}
+}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop after cancel")
+// TestServeRedisReadiness runs on a real redis-server: ready while it
+// answers, not ready once it is gone.
+func TestServeRedisReadiness(t *testing.T) {
+	srv := redistest.StartServer(t, redistest.Config{})
+	s := startServe(t, baseSections+baseRules+`
+server:
+  listen: 127.0.0.1:0
+  admin_listen: 127.0.0.1:0
+store:
+  driver: redis
+  redis:
+    addr: `+srv.Addr+`
+`)
+	if code, body := httpGet(t, "http://"+s.admin+"/readyz"); code != 200 {
+		t.Errorf("readyz with redis up: got %d %q; want 200", code, body)
+	}
+	srv.Stop()
+	if code, body := httpGet(t, "http://"+s.admin+"/readyz"); code != http.StatusServiceUnavailable || strings.Contains(body, srv.Addr) {
+		t.Errorf("readyz with redis down: got %d %q; want 503 without internals", code, body)
 	}
 }

@@ -130,13 +130,7 @@ func newStore(cfg *Config) (challenge.Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store.redis: %w", err)
 		}
-		// TODO(main): assign directly once redisstore.Store implements
-		// challenge.Store (its compile-time guard is still commented out).
-		st, ok := any(s).(challenge.Store)
-		if !ok {
-			return nil, errors.New("store.redis: the redis store is not available in this build yet")
-		}
-		return st, nil
+		return s, nil
 	}
 	return nil, fmt.Errorf("store.driver: unknown driver %q", cfg.Store.Driver)
 }
