@@ -138,6 +138,40 @@ policies:
 	}
 }
 
+func TestExplainAudit(t *testing.T) {
+	text := baseSections + `
+policies:
+  rules:
+    - name: settings
+      hosts: ["*.example.com"]
+      paths: ["/settings/**"]
+      action: step_up
+      mode: audit
+`
+	path := writeConfig(t, text)
+	out, _, err := runCmd(t, nil, "explain", "-config", path, "GET", "http://App.Example.com./settings/mfa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`decision: step_up by rule "settings"`,
+		"requires: identity and a second factor no older than 12h\n",
+		"mode: audit",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// *.example.com does not match example.com itself (SPEC §4).
+	out, _, err = runCmd(t, nil, "explain", "-config", path, "GET", "http://example.com/settings/mfa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "decision: authenticate (no rule matched") {
+		t.Errorf("bare domain: got\n%s", out)
+	}
+}
+
 func TestExplainRefused(t *testing.T) {
 	path := writeConfig(t, baseSections+baseRules)
 	out, _, err := runCmd(t, nil, "explain", "-config", path, "GET", "http://app.example.com/public/%2e%2e/admin")

@@ -179,6 +179,7 @@ policies:
 `, "policies.rules[0].hosts[1]", "without scheme or path"},
 		{"secret missing", strings.Replace(baseSections, "second_factor:\n  secret: \""+testSecret+"\"\n", "", 1) + baseRules, "second_factor.secret", "missing"},
 		{"secret short", strings.Replace(baseSections, `secret: "`+testSecret+`"`, `secret: "short-secret" #<`, 1) + baseRules, "second_factor.secret", "12 bytes; at least 32"},
+		{"secret reused as hmac key", strings.Replace(baseSections, `secret: "`+testSecret+`"`, `secret: "`+testHMACSecret+`" #<`, 1) + baseRules, "second_factor.secret", "must differ from identity.jwt.hmac_secret"},
 		{"previous secret short", strings.Replace(baseSections, "second_factor:\n", "second_factor:\n  previous_secrets:\n    - \"short\" #<\n", 1) + baseRules, "second_factor.previous_secrets[0]", "at least 32"},
 		{"secret and secret_file", strings.Replace(baseSections, `  secret: "`+testSecret+`"`, `  secret: "`+testSecret+`" #<`+"\n  secret_file: "+filepath.Join(dir, "s"), 1) + baseRules, "second_factor.secret", "not both"},
 		{"secret_file missing", strings.Replace(baseSections, `  secret: "`+testSecret+`"`, "  secret_file: "+filepath.Join(dir, "nope")+" #<", 1) + baseRules, "second_factor.secret_file", "no such file"},

@@ -228,6 +228,12 @@ func (c *Config) validateSecondFactor(ps *problems) {
 	case len(sf.Secret) < minSecret:
 		ps.add(src, "secret is %d bytes; at least %d are required", len(sf.Secret), minSecret)
 	}
+	if sf.Secret != "" && sf.Secret == c.Identity.JWT.HMACSecret {
+		// One key for both would let whoever mints access tokens (the
+		// identity provider) mint second factors too, and the other way
+		// round: the two factors would no longer be independent.
+		ps.add(src, "must differ from identity.jwt.hmac_secret")
+	}
 	for i, s := range sf.PreviousSecrets {
 		if len(s) < minSecret {
 			ps.add(fmt.Sprintf("second_factor.previous_secrets[%d]", i), "secret is %d bytes; at least %d are required", len(s), minSecret)
