@@ -514,3 +514,15 @@ func TestReferenceConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestNullMeansDefault: an empty section or value keeps the default rather
+// than zeroing it.
+func TestNullMeansDefault(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, baseSections+"server:\notp:\n  ttl:\n  length: ~\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Listen != "127.0.0.1:8080" || cfg.OTP.TTL != 5*time.Minute || cfg.OTP.Length != 6 {
+		t.Errorf("got listen %q, otp.ttl %v, otp.length %d; want the defaults", cfg.Server.Listen, cfg.OTP.TTL, cfg.OTP.Length)
+	}
+}
