@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -280,11 +281,18 @@ func (s *Service) cookie(value string, expires time.Time, maxAge int) *http.Cook
 	}
 }
 
-// meta is the audit context of r.
+// meta is the audit context of r. The request id is the one the proxy set
+// on the request it handed over (X-Request-Id, proxy.Gate.serveInternal);
+// the client is the peer's address without its port, as the proxy logs it.
+// Rule stays empty: pages under the prefix are not decided by a rule.
 func meta(r *http.Request) Meta {
+	client := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(client); err == nil {
+		client = h
+	}
 	return Meta{
 		RequestID: r.Header.Get("X-Request-Id"),
-		Client:    r.RemoteAddr,
+		Client:    client,
 		UserAgent: r.UserAgent(),
 	}
 }

@@ -354,7 +354,7 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if g, has := s.Check(r, id, s.cfg.TokenTTL); has {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(withMeta(r.Context(), meta(r)), 5*time.Second)
 		defer cancel()
 		if err := s.Revoke(ctx, g); err != nil {
 			s.h.log.Error("revoke second factor failed", "sub", id.Subject, "err", err)

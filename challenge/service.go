@@ -230,22 +230,35 @@ type Meta struct {
 	Rule      string
 }
 
-// Revoke revokes g until it would expire.
+// metaKey is the context key of a Meta, for audit records of calls whose
+// signature has no Meta (Revoke).
+type metaKey struct{}
+
+// withMeta returns ctx carrying m.
+func withMeta(ctx context.Context, m Meta) context.Context {
+	return context.WithValue(ctx, metaKey{}, m)
+}
+
+// metaFrom returns the Meta ctx carries, or the zero Meta.
+func metaFrom(ctx context.Context) Meta {
+	m, _ := ctx.Value(metaKey{}).(Meta)
+	return m
+}
+
+// Revoke revokes g until it would expire. The audit record takes its
+// request id, client and user agent from a Meta in ctx, when there is one.
 func (s *Service) Revoke(ctx context.Context, g Grant) error {
 	ttl := g.ExpiresAt.Sub(s.now())
 	if g.ID == "" || ttl <= 0 {
 		// Nothing to do: an expired token is refused anyway.
 		return nil
 	}
+	id := identity.Identity{Subject: g.Subject}
 	if err := s.cfg.Store.Revoke(ctx, g.ID, ttl); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "token revoke failed",
-			slog.String("event", "token_revoked"), slog.String("user", g.Subject),
-			slog.String("outcome", "store_error"), slog.String("error", err.Error()))
+		s.audit(ctx, slog.LevelError, "token revoke failed", "token_revoked", "store_error", id, metaFrom(ctx), err)
 		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "token revoked",
-		slog.String("event", "token_revoked"), slog.String("user", g.Subject),
-		slog.String("outcome", "ok"))
+	s.audit(ctx, slog.LevelInfo, "token revoked", "token_revoked", "ok", id, metaFrom(ctx), nil)
 	return nil
 }
 

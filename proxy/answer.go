@@ -1,8 +1,8 @@
 package proxy
 
 import (
+	"log/slog"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -19,17 +19,36 @@ import (
 // the policy (SPEC §4). why is logged, never shown.
 func (g *Gate) reject(w http.ResponseWriter, r *http.Request, st *state, why string) {
 	g.counters.incNone(outRejected)
-	g.log.Info("request refused", "request_id", st.reqID, "reason", why, "client", r.RemoteAddr)
+	// The path is left out: it is what was found ambiguous, and may carry
+	// anything. The rule is noRule, since no rule was consulted.
+	g.audit(r, st, "request refused", "request_refused", Rejected, noRule, slog.String("reason", why))
 	g.pages.Error(w, r, http.StatusBadRequest, "invalid_request", "Bad request",
 		"This address is ambiguous and was refused.", nil)
 }
 
 // deny answers 403 (action deny).
-func (g *Gate) deny(w http.ResponseWriter, r *http.Request, st *state, peer netip.Addr) {
-	g.log.Info("denied", "request_id", st.reqID, "rule", st.rule, "method", r.Method,
-		"path", st.target.Path, "client", peer.String())
+func (g *Gate) deny(w http.ResponseWriter, r *http.Request, st *state) {
+	g.audit(r, st, "denied", "denied", Denied, st.rule,
+		slog.String("method", r.Method), slog.String("path", st.target.Path))
 	g.pages.Error(w, r, http.StatusForbidden, "access_denied", "Access denied",
 		"You are not allowed to access this page.", nil)
+}
+
+// audit writes one audit record (SPEC §10): the event, the request id, the
+// user (empty when unknown), the rule, the client address, the user agent
+// and the outcome, plus extra. The query string, cookies and tokens are
+// never logged: they may carry secrets.
+func (g *Gate) audit(r *http.Request, st *state, msg, event, outcome, rule string, extra ...slog.Attr) {
+	attrs := append([]slog.Attr{
+		slog.String("event", event),
+		slog.String("request_id", st.reqID),
+		slog.String("user", st.id.Subject),
+		slog.String("rule", rule),
+		slog.String("client", peerAddr(r.RemoteAddr).String()),
+		slog.String("user_agent", r.UserAgent()),
+		slog.String("outcome", outcome),
+	}, extra...)
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, msg, attrs...)
 }
 
 // returnURL is the canonical path and query, the return address for the
@@ -75,7 +94,8 @@ const insufficientDesc = "A second factor is required"
 // 401 page linking to it, since their body could not be replayed after the
 // detour; API clients get the RFC 9470 §3 challenge.
 func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, st *state, d policy.Decision) {
-	g.log.Debug("second factor required", "request_id", st.reqID, "rule", st.rule, "user", st.id.Subject)
+	g.audit(r, st, "second factor required", "step_up_required", Challenged, st.rule,
+		slog.String("method", r.Method), slog.String("path", st.target.Path))
 	var link string
 	if g.cfg.Challenge != nil {
 		link = g.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(returnURL(st.target))

@@ -233,8 +233,8 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d.Mode == policy.Audit {
 		// SPEC §3 mode audit: decide, log and count, but forward.
 		g.counters.inc(d.Index, st.rule, outAudited)
-		g.log.Info("audit", "request_id", st.reqID, "rule", st.rule, "action", d.Action.String(),
-			"would", out.String(), "method", r.Method, "path", t.Path, "user", st.id.Subject, "client", peer.String())
+		g.audit(r, st, "audit", "audited", Audited, st.rule, slog.String("action", d.Action.String()),
+			slog.String("would", out.String()), slog.String("method", r.Method), slog.String("path", t.Path))
 		g.forward(w, r, gc)
 		return
 	}
@@ -243,7 +243,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case outForwarded:
 		g.forward(w, r, gc)
 	case outDenied:
-		g.deny(w, r, st, peer)
+		g.deny(w, r, st)
 	case outUnauthenticated:
 		g.unauthenticated(w, r, st)
 	case outChallenged:
