@@ -2,12 +2,316 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/stepgate/stepgate/demo"
 )
 
-// runDemo runs `stepgate demo` (SPEC §2): the proxy, a sample upstream and a
-// dev inbox with no setup. It is a stub until the demo lands.
+// The demo's policy: one rule per area of the sample app (SPEC §2).
+const (
+	demoAdminMaxAge   = 10 * time.Minute
+	demoPaymentMaxAge = 2 * time.Minute
+)
+
+// inboxPath is the dev inbox under the prefix. It exists only in demo mode:
+// it shows every code to whoever can reach it.
+const inboxPath = "/dev/inbox"
+
+// runDemo runs `stepgate demo` (SPEC §2): the proxy, a sample upstream with
+// a demo login and a dev inbox instead of SMTP, with no setup. It reads no
+// environment (getenv is unused) so that STEPGATE_* variables meant for
+// serve cannot change the demo.
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return errors.New("demo: not yet implemented")
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "proxy `address` (loopback only; port 0 picks a free one)")
+	adminListen := fs.String("admin-listen", "127.0.0.1:9090", "admin `address` for /metrics, /healthz, /readyz (loopback only)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: stepgate demo [-listen ADDR] [-admin-listen ADDR]")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return ignoreHelp(err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("demo: unexpected arguments %q", fs.Args())
+	}
+	for _, a := range []struct{ flag, addr string }{{"-listen", *listen}, {"-admin-listen", *adminListen}} {
+		if err := checkLoopback(a.addr); err != nil {
+			return fmt.Errorf("demo: %s: %w", a.flag, err)
+		}
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	return serveDemo(ctx, *listen, *adminListen, logger, stdout)
+}
+
+// checkLoopback refuses addresses other machines could reach: the dev
+// inbox hands out every code, so the demo stays on this machine.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address; the demo's dev inbox shows every code, so it only listens on this machine", addr)
+	}
+	return nil
+}
+
+// serveDemo runs the sample app, the proxy and the admin server until ctx
+// ends. The proxy is built by the same functions as `serve` (a validated
+// Config, newSharedParts, buildGate, adminHandler); only the mail sender
+// is the dev inbox, and the inbox page is mounted in front of the gate.
+func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Logger, stdout io.Writer) error {
+	// Fresh secrets per run (crypto/rand): nothing to configure, nothing
+	// left behind. The access-token key and the second-factor key differ,
+	// as validate requires.
+	hmacSecret, sfSecret := randomSecret(), randomSecret()
+
+	var lc net.ListenConfig
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	listenOn := func(addr string) (net.Listener, error) {
+		l, err := lc.Listen(ctx, "tcp", addr)
+		if err == nil {
+			listeners = append(listeners, l)
+		}
+		return l, err
+	}
+	// Listening first lets the config carry the real ports when port 0
+	// was asked for, and makes a port in use fail the start.
+	appL, err := listenOn("127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo app: %w", err)
+	}
+	pl, err := listenOn(listen)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("demo: -listen: %w", err)
+	}
+	al, err := listenOn(adminListen)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("demo: -admin-listen: %w", err)
+	}
+
+	cfg, err := demoConfig(pl.Addr().String(), al.Addr().String(), "http://"+appL.Addr().String(), hmacSecret, sfSecret)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("demo config: %w", err)
+	}
+	app, err := demo.NewApp(demo.AppConfig{
+		HMACSecret: []byte(hmacSecret),
+		Cookie:     cfg.Identity.JWT.Cookie,
+		Prefix:     cfg.Server.Prefix,
+		Logger:     logger,
+	})
+	if err != nil {
+		closeAll()
+		return err
+	}
+	inbox, err := demo.NewInbox(0, cfg.Server.Prefix, logger)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("demo inbox: %w", err)
+	}
+
+	// newSharedParts builds the sender mail.driver names; the demo config
+	// says "log" (validate knows no inbox driver) and that sender is
+	// replaced by the inbox before anything uses it. Its start-up warning
+	// about codes in the log would be untrue here, so it goes nowhere.
+	shared, err := newSharedParts(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		closeAll()
+		return err
+	}
+	defer shared.store.Close()
+	shared.logger = logger
+	shared.sender = inbox
+	gate, err := buildGate(cfg, shared)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	live := &liveGate{}
+	live.store(cfg, gate)
+
+	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: readHeaderTimeout,
+			ReadTimeout:       readTimeout,
+			WriteTimeout:      time.Minute,
+			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
+			ErrorLog:          errLog,
+		}
+	}
+	servers := []*http.Server{
+		newServer(app),
+		newServer(withInbox(live, cfg.Server.Prefix+inboxPath, inbox)),
+		newServer(adminHandler(shared, live)),
+	}
+
+	logger.Info("stepgate demo started",
+		"version", version,
+		"listen", pl.Addr().String(),
+		"admin_listen", al.Addr().String(),
+		"upstream", cfg.Upstream.URL,
+		"rules", cfg.policy.Len(),
+		"store", cfg.Store.Driver,
+		"mail", "dev inbox",
+	)
+	printTour(stdout, "http://"+pl.Addr().String(), "http://"+al.Addr().String(), cfg.Server.Prefix)
+
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { errc <- s.Serve(listeners[i]) }()
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	logger.Info("stepgate demo stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	// The proxy first, so no request reaches a stopped app.
+	for _, i := range []int{1, 2, 0} {
+		errs = append(errs, servers[i].Shutdown(sctx))
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("demo: %w", serveErr)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("demo shutdown: %w", err)
+	}
+	return nil
+}
+
+// withInbox serves exactly path with the dev inbox and everything else
+// with next. The gate answers the whole prefix itself (SPEC §6), so the
+// inbox must be picked off before it; any other spelling of the path falls
+// through to the gate, which knows no such page.
+func withInbox(next http.Handler, path string, inbox http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path && r.URL.RawPath == "" {
+			inbox.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// demoConfig builds the demo's Config the way loadConfig builds one from a
+// file: the SPEC §3 defaults, the demo's values on top, then the same
+// derived defaults and validation (policy compiled, policy tests run).
+func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret string) (*Config, error) {
+	v := viper.New()
+	for k, d := range configDefaults {
+		v.SetDefault(k, d)
+	}
+	cfg := &Config{meta: configMeta{file: "(demo)", lines: map[string]int{}, env: map[string]string{}}}
+	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	))
+	if err := v.UnmarshalExact(cfg, hook); err != nil {
+		return nil, err
+	}
+	cfg.Server.Listen = listen
+	cfg.Server.AdminListen = adminListen
+	cfg.Server.PublicURL = "http://" + listen
+	cfg.Upstream.URL = upstream
+	cfg.Upstream.Timeout = 10 * time.Second
+	cfg.Identity.Source = "jwt"
+	cfg.Identity.LoginURL = "/login?rd={rd}"
+	cfg.Identity.JWT.Algorithms = []string{"HS256"}
+	cfg.Identity.JWT.HMACSecret = hmacSecret
+	cfg.SecondFactor.Secret = sfSecret
+	// The sender is replaced by the dev inbox (see serveDemo).
+	cfg.Mail.Driver = "log"
+	cfg.Mail.From = "stepgate demo <no-reply@stepgate.invalid>"
+	cfg.Mail.Subject = "Your stepgate demo code"
+	cfg.Store.Driver = "memory"
+	cfg.Policies = PoliciesConfig{
+		Default: "authenticate",
+		Rules: []RuleConfig{
+			{Name: "home", Paths: []string{"/"}, Action: "allow"},
+			{Name: "login", Paths: []string{"/login", "/logout", "/assets/**", "/favicon.ico"}, Action: "allow"},
+			{Name: "public", Paths: []string{"/public/**"}, Action: "allow"},
+			{Name: "account", Paths: []string{"/account/**"}, Action: "authenticate"},
+			{Name: "admin", Paths: []string{"/admin/**"}, Action: "step_up", MaxAge: demoAdminMaxAge},
+			{Name: "payments", Paths: []string{"/payments/**"}, Methods: []string{"GET", "POST"}, Action: "step_up", MaxAge: demoPaymentMaxAge},
+		},
+		Tests: []TestConfig{
+			{Request: "GET http://127.0.0.1/", Expect: "allow", Rule: "home"},
+			{Request: "GET http://127.0.0.1/public/docs", Expect: "allow", Rule: "public"},
+			{Request: "GET http://127.0.0.1/account", Expect: "authenticate", Rule: "account"},
+			{Request: "GET http://127.0.0.1/admin/users", Expect: "step_up", Rule: "admin"},
+			{Request: "POST http://127.0.0.1/payments", Expect: "step_up", Rule: "payments"},
+			{Request: "GET http://127.0.0.1/elsewhere", Expect: "authenticate"},
+		},
+	}
+	cfg.applyDerivedDefaults()
+	ps := &problems{meta: &cfg.meta}
+	cfg.validate(ps)
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// randomSecret is 256 bits from crypto/rand, hex-encoded.
+func randomSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b)
+}
+
+// printTour prints where the demo runs and a short walk through it.
+func printTour(w io.Writer, base, admin, prefix string) {
+	fmt.Fprintf(w, `stepgate demo is running on %[1]s/
+(admin endpoints: %[2]s/metrics, /healthz, /readyz)
+
+A three-minute tour:
+  1. Open %[1]s/
+     A pretend legacy app, with stepgate in front of it.
+  2. Public is open to everyone; Account asks you to sign in:
+     click "Sign in as demo" (user demo, two email addresses).
+  3. Open Admin: stepgate asks for a second factor.
+     Pick an address and send a code.
+  4. Read the code in the dev inbox, %[1]s%[3]s%[4]s
+     and type it in.
+  5. The admin page opens and lists the X-Stepup-* headers the app got.
+  6. Payments wants a code no older than 2 minutes; %[1]s%[3]s/
+     shows your step-up status and drops the second factor on request.
+
+Secrets are random for this run, state lives in memory, and mail never
+leaves this process. The dev inbox exists only in demo mode.
+Press Ctrl+C to stop.
+`, base, admin, prefix, inboxPath)
 }
