@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -141,7 +142,19 @@ func compile(c Config) (*Policy, error) {
 		return nil, errors.Join(errs...)
 	}
 	p.root = buildIndex(p.rules, c.Rules, c.CaseInsensitivePaths)
+	p.named = namedMethods(p.rules)
 	return p, nil
+}
+
+// namedMethods returns every method the rules name, sorted, without
+// duplicates. They are upper-case already: checkMethod refuses the rest.
+func namedMethods(rules []rule) []string {
+	var ms []string
+	for i := range rules {
+		ms = append(ms, rules[i].methods...)
+	}
+	slices.Sort(ms)
+	return slices.Compact(ms)
 }
 
 // checkMethod validates a configured method. Methods compare exactly as

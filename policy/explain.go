@@ -19,6 +19,18 @@ func (p *Policy) explain(r Request) Explanation {
 		effs = append(effs, eff{m, true})
 		methods = append(methods, strings.ToUpper(m))
 	}
+	if r.AnyMethod {
+		// As match: every other named method, then any method none names.
+		for _, m := range p.named {
+			if m == r.Method {
+				continue
+			}
+			effs = append(effs, eff{m, false})
+			methods = append(methods, m)
+		}
+		effs = append(effs, eff{otherMethod, false})
+		methods = append(methods, OtherMethodLabel)
+	}
 
 	// Decide each effective method; the strictest decision wins.
 	last := -1 // the last rule to show: the latest per-method decision
@@ -78,6 +90,10 @@ func (p *Policy) explain(r Request) Explanation {
 	}
 	return ex
 }
+
+// OtherMethodLabel is how Explanation.Methods shows, with Request.AnyMethod,
+// any method that no rule names.
+const OtherMethodLabel = "(any other method)"
 
 // linear is Match's first without the index: the plain reading of "first
 // match wins".

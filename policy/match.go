@@ -4,6 +4,11 @@ package policy
 // and returns the strictest decision: a POST overridden to DELETE must not
 // slip through an earlier "allow POST" rule, since the upstream framework
 // will run it as a DELETE (SPEC §4).
+//
+// With AnyMethod it also decides every named method and otherMethod. A
+// method no rule names matches only the rules without methods, which can
+// be stricter than what any named method gets ("allow POST", "allow
+// DELETE", then "deny" for the rest), so it is decided too.
 func (p *Policy) match(r Request) Decision {
 	host := requestHost(r.Host)
 	best := p.decision(p.first(r.Method, false, host, r.Path))
@@ -12,8 +17,26 @@ func (p *Policy) match(r Request) Decision {
 			best = d
 		}
 	}
+	if r.AnyMethod {
+		for _, m := range p.named {
+			if m == r.Method {
+				continue // decided above
+			}
+			if d := p.decision(p.first(m, false, host, r.Path)); stricter(d, best) {
+				best = d
+			}
+		}
+		if d := p.decision(p.first(otherMethod, false, host, r.Path)); stricter(d, best) {
+			best = d
+		}
+	}
 	return best
 }
+
+// otherMethod stands for any method no rule names. It is empty, which
+// checkMethod refuses in rules, so it matches exactly the rules without
+// methods.
+const otherMethod = ""
 
 // stricter reports whether a is stricter than b: a stricter action, then
 // enforce over audit, then (for step_up) the shorter max_age. On a tie the

@@ -151,6 +151,10 @@ type Policy struct {
 	def   Decision // what applies when no rule matches
 	fold  bool     // Config.CaseInsensitivePaths
 	root  *node    // segment trie of literal path prefixes (index.go)
+	// named lists every method some rule names, upper-case, sorted and
+	// without duplicates: the methods Request.AnyMethod stands for. Empty
+	// when no rule restricts methods (MethodSensitive is false).
+	named []string
 }
 
 // Compile validates and compiles c. Every problem is reported: the error is
@@ -160,12 +164,23 @@ func Compile(c Config) (*Policy, error) { return compile(c) }
 // Len reports the number of rules.
 func (p *Policy) Len() int { return len(p.rules) }
 
+// MethodSensitive reports whether some rule restricts methods. When none
+// does, every method of a request gets the same decision, so a caller need
+// not look for method overrides it would have to pay for (a request body).
+func (p *Policy) MethodSensitive() bool { return len(p.named) > 0 }
+
 // Request is what matching looks at.
 type Request struct {
 	Method    string   // exactly as sent
 	Overrides []string // method-override values as sent (headers, _method); nil when none
 	Host      string   // Host as sent, maybe with port or trailing dot
 	Path      string   // Target.MatchPath
+	// AnyMethod says the request may be run as a method nobody could read,
+	// e.g. a `_method` form field beyond the part of the body that was
+	// inspected. Match then also decides every method some rule names and
+	// any other method, and the strictest decision wins (deny on doubt,
+	// SPEC §4). False (the zero value): only Method and Overrides count.
+	AnyMethod bool
 }
 
 // Decision is the outcome of Match.
@@ -179,8 +194,8 @@ type Decision struct {
 }
 
 // Match decides r: first matching rule wins, else the default. With method
-// overrides, each effective method is decided and the strictest decision
-// wins. Match does not allocate.
+// overrides or AnyMethod, each effective method is decided and the
+// strictest decision wins. Match does not allocate.
 func (p *Policy) Match(r Request) Decision { return p.match(r) }
 
 // Step is one rule considered by Explain.
