@@ -292,8 +292,14 @@ func sameOrigin(r *http.Request) bool {
 	if o == "" {
 		return true
 	}
+	// Behind stepgate, Host is the upstream's address; the browser's
+	// origin is the proxy's, which stepgate passes in X-Forwarded-Host.
+	host := r.Header.Get("X-Forwarded-Host")
+	if host == "" {
+		host = r.Host
+	}
 	u, err := url.Parse(o)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
+	return err == nil && strings.EqualFold(u.Host, host)
 }
 
 // AccessToken signs a demo access token valid from now, with a new sid.
