@@ -65,8 +65,9 @@ func newChromium(t *testing.T, ctx context.Context, w, h int) context.Context {
 // verify page, and the protected page reached. On failure it saves a
 // screenshot and logs its path.
 //
-// With STEPGATE_DEMO_SCREENSHOTS=DIR it also saves the challenge and verify
-// pages at phone (390x844) and desktop widths, for people to look at.
+// With STEPGATE_DEMO_SCREENSHOTS=DIR it also saves the challenge, verify,
+// inbox and protected pages at phone (390x844) and desktop widths, for
+// people to look at.
 func TestDemoBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -166,6 +167,9 @@ func TestDemoBrowser(t *testing.T) {
 	if err == nil {
 		to, err = chromedp.Run(inboxTab, chromedp.Text(chromedp.CSS("dd.to")))
 	}
+	if err == nil {
+		screenshots(t, inboxTab, "inbox")
+	}
 	closeInbox()
 	if err != nil {
 		t.Fatalf("read inbox: %v", err)
@@ -188,6 +192,7 @@ func TestDemoBrowser(t *testing.T) {
 	if h1, body := text("main h1"), text("main"); h1 != "Admin area" || !strings.Contains(body, "Welcome, demo.") || !strings.Contains(body, "X-Stepup-Rule\tadmin") {
 		t.Errorf("protected page: got h1 %q, text %q; want the admin area for demo", h1, body)
 	}
+	screenshots(t, steps, "protected")
 }
 
 // screenshots saves the current page at phone and desktop widths when

@@ -103,6 +103,12 @@ func newBrowser(t *testing.T, base string) *browser {
 // do sends a request and returns status, Location and body.
 func (b *browser) do(method, path string, form url.Values) (int, string, string, http.Header) {
 	b.t.Helper()
+	return b.doWith(method, path, form, nil)
+}
+
+// doWith is do with extra request headers.
+func (b *browser) doWith(method, path string, form url.Values, extra http.Header) (int, string, string, http.Header) {
+	b.t.Helper()
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
@@ -114,6 +120,9 @@ func (b *browser) do(method, path string, form url.Values) (int, string, string,
 	req.Header.Set("Accept", "text/html,application/xhtml+xml")
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range extra {
+		req.Header[k] = v
 	}
 	resp, err := b.c.Do(req)
 	if err != nil {
@@ -179,7 +188,13 @@ func TestDemoStepUpFlow(t *testing.T) {
 	}
 	// The login's rd is cleaned: another origin becomes "/".
 	b.expect("POST", "/login", url.Values{"rd": {"//evil.example/x"}}, http.StatusSeeOther, "/")
-	b.expect("POST", "/login", url.Values{"rd": {"/admin"}}, http.StatusSeeOther, "/admin")
+	// A form posted from another site must not sign the browser in.
+	if got, _, _, hdr := b.doWith("POST", "/login", url.Values{"rd": {"/admin"}}, http.Header{"Origin": {"http://evil.example"}}); got != http.StatusForbidden || hdr.Get("Set-Cookie") != "" {
+		t.Errorf("cross-origin login: got %d, Set-Cookie %q; want 403 without a cookie", got, hdr.Get("Set-Cookie"))
+	}
+	if got, loc, _, _ := b.doWith("POST", "/login", url.Values{"rd": {"/admin"}}, http.Header{"Origin": {d.base}}); got != http.StatusSeeOther || loc != "/admin" {
+		t.Errorf("same-origin login: got %d to %q; want 303 to /admin", got, loc)
+	}
 
 	if body := b.expect("GET", "/account", nil, http.StatusOK, ""); !strings.Contains(body, "<th scope=\"row\">X-Stepup-User</th><td>demo</td>") {
 		t.Errorf("/account after login: X-Stepup-User demo not shown:\n%s", body)
