@@ -28,6 +28,7 @@ Usage:
                                    which rule decides a request, why, and what it requires
   stepgate demo                    a complete local demo with no setup
   stepgate version                 version and build info
+  stepgate healthcheck [-url URL]  GET the admin /healthz (for container HEALTHCHECKs); exit 0 when 200
 
 Environment variables STEPGATE_<KEY_PATH> override the file, for example
 STEPGATE_SECOND_FACTOR_SECRET for second_factor.secret.
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runExplain(rest, getenv, stdout, stderr)
 	case "version":
 		return runVersion(rest, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -185,7 +188,14 @@ func runExplain(args []string, getenv func(string) string, stdout, stderr io.Wri
 		fmt.Fprintf(stdout, " (matched as %s)", t.MatchPath)
 	}
 	fmt.Fprintln(stdout)
-	ex := cfg.policy.Explain(proxy.PolicyRequest(r, t))
+	pr, err := proxy.BuildRequest(r, t)
+	if err != nil {
+		// The gate refuses what it cannot read for sure (SPEC §4).
+		fmt.Fprintf(stdout, "refused: %v\n", err)
+		fmt.Fprintln(stdout, "decision: 400 Bad Request; never matched, never forwarded (SPEC §4)")
+		return nil
+	}
+	ex := cfg.policy.Explain(pr)
 	if len(ex.Methods) > 0 {
 		fmt.Fprintf(stdout, "methods considered: %s\n", strings.Join(ex.Methods, ", "))
 	}
@@ -282,6 +292,43 @@ func explainRequest(method, rawURL string, headers []string) (*http.Request, err
 		r.Header.Add(name, value)
 	}
 	return r, nil
+}
+
+// runHealthcheck is `stepgate healthcheck`: a GET of the admin /healthz
+// for container HEALTHCHECKs, since the distroless image has no shell or
+// curl. Exit 0 on 200, else an error.
+func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("url", "http://127.0.0.1:9090/healthz", "health `URL` of the admin listener")
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this `duration`")
+	if err := parseFlags(fs, args); err != nil {
+		return ignoreHelp(err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("healthcheck: unexpected arguments %q", fs.Args())
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *target, nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	client := &http.Client{
+		// A health endpoint that redirects is not healthy.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", *target, resp.Status)
+	}
+	fmt.Fprintln(stdout, "ok")
+	return nil
 }
 
 // runVersion is `stepgate version`.

@@ -32,6 +32,7 @@ type Config struct {
 	Mail         MailConfig         `mapstructure:"mail"`
 	Store        StoreConfig        `mapstructure:"store"`
 	Policies     PoliciesConfig     `mapstructure:"policies"`
+	Log          LogConfig          `mapstructure:"log"`
 
 	// meta locates keys in the file for error messages.
 	meta configMeta
@@ -57,6 +58,25 @@ type ServerConfig struct {
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
 	// CaseInsensitivePaths matches paths ignoring ASCII case (IIS).
 	CaseInsensitivePaths bool `mapstructure:"case_insensitive_paths"`
+	// ShutdownGrace is how long in-flight requests may run after SIGTERM
+	// or SIGINT before their connections are closed. Default 15s; zero
+	// closes them at once.
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
+}
+
+// LogConfig is the log section (README "Operations"; not in SPEC §3, which
+// only asks for JSON audit logs).
+type LogConfig struct {
+	// Level is the least severe level written: debug, info, warn or error.
+	// Default info. Audit records are written at info or above.
+	Level string `mapstructure:"level"`
+	// Format is json (default, one object per line) or text (slog's
+	// key=value lines, for reading by eye).
+	Format string `mapstructure:"format"`
+	// Access writes one line per proxied request (method, path without
+	// query, status, duration, request id). Default false: audit records
+	// cover the security events without logging every request.
+	Access bool `mapstructure:"access"`
 }
 
 // UpstreamConfig is SPEC §3 upstream.
@@ -200,6 +220,7 @@ var configDefaults = map[string]any{
 	"server.prefix":                   "/.stepup",
 	"server.trusted_proxies":          []string{},
 	"server.case_insensitive_paths":   false,
+	"server.shutdown_grace":           15 * time.Second,
 	"upstream.url":                    "http://127.0.0.1:3000",
 	"upstream.timeout":                30 * time.Second,
 	"identity.source":                 "jwt",
@@ -248,6 +269,9 @@ var configDefaults = map[string]any{
 	"store.redis.db":                  0,
 	"store.redis.key_prefix":          "stepgate:",
 	"policies.default":                "authenticate",
+	"log.level":                       "info",
+	"log.format":                      "json",
+	"log.access":                      false,
 }
 
 const defaultCookie = "__Host-stepgate"

@@ -9,9 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/signal"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,8 +47,6 @@ const (
 	// them mid-way. Slow upstreams are bounded by upstream.timeout up to
 	// their response headers; slow readers only hold their own connection.
 
-	// shutdownGrace is how long in-flight requests get after SIGTERM.
-	shutdownGrace = 20 * time.Second
 )
 
 // sharedParts is what outlives a config reload: pooled upstream connections,
@@ -59,6 +61,9 @@ type sharedParts struct {
 	sender           challenge.Sender
 	proxyMetrics     *proxy.Metrics
 	challengeMetrics *challenge.Metrics
+	reloadMetrics    *reloadMetrics
+	// responses counts the proxy port's responses by status code.
+	responses *prometheus.CounterVec
 }
 
 // newSharedParts builds the long-lived parts from cfg.
@@ -74,6 +79,11 @@ func newSharedParts(cfg *Config, logger *slog.Logger) (*sharedParts, error) {
 	}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	reg.MustRegister(buildInfo)
+	responses := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stepgate_http_responses_total",
+		Help: "Responses on the proxy port by status code, stepgate's own (400, 401, 403, 502, 504) and the upstream's.",
+	}, []string{"code"})
+	reg.MustRegister(responses)
 
 	sender, err := newSender(cfg, logger)
 	if err != nil {
@@ -91,6 +101,8 @@ func newSharedParts(cfg *Config, logger *slog.Logger) (*sharedParts, error) {
 		sender:           sender,
 		proxyMetrics:     proxy.NewMetrics(reg),
 		challengeMetrics: challenge.NewMetrics(reg),
+		reloadMetrics:    newReloadMetrics(reg),
+		responses:        responses,
 	}, nil
 }
 
@@ -242,34 +254,18 @@ func (l *liveGate) store(cfg *Config, h http.Handler) {
 	l.cur.Store(&gateState{cfg: cfg, handler: h})
 }
 
-// adminHandler serves /metrics, /healthz and /readyz (SPEC §6, §10).
+// adminHandler serves /metrics, /healthz and /readyz (SPEC §6, §10), on
+// the admin listener only.
 func adminHandler(shared *sharedParts, live *liveGate) http.Handler {
+	up := &probe{log: shared.logger}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(shared.registry, promhttp.HandlerOpts{
 		Registry:          shared.registry,
 		EnableOpenMetrics: true,
 		Timeout:           10 * time.Second,
 	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if live.cur.Load() == nil {
-			http.Error(w, "config not loaded", http.StatusServiceUnavailable)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := shared.store.Ping(ctx); err != nil {
-			// The cause goes to the log, not to whoever asks.
-			shared.logger.Warn("readyz: store unreachable", "err", err)
-			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ok\n")
-	})
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", readyz(shared, live, up))
 	return mux
 }
 
@@ -286,13 +282,65 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	return serve(ctx, cfg, logger)
+	logger, level := newLogger(cfg.Log, stderr)
+
+	// SIGHUP reloads the config (SPEC §10). Signals arriving during a
+	// reload are folded into one more reload.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	trigger := make(chan struct{}, 1)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-hup:
+				select {
+				case trigger <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return serveWith(sctx, serveOptions{
+		cfg: cfg, path: *path, getenv: getenv, logger: logger, level: level, reload: trigger,
+	})
 }
 
-// serve runs the proxy and admin servers for cfg until ctx ends, then
-// shuts them down gracefully.
+// serveOptions is what serveWith runs.
+type serveOptions struct {
+	cfg *Config // from loadConfig; required
+	// path is the file cfg came from; reloads read it again. "" turns
+	// reloading off.
+	path   string
+	getenv func(string) string // for reloads; nil means no environment
+	logger *slog.Logger        // required
+	// level is logger's level, set from log.level on reload; nil means the
+	// level does not change.
+	level *slog.LevelVar
+	// reload triggers a forced reload on each receive (SIGHUP); nil means
+	// only file changes reload.
+	reload <-chan struct{}
+}
+
+// serve runs the proxy and admin servers for cfg until ctx ends, without
+// reloading, then shuts them down gracefully.
 func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	return serveWith(ctx, serveOptions{cfg: cfg, logger: logger})
+}
+
+// serveWith runs the proxy and admin servers until ctx ends (SIGTERM or
+// SIGINT in main), reloading on file changes and o.reload; then it stops
+// accepting, lets in-flight requests finish for server.shutdown_grace,
+// closes the store and returns nil.
+func serveWith(ctx context.Context, o serveOptions) error {
+	cfg, logger := o.cfg, o.logger
+	if o.getenv == nil {
+		o.getenv = func(string) string { return "" }
+	}
 	shared, err := newSharedParts(cfg, logger)
 	if err != nil {
 		return err
@@ -304,6 +352,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	}
 	live := &liveGate{}
 	live.store(cfg, h)
+	shared.reloadMetrics.LastSuccess.SetToCurrentTime()
 
 	// Listening before logging "started" makes the line true, and lets a
 	// port already in use fail the start instead of a goroutine.
@@ -319,12 +368,16 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	}
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	proxySrv := &http.Server{
-		Handler:           live,
+		Handler:           observe(live, live, shared.responses, logger),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          errLog,
+		// Without it net/http answers `OPTIONS *` itself with 200; the
+		// gate refuses it with 400 like any target that is not origin-form
+		// (SPEC §4).
+		DisableGeneralOptionsHandler: true,
 	}
 	adminSrv := &http.Server{
 		Handler:           adminHandler(shared, live),
@@ -343,24 +396,57 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		"store", cfg.Store.Driver,
 		"mail", cfg.Mail.Driver,
 		"upstream", cfg.Upstream.URL,
+		"config", o.path,
 	)
 
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
 	go func() { errc <- adminSrv.Serve(al) }()
+
+	var reloads sync.WaitGroup
+	rctx, stopReloads := context.WithCancel(ctx)
+	defer stopReloads()
+	if o.path != "" {
+		rl := &reloader{
+			path: o.path, getenv: o.getenv, shared: shared, live: live,
+			level: o.level, log: logger, metrics: shared.reloadMetrics,
+		}
+		rl.remember()
+		reloads.Go(func() { rl.run(rctx, o.reload) })
+	}
+
 	var serveErr error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	logger.Info("stepgate stopping")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	stopReloads()
+	reloads.Wait()
+
+	// The grace period is the serving config's: it may have been reloaded.
+	grace := live.cur.Load().cfg.Server.ShutdownGrace
+	logger.Info("stepgate stopping", "grace", grace.String())
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	err = errors.Join(proxySrv.Shutdown(sctx), adminSrv.Shutdown(sctx))
+	// The admin server stops first so that readiness fails while the
+	// proxy drains; both stop accepting at once.
+	var wg sync.WaitGroup
+	var proxyErr, adminErr error
+	wg.Go(func() { proxyErr = proxySrv.Shutdown(sctx) })
+	wg.Go(func() { adminErr = adminSrv.Shutdown(sctx) })
+	wg.Wait()
+	if errors.Is(proxyErr, context.DeadlineExceeded) || errors.Is(adminErr, context.DeadlineExceeded) {
+		// Requests still running after the grace period are cut; that is
+		// the promise of shutdown_grace, not a failure.
+		logger.Warn("grace period over; closing the remaining connections", "grace", grace.String())
+		proxySrv.Close()
+		adminSrv.Close()
+		proxyErr, adminErr = nil, nil
+	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
-	if err != nil {
+	if err := errors.Join(proxyErr, adminErr); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stepgate stopped")

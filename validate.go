@@ -34,6 +34,18 @@ func (c *Config) validate(ps *problems) {
 	c.validateMail(ps)
 	c.validateStore(ps)
 	c.validatePolicies(ps)
+	c.validateLog(ps)
+}
+
+func (c *Config) validateLog(ps *problems) {
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		ps.add("log.level", "%v", err)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		ps.add("log.format", "unknown format %q (json or text)", c.Log.Format)
+	}
 }
 
 func (c *Config) validateServer(ps *problems) {
@@ -63,6 +75,9 @@ func (c *Config) validateServer(ps *problems) {
 	checkPrefixes(s.TrustedProxies, "server.trusted_proxies", ps)
 	if err := checkHTTPURL(c.Upstream.URL); err != nil {
 		ps.add("upstream.url", "%v", err)
+	}
+	if s.ShutdownGrace < 0 {
+		ps.add("server.shutdown_grace", "must not be negative")
 	}
 	if c.Upstream.Timeout <= 0 {
 		ps.add("upstream.timeout", "must be more than 0")
