@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"testing"
+	"time"
 
 	"github.com/stepgate/stepgate/identity"
 )
@@ -74,5 +75,27 @@ func BenchmarkGateStepUp(b *testing.B) {
 	alice := identity.Identity{Subject: "alice", Emails: []string{"alice@example.com"}, Session: "s1"}
 	r.Header.Set("Authorization", "Bearer "+e.accessToken(b, alice.Subject, alice.Session, alice.Emails...))
 	r.Header.Set("X-Second-Factor-Token", e.grant(b, alice).Token)
+	benchGate(b, e.gate, r, 200)
+}
+
+// BenchmarkGateAllowTimer sets an UpstreamTimeout on a RoundTripper that
+// does not bound itself, so every request takes timedTransport's timer
+// path (as requests with a body do). With NewTransport, body-less requests
+// skip it: compare with BenchmarkGateAllow for what the timer costs.
+func BenchmarkGateAllowTimer(b *testing.B) {
+	g, err := New(Config{Policy: mustPolicy(b, testRules()), Upstream: mustURL(b, "http://upstream.internal:3000"), Transport: fixedTransport{}, UpstreamTimeout: 30 * time.Second, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchGate(b, g, newBenchRequest("/public/x?a=1"), 200)
+}
+
+// BenchmarkGateStepUpCookie sends both tokens in one Cookie header, as
+// browsers and bench/run.sh do.
+func BenchmarkGateStepUpCookie(b *testing.B) {
+	e, _ := newStepUpEnv(b, "", fixedTransport{})
+	r := newBenchRequest("/account/x?a=1")
+	alice := identity.Identity{Subject: "alice", Emails: []string{"alice@example.com"}, Session: "s1"}
+	r.Header.Set("Cookie", "theme=dark; access_token="+e.accessToken(b, alice.Subject, alice.Session, alice.Emails...)+"; "+sfCookie+"="+e.grant(b, alice).Token)
 	benchGate(b, e.gate, r, 200)
 }

@@ -15,12 +15,19 @@ import (
 // timeouts, and keep-alive pooling sized for a busy proxy. timeout bounds
 // the wait for response headers once the request is written (0: none); it
 // never cuts a response body, so streams and downloads may run longer.
+// Dialing and the TLS handshake are bounded by 5s each, or by timeout when
+// it is shorter, so that a Gate on this Transport can leave the whole
+// bound of a body-less request to it (see timedTransport).
 // Environment proxies are ignored: the upstream is addressed directly.
 func NewTransport(timeout time.Duration) *http.Transport {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	phase := 5 * time.Second
+	if timeout > 0 && timeout < phase {
+		phase = timeout
+	}
+	d := &net.Dialer{Timeout: phase, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		DialContext:            d.DialContext,
-		TLSHandshakeTimeout:    5 * time.Second,
+		TLSHandshakeTimeout:    phase,
 		ResponseHeaderTimeout:  timeout,
 		ExpectContinueTimeout:  time.Second,
 		MaxIdleConns:           1024,
@@ -63,15 +70,40 @@ var errUpstreamTimeout = errors.New("upstream timeout awaiting response headers"
 // and waiting for the response headers, and is stopped as soon as the
 // headers arrive, so that a streaming body is never cut; a body that stalls
 // is bounded by the client going away instead.
+//
+// The common request has no body, and the Transport that NewTransport
+// builds bounds each phase of it already: dial and TLS handshake (at most
+// the timeout), writing a few KiB of headers (which fit the socket buffer)
+// and ResponseHeaderTimeout. For such a request on such a Transport, a
+// second timer would only cost a context, a timer and a copy of the request
+// every time, so it is skipped; the bound is then per phase, at most about
+// three times the timeout when dialing and the handshake both stall, and
+// still answered 504 (the Transport's errors are net.Error timeouts). A
+// request with a body, whose upload an upstream could stall, or any other
+// RoundTripper, keeps the timer over the whole exchange.
 type timedTransport struct {
 	base    http.RoundTripper
 	timeout time.Duration
 	hist    interface{ Observe(float64) }
 }
 
+// bounded reports whether the base Transport bounds a body-less exchange
+// by itself within t.timeout (see timedTransport): an *http.Transport
+// whose response-header and TLS handshake timeouts are set and no longer.
+// Its dialer cannot be inspected; it is trusted to have a timeout, as
+// NewTransport's has (Config.Transport says to build it with NewTransport).
+func (t *timedTransport) bounded(r *http.Request) bool {
+	if r.Body != nil && r.Body != http.NoBody {
+		return false
+	}
+	tr, ok := t.base.(*http.Transport)
+	return ok && tr.ResponseHeaderTimeout > 0 && tr.ResponseHeaderTimeout <= t.timeout &&
+		tr.TLSHandshakeTimeout > 0 && tr.TLSHandshakeTimeout <= t.timeout
+}
+
 func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
-	if t.timeout <= 0 {
+	if t.timeout <= 0 || t.bounded(r) {
 		res, err := t.base.RoundTrip(r)
 		t.hist.Observe(time.Since(start).Seconds())
 		return res, err
