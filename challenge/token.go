@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -229,12 +230,19 @@ func (s *Service) verify(ctx context.Context, tok string, id identity.Identity, 
 func (s *Service) Check(r *http.Request, id identity.Identity, maxAge time.Duration) (Grant, bool) {
 	ctx := r.Context()
 	n := 0
-	for _, c := range r.CookiesNamed(s.cfg.CookieName) {
-		if n++; n > maxCandidates {
-			return Grant{}, false
-		}
-		if g, err := s.verify(ctx, c.Value, id, maxAge); err == nil {
-			return g, true
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var v string
+			var ok bool
+			if v, line, ok = nextCookie(line, s.cfg.CookieName); !ok {
+				continue
+			}
+			if n++; n > maxCandidates {
+				return Grant{}, false
+			}
+			if g, err := s.verify(ctx, v, id, maxAge); err == nil {
+				return g, true
+			}
 		}
 	}
 	for _, h := range r.Header.Values(s.cfg.HeaderName) {
@@ -253,4 +261,27 @@ func (s *Service) Check(r *http.Request, id identity.Identity, maxAge time.Durat
 // ErrStoreUnavailable when the revocation list cannot be read.
 func (s *Service) Validate(ctx context.Context, token string, id identity.Identity) (Grant, error) {
 	return s.verify(ctx, token, id, s.cfg.TokenTTL)
+}
+
+// nextCookie reads the first "name=value" pair of a Cookie header line
+// (RFC 6265 §5.4, split and trimmed as net/http does) and returns the rest
+// of the line; ok reports whether the pair is named name. It returns
+// substrings of line and does not allocate, unlike http.Request.Cookies,
+// which builds an http.Cookie for every pair on every step_up request. The
+// value's bytes are not validated here: a value is only ever used as a
+// token that must pass full verification, so a malformed one is refused
+// there, and the candidate bound counts it like any other.
+func nextCookie(line, name string) (value, rest string, ok bool) {
+	part, rest, _ := strings.Cut(line, ";")
+	k, v, _ := strings.Cut(part, "=")
+	if name == "" || strings.Trim(k, " \t") != name {
+		return "", rest, false
+	}
+	v = strings.Trim(v, " \t")
+	// A quoted value stands for what is between the quotes (net/http
+	// parseCookieValue with allowDoubleQuote).
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	return v, rest, true
 }
