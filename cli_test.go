@@ -226,7 +226,9 @@ func TestDispatch(t *testing.T) {
 		// SPEC §2: bare -config serves; a bad config stops it before any listen.
 		{[]string{"-config", bad}, "otp.ttl", ""},
 		{[]string{"serve", "-config", bad}, "otp.ttl", ""},
-		{[]string{"demo"}, "not yet implemented", ""},
+		// demo runs until cancelled; a stray argument shows it is dispatched.
+		{[]string{"demo", "extra"}, "demo: unexpected arguments", ""},
+		{[]string{"healthcheck", "extra"}, "healthcheck: unexpected arguments", ""},
 	}
 	for _, tc := range cases {
 		out, _, err := runCmd(t, nil, tc.args...)

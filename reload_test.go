@@ -1,0 +1,346 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// reloadDeadline bounds how long a reload may take to show: the debounce
+// plus a build, with a wide margin for a loaded machine.
+const reloadDeadline = 10 * time.Second
+
+// reloadConfig is a server whose rule "x" gives /x the action given.
+func reloadConfig(upstream, action string) string {
+	return baseSections + `
+server:
+  listen: 127.0.0.1:0
+  admin_listen: 127.0.0.1:0
+upstream:
+  url: ` + upstream + `
+policies:
+  default: allow
+  rules:
+    - name: x
+      paths: ["/x"]
+      action: ` + action + `
+`
+}
+
+func newUpstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	u := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("upstream"))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+// status GETs path through the proxy.
+func status(t *testing.T, s *opsServer, path string, h map[string]string) int {
+	t.Helper()
+	resp, _ := do(t, "GET", "http://"+s.listen+path, nil, h)
+	return resp.StatusCode
+}
+
+// waitStatus polls until path answers want.
+func waitStatus(t *testing.T, s *opsServer, path string, want int) {
+	t.Helper()
+	waitFor(t, reloadDeadline, "GET "+path+" to answer "+http.StatusText(want), func() bool {
+		return status(t, s, path, nil) == want
+	})
+}
+
+// waitReloads polls /metrics until the reload counter of result is n.
+func waitReloads(t *testing.T, s *opsServer, result string, n float64) {
+	t.Helper()
+	series := `stepgate_config_reloads_total{result="` + result + `"}`
+	waitFor(t, reloadDeadline, series, func() bool { return metricValue(scrape(t, s.admin), series) == n })
+}
+
+// replaceFile writes text the way editors such as vim do: a new file,
+// renamed over the old one (the old inode goes away).
+func replaceFile(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := path + ".tmp~"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReloadValidEdit: an in-place write and an editor's rename-replace
+// both apply, and each counts one success.
+func TestReloadValidEdit(t *testing.T) {
+	up := newUpstream(t)
+	path := writeConfig(t, reloadConfig(up.URL, "allow"))
+	s := startOps(t, path, noEnv)
+	if got := status(t, s, "/x", nil); got != 200 {
+		t.Fatalf("before: got %d; want 200", got)
+	}
+	if err := os.WriteFile(path, []byte(reloadConfig(up.URL, "deny")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, s, "/x", http.StatusForbidden)
+	waitReloads(t, s, reloadSuccess, 1)
+
+	replaceFile(t, path, reloadConfig(up.URL, "allow"))
+	waitStatus(t, s, "/x", http.StatusOK)
+	waitReloads(t, s, reloadSuccess, 2)
+	if v := metricValue(scrape(t, s.admin), `stepgate_config_reloads_total{result="error"}`); v != 0 {
+		t.Errorf("errors: got %v; want 0", v)
+	}
+}
+
+// TestReloadInvalidKeepsOld: every kind of bad file leaves the old config
+// serving, is logged with its errors and counted as an error.
+func TestReloadInvalidKeepsOld(t *testing.T) {
+	up := newUpstream(t)
+	good := reloadConfig(up.URL, "deny")
+	path := writeConfig(t, good)
+	s := startOps(t, path, noEnv)
+	tests := []struct {
+		name, text string
+		wantLog    []string // each must appear in the failure's errors
+	}{
+		{"bad yaml", good + "\n  : [oops\n", []string{"yaml"}},
+		{"unknown key", strings.Replace(good, "policies:", "polices:", 1), []string{"polices", "unknown key", "did you mean policies?"}},
+		{"failing policy test", good + `  tests:
+    - request: "GET http://app/x"
+      expect: allow
+`, []string{"policies.tests[0]"}},
+		{"rules emptied", baseSections + `
+server:
+  listen: 127.0.0.1:0
+  admin_listen: 127.0.0.1:0
+upstream:
+  url: ` + up.URL + `
+policies:
+  default: allow
+  rules: []
+`, []string{"policies.rules: the new config has no rules"}},
+		{"two problems at once", strings.Replace(good, "action: deny", "action: nope", 1) + "bogus: 1\n", []string{"policies.rules[0].action", "bogus", "unknown key"}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(s.logs.String())
+			replaceFile(t, path, tc.text)
+			waitReloads(t, s, reloadError, float64(i+1))
+			if got := status(t, s, "/x", nil); got != http.StatusForbidden {
+				t.Errorf("after a bad file: got %d; want the old config's 403", got)
+			}
+			var failure map[string]any
+			for _, rec := range logRecords(t, s.logs.String()[before:]) {
+				if strings.HasPrefix(rec["msg"].(string), "config reload failed") {
+					failure = rec
+				}
+			}
+			if failure == nil {
+				t.Fatalf("no failure logged:\n%s", s.logs.String()[before:])
+			}
+			errs, _ := failure["errors"].([]any)
+			all := ""
+			for _, e := range errs {
+				all += e.(string) + "\n"
+			}
+			for _, w := range tc.wantLog {
+				if !strings.Contains(all, w) {
+					t.Errorf("logged errors %q lack %q", all, w)
+				}
+			}
+			if failure["level"] != "ERROR" {
+				t.Errorf("failure level: got %v; want ERROR", failure["level"])
+			}
+		})
+	}
+	if v := metricValue(scrape(t, s.admin), `stepgate_config_reloads_total{result="success"}`); v != 0 {
+		t.Errorf("successes: got %v; want 0", v)
+	}
+	// A good file applies again afterwards.
+	replaceFile(t, path, reloadConfig(up.URL, "allow"))
+	waitStatus(t, s, "/x", http.StatusOK)
+}
+
+// TestReloadConfigMapSymlinkSwap simulates a Kubernetes ConfigMap volume:
+// config.yaml -> ..data/config.yaml, ..data -> ..v1; kubelet updates by
+// writing ..v2, pointing a new symlink at it and renaming that over ..data,
+// then removing ..v1. Nothing writes to config.yaml itself.
+func TestReloadConfigMapSymlinkSwap(t *testing.T) {
+	up := newUpstream(t)
+	dir := t.TempDir()
+	writeVersion := func(name, text string) {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "config.yaml"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeVersion("..v1", reloadConfig(up.URL, "allow"))
+	must(t, os.Symlink("..v1", filepath.Join(dir, "..data")))
+	must(t, os.Symlink(filepath.Join("..data", "config.yaml"), filepath.Join(dir, "config.yaml")))
+	s := startOps(t, filepath.Join(dir, "config.yaml"), noEnv)
+	if got := status(t, s, "/x", nil); got != 200 {
+		t.Fatalf("before: got %d; want 200", got)
+	}
+
+	swap := func(version string) {
+		tmp := filepath.Join(dir, "..data_tmp")
+		must(t, os.Symlink(version, tmp))
+		must(t, os.Rename(tmp, filepath.Join(dir, "..data")))
+	}
+	writeVersion("..v2", reloadConfig(up.URL, "deny"))
+	swap("..v2")
+	must(t, os.RemoveAll(filepath.Join(dir, "..v1")))
+	waitStatus(t, s, "/x", http.StatusForbidden)
+
+	// A second swap works too: the watch follows the new target.
+	writeVersion("..v3", reloadConfig(up.URL, "allow"))
+	swap("..v3")
+	must(t, os.RemoveAll(filepath.Join(dir, "..v2")))
+	waitStatus(t, s, "/x", http.StatusOK)
+	waitReloads(t, s, reloadSuccess, 2)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReloadTrigger: the trigger (SIGHUP in production) reloads even when
+// the file did not change, picking up what else changed: here the
+// environment's STEPGATE_POLICIES_DEFAULT.
+func TestReloadTrigger(t *testing.T) {
+	up := newUpstream(t)
+	var mu sync.Mutex
+	env := map[string]string{"STEPGATE_POLICIES_DEFAULT": "allow"}
+	getenv := func(k string) string { mu.Lock(); defer mu.Unlock(); return env[k] }
+	s := startOps(t, writeConfig(t, reloadConfig(up.URL, "deny")), getenv)
+	if got := status(t, s, "/other", nil); got != 200 {
+		t.Fatalf("before: got %d; want 200", got)
+	}
+	mu.Lock()
+	env["STEPGATE_POLICIES_DEFAULT"] = "deny"
+	mu.Unlock()
+	s.trigger <- struct{}{}
+	waitStatus(t, s, "/other", http.StatusForbidden)
+	waitReloads(t, s, reloadSuccess, 1)
+}
+
+// TestReloadSIGHUP runs the real `stepgate serve` and sends the process a
+// SIGHUP after rotating the access-token key in a *_file kept outside the
+// config's directory (so no file event fires): only the signal applies it.
+func TestReloadSIGHUP(t *testing.T) {
+	up := newUpstream(t)
+	oldKey := testHMACSecret
+	newKey := "rotated-access-token-hmac-key-0123456789abcdef"
+	keyFile := filepath.Join(t.TempDir(), "hmac")
+	must(t, os.WriteFile(keyFile, []byte(oldKey), 0o600))
+	s := startServe(t, `
+server:
+  listen: 127.0.0.1:0
+  admin_listen: 127.0.0.1:0
+upstream:
+  url: `+up.URL+`
+identity:
+  login_url: ""
+  jwt:
+    hmac_secret_file: "`+keyFile+`"
+second_factor:
+  secret: "`+testSecret+`"
+mail:
+  driver: log
+policies:
+  rules:
+    - name: app
+      paths: ["/**"]
+      action: authenticate
+`)
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte(newKey))
+	must(t, err)
+	h := map[string]string{"Authorization": "Bearer " + tok}
+	get := func() int {
+		resp, _ := do(t, "GET", "http://"+s.listen+"/a", nil, h)
+		return resp.StatusCode
+	}
+	if got := get(); got != http.StatusUnauthorized {
+		t.Fatalf("token of the new key before the reload: got %d; want 401", got)
+	}
+	must(t, os.WriteFile(keyFile, []byte(newKey), 0o600))
+	must(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+	waitFor(t, reloadDeadline, "the rotated key to apply", func() bool { return get() == http.StatusOK })
+}
+
+// TestReloadRestartOnlyKept: a file that changes restart-only keys and a
+// rule applies the rule, keeps the running values of the others, and warns
+// naming them (never their values).
+func TestReloadRestartOnlyKept(t *testing.T) {
+	up := newUpstream(t)
+	path := writeConfig(t, reloadConfig(up.URL, "allow"))
+	s := startOps(t, path, noEnv)
+	next := strings.Replace(reloadConfig(up.URL, "deny"), "listen: 127.0.0.1:0", "listen: 127.0.0.1:1", 1) + `
+upstream:
+  timeout: 7s
+store:
+  redis:
+    password: "not-in-the-log-0123"
+`
+	// The second upstream: key would be a duplicate; merge it instead.
+	next = strings.Replace(next, "upstream:\n  url: "+up.URL+"\n", "", 1)
+	next = strings.Replace(next, "upstream:\n  timeout: 7s\n", "upstream:\n  url: "+up.URL+"\n  timeout: 7s\n", 1)
+	replaceFile(t, path, next)
+	waitStatus(t, s, "/x", http.StatusForbidden)
+	var warn map[string]any
+	for _, rec := range logRecords(t, s.logs.String()) {
+		if strings.HasPrefix(rec["msg"].(string), "config reload: these keys only change on restart") {
+			warn = rec
+		}
+	}
+	if warn == nil {
+		t.Fatalf("no restart-only warning:\n%s", s.logs.String())
+	}
+	var keys []string
+	for _, k := range warn["keys"].([]any) {
+		keys = append(keys, k.(string))
+	}
+	if got, want := strings.Join(keys, ","), "server.listen,upstream.timeout,store.redis.password"; got != want {
+		t.Errorf("restart-only keys: got %q; want %q", got, want)
+	}
+	if strings.Contains(s.logs.String(), "not-in-the-log-0123") {
+		t.Errorf("the log shows a secret's value")
+	}
+}
+
+// TestKeepRestartOnly checks the merge itself: running values win for
+// restart-only keys, new values for the rest (mail.subject included).
+func TestKeepRestartOnly(t *testing.T) {
+	cur := &Config{}
+	cur.Server.Listen, cur.Upstream.Timeout, cur.Mail.Driver, cur.Mail.Subject = "a:1", time.Second, "log", "old"
+	next := &Config{}
+	next.Server.Listen, next.Upstream.Timeout, next.Mail.Driver, next.Mail.Subject = "b:2", 2*time.Second, "smtp", "new"
+	next.Upstream.URL = "http://new"
+	changed := keepRestartOnly(cur, next)
+	if got, want := strings.Join(changed, ","), "server.listen,upstream.timeout,mail.driver"; got != want {
+		t.Errorf("changed: got %q; want %q", got, want)
+	}
+	if next.Server.Listen != "a:1" || next.Upstream.Timeout != time.Second || next.Mail.Driver != "log" {
+		t.Errorf("restart-only values not kept: %+v %+v %+v", next.Server, next.Upstream, next.Mail)
+	}
+	if next.Mail.Subject != "new" || next.Upstream.URL != "http://new" {
+		t.Errorf("reloadable values not applied: subject %q url %q", next.Mail.Subject, next.Upstream.URL)
+	}
+}
