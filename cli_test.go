@@ -404,3 +404,17 @@ store:
 		t.Errorf("readyz with redis down: got %d %q; want 503 without internals", code, body)
 	}
 }
+
+// TestExplainUndecodableOverride: explain decides like the gate, which
+// refuses a `_method` it cannot decode (proxy.BuildRequest) instead of
+// matching the request without it.
+func TestExplainUndecodableOverride(t *testing.T) {
+	path := writeConfig(t, baseSections+baseRules)
+	out, _, err := runCmd(t, nil, "explain", "-config", path, "POST", "http://app/x?_method=%zz")
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	if !strings.Contains(out, "refused:") || !strings.Contains(out, "decision: 400") {
+		t.Errorf("got %q; want the request refused with 400", out)
+	}
+}
