@@ -24,5 +24,12 @@ COPY --from=build /out/stepgate /stepgate
 # mount one at /etc/stepgate/config.yaml.
 USER 65532:65532
 EXPOSE 8080 9090
+# distroless has no shell or curl: the binary checks itself. The URL is the
+# admin listener's /healthz; change it with the admin port.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["/stepgate", "healthcheck", "-url", "http://127.0.0.1:9090/healthz"]
+# SIGTERM (docker stop) drains in-flight requests for server.shutdown_grace
+# (15s); keep `docker stop -t` above it. SIGHUP reloads the config.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/stepgate"]
 CMD ["serve", "-config", "/etc/stepgate/config.yaml"]
