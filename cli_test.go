@@ -387,10 +387,15 @@ policies:
 // answers, not ready once it is gone.
 func TestServeRedisReadiness(t *testing.T) {
 	srv := redistest.StartServer(t, redistest.Config{})
+	// /readyz also wants the upstream reachable.
+	upstream := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer upstream.Close()
 	s := startServe(t, baseSections+baseRules+`
 server:
   listen: 127.0.0.1:0
   admin_listen: 127.0.0.1:0
+upstream:
+  url: `+upstream.URL+`
 store:
   driver: redis
   redis:
