@@ -218,7 +218,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	pr, err := BuildRequest(r, t)
+	pr, err := buildRequest(r, t, g.cfg.Policy)
 	if err != nil {
 		g.reject(w, r, st, err.Error())
 		return

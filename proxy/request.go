@@ -35,6 +35,15 @@ func PolicyRequest(r *http.Request, t policy.Target) policy.Request {
 // policy.ErrRejected) means the request must be refused (SPEC §4, deny on
 // doubt). The returned Request is still filled with what did decode.
 func BuildRequest(r *http.Request, t policy.Target) (policy.Request, error) {
+	return buildRequest(r, t, nil)
+}
+
+// buildRequest is BuildRequest that, given the policy p that will decide,
+// also reads `_method` from a POST form body when p is method-sensitive
+// (formOverrides, override.go); it may then replace r.Body with one that
+// replays what it read. Its error also means the body could not be read.
+// The Gate uses it; nil p reads no body.
+func buildRequest(r *http.Request, t policy.Target, p *policy.Policy) (policy.Request, error) {
 	pr := policy.Request{Method: r.Method, Host: r.Host, Path: t.MatchPath}
 	for name, vs := range r.Header {
 		for _, o := range overrideHeaders {
@@ -46,6 +55,9 @@ func BuildRequest(r *http.Request, t policy.Target) (policy.Request, error) {
 	}
 	var err error
 	pr.Overrides, err = queryOverrides(pr.Overrides, t.RawQuery)
+	if err == nil && p != nil {
+		err = formOverrides(r, p, &pr)
+	}
 	return pr, err
 }
 
