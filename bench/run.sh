@@ -291,6 +291,16 @@ if ((need_stepgate)); then
 	fi
 fi
 
+# Every scenario sends the same request, cookies included: the apps behind
+# a bare proxy or nginx would receive the same session cookies, and a ratio
+# only means something between equal traffic (the step_up cookies are about
+# 700 bytes that every proxy must read, parse and forward).
+if [[ -n ${cookie_full:-} ]]; then
+	for s in "${scenarios[@]}"; do
+		hdr[$s]=$cookie_full
+	done
+fi
+
 # ---------------------------------------------------------------- pre-flight
 # A benchmark of 401s is worthless: every scenario must answer 200 with the
 # upstream's 1,024-byte body, with exactly the headers wrk will send.
