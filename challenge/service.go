@@ -1,9 +1,6 @@
 // Package challenge is the second factor: one-time codes sent by email,
 // their throttles, the Store that keeps them, mail senders, the
 // second-factor token, and stepgate's own pages and API under the prefix.
-//
-// API CONTRACT (frozen; other packages build against it). Bodies are stubs
-// until the challenge work lands.
 package challenge
 
 import (

@@ -1,8 +1,6 @@
 // Package identity finds out who the user is: a JWT access token (HMAC
 // secret, PEM public key or JWKS) or headers set by a trusted SSO proxy.
 //
-// API CONTRACT (frozen; other packages build against it).
-//
 // Choices where SPEC §3 is silent:
 //
 //   - Tokens come from every cookie named JWTConfig.Cookie (at most four, in

@@ -1,8 +1,6 @@
 // Package proxy is the gate: an http.Handler that canonicalises the request
 // target, asks the policy, the identity and the second factor, then forwards
 // with httputil.ReverseProxy{Rewrite}.
-//
-// API CONTRACT (frozen; main and tests build against it).
 package proxy
 
 import (
