@@ -244,7 +244,7 @@ func (s *Service) loginURL(r *http.Request) string {
 	if r.URL.RawQuery != "" {
 		back += "?" + r.URL.RawQuery
 	}
-	return strings.ReplaceAll(s.cfg.LoginURL, "{rd}", url.QueryEscape(cleanRedirect(back)))
+	return strings.ReplaceAll(s.cfg.LoginURL, "{rd}", url.QueryEscape(respond.CleanRedirect(back)))
 }
 
 // SetCookie sets the second-factor cookie for g (SPEC §8 attributes).

@@ -81,7 +81,7 @@ func maskEmails(addrs []string) []string {
 }
 
 func (s *Service) form(id identity.Identity, rd string) formData {
-	return formData{CSRF: csrfToken(s.h.csrfKey, id), RD: cleanRedirect(rd)}
+	return formData{CSRF: csrfToken(s.h.csrfKey, id), RD: respond.CleanRedirect(rd)}
 }
 
 func challengePage(f formData, emails []string) respond.PageData {
@@ -130,7 +130,7 @@ func (s *Service) postForm(w http.ResponseWriter, r *http.Request, id identity.I
 		s.h.log.Warn("csrf token refused", "sub", id.Subject, "client", r.RemoteAddr, "path", r.URL.Path)
 		s.h.pages.Error(w, r, http.StatusForbidden, "csrf", "This form has expired",
 			"Go back, reload the page and try again.",
-			&respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(cleanRedirect(r.PostForm.Get("rd"))), Text: "Start again"})
+			&respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(respond.CleanRedirect(r.PostForm.Get("rd"))), Text: "Start again"})
 		return false
 	}
 	return true
@@ -143,7 +143,7 @@ func (s *Service) serveSend(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.postForm(w, r, id) {
 		return
 	}
-	rd := cleanRedirect(r.PostForm.Get("rd"))
+	rd := respond.CleanRedirect(r.PostForm.Get("rd"))
 	back := &respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(rd), Text: "Choose an address"}
 	idx, err := strconv.Atoi(r.PostForm.Get("email"))
 	if err != nil || idx < 0 || idx >= len(id.Emails) {
@@ -365,5 +365,5 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.clearCookie(w)
-	http.Redirect(w, r, cleanRedirect(r.PostForm.Get("rd")), http.StatusSeeOther)
+	http.Redirect(w, r, respond.CleanRedirect(r.PostForm.Get("rd")), http.StatusSeeOther)
 }

@@ -17,8 +17,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -237,7 +235,7 @@ func validAmount(s string) bool {
 
 func (a *App) loginPage(w http.ResponseWriter, r *http.Request) {
 	d := a.data(r, "Sign in", "")
-	d.RD = CleanRedirect(r.URL.Query().Get("rd"))
+	d.RD = respond.CleanRedirect(r.URL.Query().Get("rd"))
 	a.render(w, http.StatusOK, "login", d)
 }
 
@@ -265,7 +263,7 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 		Name: a.cfg.Cookie, Value: tok, Path: "/", Expires: exp,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
-	http.Redirect(w, r, CleanRedirect(r.PostForm.Get("rd")), http.StatusSeeOther)
+	http.Redirect(w, r, respond.CleanRedirect(r.PostForm.Get("rd")), http.StatusSeeOther)
 }
 
 // logout drops the access token. The second-factor cookie stays: it is
@@ -317,45 +315,4 @@ func (a *App) AccessToken(now time.Time) (string, time.Time, error) {
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(a.cfg.HMACSecret)
 	return s, exp, err
-}
-
-// maxRedirect bounds a return URL.
-const maxRedirect = 2048
-
-// CleanRedirect returns rd when it is a path on this origin and "/"
-// otherwise: not "//host", not "/\host", no scheme, no control or space
-// characters, raw or once decoded, since browsers read "\" as "/" and drop
-// tabs and newlines (WHATWG URL). The same rule as stepgate's own rd
-// (SPEC §6).
-func CleanRedirect(rd string) string {
-	if !safePath(rd, false) {
-		return "/"
-	}
-	dec, err := url.PathUnescape(rd)
-	if err != nil || !safePath(dec, true) {
-		return "/"
-	}
-	u, err := url.Parse(rd)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
-		return "/"
-	}
-	return rd
-}
-
-func safePath(p string, decoded bool) bool {
-	if p == "" || len(p) > maxRedirect || p[0] != '/' {
-		return false
-	}
-	if len(p) > 1 && (p[1] == '/' || p[1] == '\\') {
-		return false
-	}
-	if !utf8.ValidString(p) || strings.ContainsRune(p, '\\') {
-		return false
-	}
-	for _, r := range p {
-		if unicode.IsControl(r) || (!decoded && unicode.IsSpace(r)) {
-			return false
-		}
-	}
-	return true
 }

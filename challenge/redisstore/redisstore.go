@@ -14,6 +14,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"runtime"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,6 +26,13 @@ import (
 
 // defaultTimeout is Options.Timeout's zero value.
 const defaultTimeout = 2 * time.Second
+
+// minPoolSize is the least Options.PoolSize's zero value gives. go-redis's
+// own default, 10 × GOMAXPROCS, is 20 connections on a 2-CPU container:
+// every step_up request needs a connection, so a proxy serving 64
+// concurrent step_up requests would queue them for the pool (up to
+// Timeout, then fail them) well before Redis itself is busy.
+const minPoolSize = 64
 
 // Options configures the Redis connection.
 type Options struct {
@@ -36,9 +45,24 @@ type Options struct {
 	// KeyPrefix starts every key, so that stepgate can share a server
 	// (e.g. "stepgate:"). Empty means no prefix.
 	KeyPrefix string
-	TLS       *tls.Config // nil: plain TCP
-	// Timeout bounds dialing and each command; 0 means 2s.
+	// TLS, when not nil, makes every connection TLS with this config. New
+	// uses a clone with MinVersion raised to TLS 1.2 when lower, and
+	// ServerName set to Addr's host when empty, so the server's
+	// certificate is always verified against a name. nil means plain TCP.
+	TLS *tls.Config
+	// Timeout bounds dialing, each command and the wait for a pooled
+	// connection; 0 means 2s.
 	Timeout time.Duration
+	// PoolSize is the most connections the Store keeps to Redis, and so
+	// the most commands in flight at once; a caller beyond it waits up to
+	// Timeout for a connection. 0 means 10 × GOMAXPROCS but at least 64.
+	PoolSize int
+}
+
+// DefaultPoolSize is the pool size Options.PoolSize's zero value gives on
+// this process: 10 × GOMAXPROCS, at least 64.
+func DefaultPoolSize() int {
+	return max(10*runtime.GOMAXPROCS(0), minPoolSize)
 }
 
 // Store implements challenge.Store. It is safe for concurrent use.
@@ -58,15 +82,31 @@ func New(o Options) (*Store, error) {
 	if o.Timeout < 0 {
 		return nil, fmt.Errorf("redisstore: negative timeout %v", o.Timeout)
 	}
+	if o.PoolSize < 0 {
+		return nil, fmt.Errorf("redisstore: negative pool size %d", o.PoolSize)
+	}
 	timeout := o.Timeout
 	if timeout == 0 {
 		timeout = defaultTimeout
+	}
+	poolSize := o.PoolSize
+	if poolSize == 0 {
+		poolSize = DefaultPoolSize()
+	}
+	tlsConfig, err := clientTLS(o.TLS, o.Addr)
+	if err != nil {
+		return nil, err
 	}
 	client := redis.NewClient(&redis.Options{
 		Addr:      o.Addr,
 		Password:  o.Password,
 		DB:        o.DB,
-		TLSConfig: o.TLS,
+		TLSConfig: tlsConfig,
+		// PoolSize is also the number of turns a command waits for (up to
+		// PoolTimeout). MaxActiveConns is left unset: it would fail a
+		// command at once with ErrPoolExhausted where waiting its turn
+		// would succeed.
+		PoolSize: poolSize,
 		// A down Redis must fail a request quickly rather than hold it:
 		// every stage is bounded by Timeout, one dial attempt per try, and
 		// one retry for a pooled connection the server has closed.
@@ -82,6 +122,27 @@ func New(o Options) (*Store, error) {
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
 	return &Store{client: client, prefix: o.KeyPrefix, timeout: timeout}, nil
+}
+
+// clientTLS returns the TLS config New dials with: a clone of c (the
+// caller keeps theirs) that never goes below TLS 1.2 (RFC 8996 deprecates
+// 1.0 and 1.1) and always names the server it verifies. nil stays nil.
+func clientTLS(c *tls.Config, addr string) (*tls.Config, error) {
+	if c == nil {
+		return nil, nil
+	}
+	c = c.Clone()
+	if c.MinVersion < tls.VersionTLS12 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	if c.ServerName == "" && !c.InsecureSkipVerify {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: address %q: %w", addr, err)
+		}
+		c.ServerName = host
+	}
+	return c, nil
 }
 
 // Key kinds, one per kind of state.

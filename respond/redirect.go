@@ -1,4 +1,4 @@
-package challenge
+package respond
 
 import (
 	"net/url"
@@ -10,14 +10,14 @@ import (
 // maxRedirectLen bounds a return URL; longer ones are not worth the risk.
 const maxRedirectLen = 2048
 
-// cleanRedirect returns rd when it is a path on this same origin and "/"
+// CleanRedirect returns rd when it is a path on this same origin and "/"
 // otherwise (SPEC §6: `rd` is honoured only as `/…`, not `//…`, not `/\…`,
 // no scheme). Browsers read backslashes as slashes and drop tabs and
 // newlines inside URLs (WHATWG URL "special" schemes), so "/\evil" and
 // "/\t/evil" would leave the origin; they are refused raw and after one
 // percent-decoding, which catches "/%2F/evil" and "/%5Cevil" too. This
 // follows tailscale tsweb.CleanRedirectURL, but only accepts paths.
-func cleanRedirect(rd string) string {
+func CleanRedirect(rd string) string {
 	if !safeRedirectPath(rd, false) {
 		return "/"
 	}

@@ -1,4 +1,4 @@
-package challenge
+package respond
 
 import "testing"
 
@@ -55,8 +55,8 @@ func TestCleanRedirect(t *testing.T) {
 		{"/" + string(make([]byte, maxRedirectLen)), "/"},
 	}
 	for _, tt := range tests {
-		if got := cleanRedirect(tt.in); got != tt.want {
-			t.Errorf("cleanRedirect(%q) = %q; want %q", tt.in, got, tt.want)
+		if got := CleanRedirect(tt.in); got != tt.want {
+			t.Errorf("CleanRedirect(%q) = %q; want %q", tt.in, got, tt.want)
 		}
 	}
 }
@@ -68,12 +68,12 @@ func FuzzCleanRedirect(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		out := cleanRedirect(in)
+		out := CleanRedirect(in)
 		if out != "/" && out != in {
-			t.Fatalf("cleanRedirect(%q) = %q; want the input or \"/\"", in, out)
+			t.Fatalf("CleanRedirect(%q) = %q; want the input or \"/\"", in, out)
 		}
 		if !safeRedirectPath(out, false) {
-			t.Fatalf("cleanRedirect(%q) = %q, which is not a safe path", in, out)
+			t.Fatalf("CleanRedirect(%q) = %q, which is not a safe path", in, out)
 		}
 	})
 }
