@@ -10,10 +10,16 @@ package policy
 // be stricter than what any named method gets ("allow POST", "allow
 // DELETE", then "deny" for the rest), so it is decided too.
 func (p *Policy) match(r Request) Decision {
+	// The host is normalised once for every method decided below: the
+	// lower-case key into a stack buffer, which does not allocate. The key
+	// is passed apart from host, which escapes (netip.ParseAddr), so that
+	// escape analysis keeps buf on the stack.
 	host := requestHost(r.Host)
-	best := p.decision(p.first(r.Method, false, host, r.Path))
+	var buf [hostKeyMax]byte
+	key := hostKey(&buf, host)
+	best := p.decision(p.first(r.Method, false, host, key, r.Path))
 	for _, m := range r.Overrides {
-		if d := p.decision(p.first(m, true, host, r.Path)); stricter(d, best) {
+		if d := p.decision(p.first(m, true, host, key, r.Path)); stricter(d, best) {
 			best = d
 		}
 	}
@@ -22,11 +28,11 @@ func (p *Policy) match(r Request) Decision {
 			if m == r.Method {
 				continue // decided above
 			}
-			if d := p.decision(p.first(m, false, host, r.Path)); stricter(d, best) {
+			if d := p.decision(p.first(m, false, host, key, r.Path)); stricter(d, best) {
 				best = d
 			}
 		}
-		if d := p.decision(p.first(otherMethod, false, host, r.Path)); stricter(d, best) {
+		if d := p.decision(p.first(otherMethod, false, host, key, r.Path)); stricter(d, best) {
 			best = d
 		}
 	}
@@ -59,15 +65,17 @@ func (p *Policy) decision(i int) Decision {
 }
 
 // first returns the index of the first rule that matches, or -1. up says
-// that method is an override value, which frameworks upper-case.
+// that method is an override value, which frameworks upper-case. host is
+// from requestHost, key from hostKey.
 //
-// It tries the candidate lists of the trie nodes along the path; each list
-// is ascending, so the first full match in a list is that list's answer,
+// It tries the candidate lists of the trie nodes along the path, at each
+// node the plain list and the request host's byHost list; each list is
+// ascending, so the first full match in a list is that list's answer,
 // and the smallest answer over all lists is the first matching rule.
-func (p *Policy) first(method string, up bool, host, path string) int {
+func (p *Policy) first(method string, up bool, host string, key []byte, path string) int {
 	best := len(p.rules)
 	n := p.root
-	best = p.scan(n.rules, best, method, up, host, path)
+	best = p.scanNode(n, best, method, up, host, key, path)
 	for depth, pos := 0, 0; depth < maxIndexDepth; depth++ {
 		seg, next, ok := nextSeg(path, pos)
 		if !ok {
@@ -76,11 +84,23 @@ func (p *Policy) first(method string, up bool, host, path string) int {
 		if n = n.lookup(seg, p.fold); n == nil {
 			break
 		}
-		best = p.scan(n.rules, best, method, up, host, path)
+		best = p.scanNode(n, best, method, up, host, key, path)
 		pos = next
 	}
 	if best == len(p.rules) {
 		return -1
+	}
+	return best
+}
+
+// scanNode tries a node's plain list, then its byHost list for the
+// request host. The byHost lookup converts the key in the index
+// expression, which does not allocate; a nil key (a host too long for any
+// name) has no list.
+func (p *Policy) scanNode(n *node, best int, method string, up bool, host string, key []byte, path string) int {
+	best = p.scan(n.rules, best, method, up, host, path)
+	if n.byHost != nil && key != nil {
+		best = p.scanHost(n.byHost[string(key)], best, method, up, path)
 	}
 	return best
 }
@@ -91,6 +111,20 @@ func (p *Policy) scan(list []int32, best int, method string, up bool, host, path
 			break
 		}
 		if p.rules[i].matches(method, up, host, path, p.fold) {
+			return int(i)
+		}
+	}
+	return best
+}
+
+// scanHost is scan for a byHost list, whose rules all match the request
+// host by construction.
+func (p *Policy) scanHost(list []int32, best int, method string, up bool, path string) int {
+	for _, i := range list {
+		if int(i) >= best {
+			break
+		}
+		if r := &p.rules[i]; r.methodOK(method, up) && r.pathOK(path, p.fold) {
 			return int(i)
 		}
 	}
