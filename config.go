@@ -40,6 +40,8 @@ type Config struct {
 	policy *policy.Policy
 	// publicKeyPEM is the content of identity.jwt.public_key_file.
 	publicKeyPEM []byte
+	// redisCAPEM is the content of store.redis.tls_ca_file.
+	redisCAPEM []byte
 }
 
 // ServerConfig is SPEC §3 server.
@@ -182,6 +184,21 @@ type RedisConfig struct {
 	PasswordFile string `mapstructure:"password_file"`
 	DB           int    `mapstructure:"db"`
 	KeyPrefix    string `mapstructure:"key_prefix"`
+	// TLS makes every connection to Redis TLS (1.2 or later). Default
+	// false: plain TCP, for a Redis on the same host or a private network.
+	TLS bool `mapstructure:"tls"`
+	// TLSCAFile is a PEM bundle of the CAs that may sign the server's
+	// certificate. Empty means the system roots. Needs tls: true.
+	TLSCAFile string `mapstructure:"tls_ca_file"`
+	// TLSServerName is the name the server's certificate must carry.
+	// Empty means the host of addr. Needs tls: true.
+	TLSServerName string `mapstructure:"tls_server_name"`
+	// Timeout bounds dialing, each command and the wait for a pooled
+	// connection. Default 2s.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// PoolSize is the most connections to Redis per process. Default 0,
+	// which means 10 × GOMAXPROCS but at least 64 (redisstore.Options).
+	PoolSize int `mapstructure:"pool_size"`
 }
 
 // PoliciesConfig is SPEC §3 policies.
@@ -268,6 +285,11 @@ var configDefaults = map[string]any{
 	"store.redis.password_file":       "",
 	"store.redis.db":                  0,
 	"store.redis.key_prefix":          "stepgate:",
+	"store.redis.tls":                 false,
+	"store.redis.tls_ca_file":         "",
+	"store.redis.tls_server_name":     "",
+	"store.redis.timeout":             2 * time.Second,
+	"store.redis.pool_size":           0,
 	"policies.default":                "authenticate",
 	"log.level":                       "info",
 	"log.format":                      "json",
@@ -776,6 +798,13 @@ func (c *Config) resolveSecrets(ps *problems) {
 			ps.add("identity.jwt.public_key_file", "%v", err)
 		}
 		c.publicKeyPEM = b
+	}
+	if f := c.Store.Redis.TLSCAFile; f != "" {
+		b, err := readLimited(f, 1<<20)
+		if err != nil {
+			ps.add("store.redis.tls_ca_file", "%v", err)
+		}
+		c.redisCAPEM = b
 	}
 }
 

@@ -1,14 +1,26 @@
 package main
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stepgate/stepgate/challenge/redisstore/redistest"
 )
 
 // Secrets long enough to pass validation; test values only.
@@ -330,6 +342,11 @@ func TestDefaults(t *testing.T) {
 		{"store.redis.addr", cfg.Store.Redis.Addr, "127.0.0.1:6379"},
 		{"store.redis.db", cfg.Store.Redis.DB, 0},
 		{"store.redis.key_prefix", cfg.Store.Redis.KeyPrefix, "stepgate:"},
+		{"store.redis.tls", cfg.Store.Redis.TLS, false},
+		{"store.redis.tls_ca_file", cfg.Store.Redis.TLSCAFile, ""},
+		{"store.redis.tls_server_name", cfg.Store.Redis.TLSServerName, ""},
+		{"store.redis.timeout", cfg.Store.Redis.Timeout, 2 * time.Second},
+		{"store.redis.pool_size", cfg.Store.Redis.PoolSize, 0},
 		{"policies.default", cfg.Policies.Default, "authenticate"},
 	}
 	for _, c := range checks {
@@ -524,5 +541,217 @@ func TestNullMeansDefault(t *testing.T) {
 	}
 	if cfg.Server.Listen != "127.0.0.1:8080" || cfg.OTP.TTL != 5*time.Minute || cfg.OTP.Length != 6 {
 		t.Errorf("got listen %q, otp.ttl %v, otp.length %d; want the defaults", cfg.Server.Listen, cfg.OTP.TTL, cfg.OTP.Length)
+	}
+}
+
+// testCAPEM returns a self-signed CA certificate in PEM.
+func testCAPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "stepgate test redis CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func TestRedisStoreConfig(t *testing.T) {
+	dir := t.TempDir()
+	caFile, caPEM := filepath.Join(dir, "ca.pem"), testCAPEM(t)
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("this is not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.pem")
+	redis := baseSections + baseRules + "store:\n  driver: redis\n  redis:\n"
+
+	t.Run("valid", func(t *testing.T) {
+		path := writeConfig(t, redis+`    tls: true
+    tls_ca_file: "`+caFile+`"
+    tls_server_name: redis.internal
+    timeout: 500ms
+    pool_size: 200
+`)
+		cfg, err := loadConfig(path, noEnv)
+		if err != nil {
+			t.Fatalf("loadConfig: %v", err)
+		}
+		r := cfg.Store.Redis
+		if !r.TLS || r.Timeout != 500*time.Millisecond || r.PoolSize != 200 || r.TLSServerName != "redis.internal" {
+			t.Errorf("store.redis: got %+v; want tls true, timeout 500ms, pool_size 200, tls_server_name redis.internal", r)
+		}
+		conf, err := cfg.redisTLS()
+		if err != nil {
+			t.Fatalf("redisTLS: %v", err)
+		}
+		if conf.MinVersion != tls.VersionTLS12 {
+			t.Errorf("MinVersion: got %#x; want TLS 1.2 (%#x)", conf.MinVersion, tls.VersionTLS12)
+		}
+		if conf.ServerName != "redis.internal" {
+			t.Errorf("ServerName: got %q; want %q", conf.ServerName, "redis.internal")
+		}
+		want := x509.NewCertPool()
+		want.AppendCertsFromPEM(caPEM)
+		if conf.RootCAs == nil || !conf.RootCAs.Equal(want) {
+			t.Errorf("RootCAs: got %v; want exactly the CA in %s", conf.RootCAs, caFile)
+		}
+	})
+	t.Run("defaults", func(t *testing.T) {
+		cfg, err := loadConfig(writeConfig(t, redis+"    db: 1\n"), noEnv)
+		if err != nil {
+			t.Fatalf("loadConfig: %v", err)
+		}
+		r := cfg.Store.Redis
+		if r.TLS || r.TLSCAFile != "" || r.TLSServerName != "" || r.Timeout != 2*time.Second || r.PoolSize != 0 {
+			t.Errorf("store.redis: got %+v; want tls false, no CA file or server name, timeout 2s, pool_size 0", r)
+		}
+		if conf, err := cfg.redisTLS(); conf != nil || err != nil {
+			t.Errorf("redisTLS without tls: got %v, %v; want nil, nil", conf, err)
+		}
+	})
+	t.Run("tls with system roots", func(t *testing.T) {
+		cfg, err := loadConfig(writeConfig(t, redis+"    tls: true\n"), noEnv)
+		if err != nil {
+			t.Fatalf("loadConfig: %v", err)
+		}
+		conf, err := cfg.redisTLS()
+		if err != nil || conf == nil || conf.RootCAs != nil {
+			t.Errorf("redisTLS: got %+v, %v; want a config with nil RootCAs (system roots)", conf, err)
+		}
+	})
+	t.Run("environment", func(t *testing.T) {
+		cfg, err := loadConfig(writeConfig(t, redis+"    db: 1\n"), envMap(map[string]string{
+			"STEPGATE_STORE_REDIS_TLS":         "true",
+			"STEPGATE_STORE_REDIS_TLS_CA_FILE": caFile,
+			"STEPGATE_STORE_REDIS_TIMEOUT":     "3s",
+			"STEPGATE_STORE_REDIS_POOL_SIZE":   "128",
+		}))
+		if err != nil {
+			t.Fatalf("loadConfig: %v", err)
+		}
+		if r := cfg.Store.Redis; !r.TLS || r.TLSCAFile != caFile || r.Timeout != 3*time.Second || r.PoolSize != 128 {
+			t.Errorf("store.redis: got %+v; want the environment's values", r)
+		}
+	})
+
+	cases := []struct {
+		name string
+		yaml string
+		key  string // the key path the error must name
+		msg  string // a part of the message
+	}{
+		{"ca file missing", redis + "    tls: true\n    tls_ca_file: \"" + missing + "\" #<\n", "store.redis.tls_ca_file", "no such file"},
+		{"ca file not PEM", redis + "    tls: true\n    tls_ca_file: \"" + notPEM + "\" #<\n", "store.redis.tls_ca_file", "no PEM certificate"},
+		{"ca file is a directory", redis + "    tls: true\n    tls_ca_file: \"" + dir + "\" #<\n", "store.redis.tls_ca_file", "is a directory"},
+		{"ca file without tls", redis + "    tls_ca_file: \"" + caFile + "\" #<\n", "store.redis.tls_ca_file", "store.redis.tls: true"},
+		{"server name without tls", redis + "    tls_server_name: redis.internal #<\n", "store.redis.tls_server_name", "store.redis.tls: true"},
+		{"server name with port", redis + "    tls: true\n    tls_server_name: redis.internal:6380 #<\n", "store.redis.tls_server_name", "host name only"},
+		{"tls not a bool", redis + "    tls: sometimes #<\n", "store.redis.tls", "not true or false"},
+		{"negative timeout", redis + "    timeout: -1s #<\n", "store.redis.timeout", "negative"},
+		{"zero timeout", redis + "    timeout: 0s #<\n", "store.redis.timeout", "more than 0"},
+		{"bad timeout", redis + "    timeout: soon #<\n", "store.redis.timeout", "not a duration"},
+		{"negative pool size", redis + "    pool_size: -1 #<\n", "store.redis.pool_size", "must not be negative"},
+		{"pool size not a number", redis + "    pool_size: many #<\n", "store.redis.pool_size", "not a whole number"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.yaml)
+			cfg, err := loadConfig(path, noEnv)
+			if err == nil {
+				t.Fatalf("loadConfig succeeded; want an error at %s", tc.key)
+			}
+			if cfg != nil {
+				t.Errorf("loadConfig returned a config with an error")
+			}
+			ps := problemsOf(t, err)
+			var found []Problem
+			for _, p := range ps {
+				if p.Key == tc.key {
+					found = append(found, p)
+				}
+			}
+			if len(found) != 1 {
+				t.Fatalf("problems at %s: got %d; want 1; all:\n%v", tc.key, len(found), err)
+			}
+			if want := markedLine(tc.yaml); found[0].Line != want {
+				t.Errorf("line: got %d; want %d (%s)", found[0].Line, want, found[0])
+			}
+			if !strings.Contains(found[0].Msg, tc.msg) {
+				t.Errorf("message: got %q; want it to contain %q", found[0].Msg, tc.msg)
+			}
+		})
+	}
+}
+
+// TestNewRedisStoreWiring checks that newStore passes the store.redis TLS
+// and timeout keys on to the Store: TLS to a plain-TCP Redis must fail
+// (so TLS is on), and a Redis that never answers must fail within the
+// configured timeout rather than redisstore's 2s default.
+func TestNewRedisStoreWiring(t *testing.T) {
+	plain := redistest.Start(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		// Accept and hold connections without answering, like a wedged
+		// Redis; closing the listener at the end closes them too.
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	tests := []struct {
+		name    string
+		redis   RedisConfig
+		ok      bool
+		maxTime time.Duration
+	}{
+		{"plain", RedisConfig{Addr: plain, Timeout: time.Second}, true, time.Second},
+		{"tls to a plain server", RedisConfig{Addr: plain, TLS: true, Timeout: time.Second}, false, 3 * time.Second},
+		{"timeout", RedisConfig{Addr: l.Addr().String(), Timeout: 100 * time.Millisecond, PoolSize: 1}, false, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &Config{Store: StoreConfig{Driver: "redis", Redis: tt.redis}}
+			s, err := newStore(cfg)
+			if err != nil {
+				t.Fatalf("newStore: %v", err)
+			}
+			defer s.(interface{ Close() error }).Close()
+			start := time.Now()
+			err = s.(interface{ Ping(context.Context) error }).Ping(t.Context())
+			if (err == nil) != tt.ok {
+				t.Errorf("Ping: got %v; want ok=%v", err, tt.ok)
+			}
+			if d := time.Since(start); d > tt.maxTime {
+				t.Errorf("Ping took %v; want under %v", d, tt.maxTime)
+			}
+		})
 	}
 }

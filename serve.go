@@ -136,8 +136,13 @@ func newStore(cfg *Config) (challenge.Store, error) {
 		return challenge.NewMemoryStore(0), nil
 	case "redis":
 		r := cfg.Store.Redis
+		tlsConfig, err := cfg.redisTLS()
+		if err != nil {
+			return nil, fmt.Errorf("store.redis: %w", err)
+		}
 		s, err := redisstore.New(redisstore.Options{
 			Addr: r.Addr, Password: r.Password, DB: r.DB, KeyPrefix: r.KeyPrefix,
+			TLS: tlsConfig, Timeout: r.Timeout, PoolSize: r.PoolSize,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store.redis: %w", err)

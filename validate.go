@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -350,9 +352,65 @@ func (c *Config) validateStore(ps *problems) {
 		if c.Store.Redis.DB < 0 {
 			ps.add("store.redis.db", "must not be negative")
 		}
+		c.validateRedisTLS(ps)
+		if c.Store.Redis.Timeout <= 0 {
+			// Zero would not mean "no timeout" but redisstore's 2s; a
+			// Redis call without a bound would hold requests when Redis
+			// hangs (SPEC §10).
+			ps.add("store.redis.timeout", "must be more than 0")
+		}
+		if c.Store.Redis.PoolSize < 0 {
+			ps.add("store.redis.pool_size", "must not be negative (0 means 10 × GOMAXPROCS, at least 64)")
+		}
 	default:
 		ps.add("store.driver", "unknown driver %q (memory or redis)", c.Store.Driver)
 	}
+}
+
+// validateRedisTLS checks the store.redis.tls* keys.
+func (c *Config) validateRedisTLS(ps *problems) {
+	r := c.Store.Redis
+	if !r.TLS {
+		// A CA or server name without tls: true would leave the
+		// connection in plain text while its author believes it is
+		// verified: refuse rather than guess.
+		if r.TLSCAFile != "" {
+			ps.add("store.redis.tls_ca_file", "set store.redis.tls: true to use it (the connection is plain TCP otherwise)")
+		}
+		if r.TLSServerName != "" {
+			ps.add("store.redis.tls_server_name", "set store.redis.tls: true to use it (the connection is plain TCP otherwise)")
+		}
+		return
+	}
+	if r.TLSServerName != "" && strings.ContainsAny(r.TLSServerName, ":/ ") {
+		ps.add("store.redis.tls_server_name", "%q must be a host name only, without port or scheme", r.TLSServerName)
+	}
+	// A file that could not be read has its problem already.
+	if r.TLSCAFile != "" && c.redisCAPEM != nil {
+		if _, err := c.redisTLS(); err != nil {
+			ps.add("store.redis.tls_ca_file", "%v", err)
+		}
+	}
+}
+
+// redisTLS is the TLS config for Redis, nil when store.redis.tls is false.
+// RootCAs nil means the system roots; redisstore fills an empty ServerName
+// from the address.
+func (c *Config) redisTLS() (*tls.Config, error) {
+	r := c.Store.Redis
+	if !r.TLS {
+		return nil, nil
+	}
+	// RFC 8996: TLS 1.0 and 1.1 are deprecated.
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLSServerName}
+	if r.TLSCAFile != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(c.redisCAPEM) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", r.TLSCAFile)
+		}
+		conf.RootCAs = pool
+	}
+	return conf, nil
 }
 
 func (c *Config) validatePolicies(ps *problems) {
