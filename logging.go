@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +49,13 @@ func newLogger(cfg LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 // code (stepgate_http_responses_total, which the upstream-error alerts
 // use) and, when the live config has log.access, writes one access line.
 // The access line never carries the query string, cookies or tokens.
+//
+// Per request it allocates only the statusWriter. That one is not pooled:
+// a pooled writer that a handler kept past ServeHTTP (a leaked goroutine,
+// a future middleware) would write into another user's response, and one
+// small allocation is not worth that risk.
 func observe(next http.Handler, live *liveGate, responses *prometheus.CounterVec, logger *slog.Logger) http.Handler {
+	counters := newStatusCounters(responses)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -61,7 +68,7 @@ func observe(next http.Handler, live *liveGate, responses *prometheus.CounterVec
 		case status == 0:
 			status = http.StatusOK
 		}
-		responses.WithLabelValues(strconv.Itoa(status)).Inc()
+		counters.inc(status)
 		if s := live.cur.Load(); s == nil || !s.cfg.Log.Access {
 			return
 		}
@@ -76,6 +83,46 @@ func observe(next http.Handler, live *liveGate, responses *prometheus.CounterVec
 			slog.String("user_agent", r.UserAgent()),
 		)
 	})
+}
+
+// Statuses statusCounters caches: every code net/http's WriteHeader accepts
+// short of the rare 600-999.
+const (
+	minCachedStatus = 100
+	maxCachedStatus = 599
+)
+
+// statusCounters is a CounterVec by status code whose children are looked
+// up once per code, so the request path does no hashing and no strconv
+// allocation. Children are resolved on first use rather than up front, so
+// /metrics shows only the codes that occurred, as before.
+type statusCounters struct {
+	vec *prometheus.CounterVec
+	// byStatus[code-minCachedStatus] is the code's counter; nil until the
+	// code is first seen. Two requests resolving one code at once both get
+	// the same child from the CounterVec, so either store is right.
+	byStatus [maxCachedStatus - minCachedStatus + 1]atomic.Pointer[counter]
+}
+
+// counter boxes a prometheus.Counter (an interface) for atomic.Pointer.
+type counter struct{ prometheus.Counter }
+
+func newStatusCounters(vec *prometheus.CounterVec) *statusCounters {
+	return &statusCounters{vec: vec}
+}
+
+func (c *statusCounters) inc(status int) {
+	if status < minCachedStatus || status > maxCachedStatus {
+		c.vec.WithLabelValues(strconv.Itoa(status)).Inc()
+		return
+	}
+	slot := &c.byStatus[status-minCachedStatus]
+	ctr := slot.Load()
+	if ctr == nil {
+		ctr = &counter{c.vec.WithLabelValues(strconv.Itoa(status))}
+		slot.Store(ctr)
+	}
+	ctr.Inc()
 }
 
 // accessPath is the request's path without the query, which may carry
