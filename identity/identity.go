@@ -36,7 +36,7 @@ import (
 // Identity is the primary identity of a request.
 type Identity struct {
 	Subject string
-	Emails  []string // validated addresses; the first is the primary one; may be empty
+	Emails  []string // validated addresses; the first is the primary one; may be empty; read-only (may be shared with the token cache)
 	Session string   // session binding: the session claim, or a hash of the access token
 }
 
