@@ -458,6 +458,16 @@ median() { # median SCENARIO COLUMN
 		awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }'; }
+# paired SCENARIO COLUMN: the scenario's value divided by bare's in the
+# same round, as "median (min–max)". Neighbours in time share the machine's
+# mood, so on a noisy machine these ratios scatter less than medians do.
+paired() {
+	awk -F'\t' -v s="$1" -v c="$2" '$1 == "bare" { b[$2] = $c } $1 == s { v[$2] = $c }
+		END { for (r in v) if ((r in b) && b[r] + 0 > 0) print v[r] / b[r] }' "$results" | sort -g |
+		awk '{ a[NR] = $1 } END { if (NR == 0) { print "n/a"; exit }
+			m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+			printf "%.2f (%.2f–%.2f)", m, a[1], a[NR] }'
+}
 
 base_rps=nan base_p99=nan
 if [[ " ${scenarios[*]} " == *" bare "* ]]; then
@@ -472,8 +482,8 @@ echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(go version | awk '{print $3}
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS round(s), medians; policy of $RULES rules; upstream body 1024 bytes."
 echo "wrk, the proxies and the upstream share this machine's CPUs."
 echo
-echo "| scenario | what | req/s | p50 ms | p99 ms | proxy CPU µs/req | req/s ÷ bare | p99 ÷ bare |"
-echo "|---|---|--:|--:|--:|--:|--:|--:|"
+echo "| scenario | what | req/s | p50 ms | p99 ms | proxy CPU µs/req | req/s ÷ bare | p99 ÷ bare | req/s ÷ bare, per round | p99 ÷ bare, per round |"
+echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
 for s in "${scenarios[@]}"; do
 	rps=$(median "$s" 3)
 	p50=$(median "$s" 4)
@@ -481,8 +491,8 @@ for s in "${scenarios[@]}"; do
 	cpu=$(median "$s" 6)
 	extra=""
 	if [[ -n ${aux[$s]:-} ]]; then extra=" (+ $(median "$s" 7) ${aux[$s]})"; fi
-	printf '| %s | %s | %.0f | %.3f | %.3f | %.2f%s | %s | %s |\n' "$s" "${what[$s]}" "$rps" "$p50" "$p99" "$cpu" "$extra" \
-		"$(ratio "$rps" "$base_rps")" "$(ratio "$p99" "$base_p99")"
+	printf '| %s | %s | %.0f | %.3f | %.3f | %.2f%s | %s | %s | %s | %s |\n' "$s" "${what[$s]}" "$rps" "$p50" "$p99" "$cpu" "$extra" \
+		"$(ratio "$rps" "$base_rps")" "$(ratio "$p99" "$base_p99")" "$(paired "$s" 3)" "$(paired "$s" 5)"
 done
 
 echo
