@@ -158,21 +158,21 @@ func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Log
 	live.store(cfg, gate)
 
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	newServer := func(h http.Handler) *http.Server {
-		return &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			WriteTimeout:      time.Minute,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          errLog,
-		}
+	// The sample app is an upstream, not stepgate: it gets plain server
+	// limits. The proxy and admin servers are exactly serve's.
+	appSrv := &http.Server{
+		Handler:           app,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errLog,
 	}
 	servers := []*http.Server{
-		newServer(app),
-		newServer(withInbox(live, cfg.Server.Prefix+inboxPath, inbox)),
-		newServer(adminHandler(shared, live)),
+		appSrv,
+		newProxyServer(observe(withInbox(live, cfg.Server.Prefix+inboxPath, inbox), live, shared.responses, logger), errLog),
+		newAdminServer(adminHandler(shared, live), errLog),
 	}
 
 	logger.Info("stepgate demo started",

@@ -261,6 +261,13 @@ func TestDemoStepUpFlow(t *testing.T) {
 // TestDemoInboxOnlyAtItsPath checks that the demo mounts exactly
 // {prefix}/dev/inbox, for GET only, and leaves every other spelling to the
 // gate.
+// TestDemoServerLikeServe checks that the demo's proxy listener is serve's
+// server: `OPTIONS *` refused by the gate, not answered by net/http.
+func TestDemoServerLikeServe(t *testing.T) {
+	d := startDemo(t)
+	assertOptionsStarRefused(t, strings.TrimPrefix(d.base, "http://"))
+}
+
 func TestDemoInboxOnlyAtItsPath(t *testing.T) {
 	d := startDemo(t)
 	b := newBrowser(t, d.base)

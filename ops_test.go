@@ -435,7 +435,14 @@ server:
   listen: 127.0.0.1:0
   admin_listen: 127.0.0.1:0
 `), noEnv)
-	conn, err := net.DialTimeout("tcp", s.listen, 5*time.Second)
+	assertOptionsStarRefused(t, s.listen)
+}
+
+// assertOptionsStarRefused sends `OPTIONS *` to addr on a raw connection
+// (Go's client cannot send it) and wants 400.
+func assertOptionsStarRefused(t *testing.T, addr string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -372,27 +373,8 @@ func serveWith(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("server.admin_listen: %w", err)
 	}
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	proxySrv := &http.Server{
-		Handler:           observe(live, live, shared.responses, logger),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          errLog,
-		// Without it net/http answers `OPTIONS *` itself with 200; the
-		// gate refuses it with 400 like any target that is not origin-form
-		// (SPEC §4).
-		DisableGeneralOptionsHandler: true,
-	}
-	adminSrv := &http.Server{
-		Handler:           adminHandler(shared, live),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          errLog,
-	}
+	proxySrv := newProxyServer(observe(live, live, shared.responses, logger), errLog)
+	adminSrv := newAdminServer(adminHandler(shared, live), errLog)
 	logger.Info("stepgate started",
 		"version", version,
 		"listen", pl.Addr().String(),
@@ -456,4 +438,36 @@ func serveWith(ctx context.Context, o serveOptions) error {
 	}
 	logger.Info("stepgate stopped")
 	return nil
+}
+
+// newProxyServer is the proxy listener's server, for serve and demo alike:
+// bounded header reads and sizes, and no WriteTimeout so that streams and
+// WebSockets are not cut (upstream.timeout bounds slow upstreams).
+func newProxyServer(h http.Handler, errLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errLog,
+		// Without it net/http answers `OPTIONS *` itself with 200; the
+		// gate refuses it with 400 like any target that is not origin-form
+		// (SPEC §4).
+		DisableGeneralOptionsHandler: true,
+	}
+}
+
+// newAdminServer is the admin listener's server: small requests, short
+// timeouts.
+func newAdminServer(h http.Handler, errLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          errLog,
+	}
 }
