@@ -134,10 +134,6 @@ func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // rewrite builds the outgoing request (SPEC §7). It runs after the
 // ReverseProxy removed hop-by-hop headers, so nothing a client lists in
 // Connection can remove what is set here.
-// addedHeaders is how many headers rewrite may add: X-Forwarded-For,
-// -Host, -Proto, X-Request-Id and the five X-Stepup-* headers.
-const addedHeaders = 9
-
 func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 	st, _ := pr.In.Context().Value(stateKey{}).(*state)
 	out := pr.Out
@@ -151,11 +147,18 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 	}
 
 	idTrusted := len(g.idHeaders) > 0 && g.cfg.Identity.Trusted(pr.In.RemoteAddr)
-	if n := len(out.Header); n > 0 && n+addedHeaders > 8 {
-		// The clone is sized for the incoming headers; the ones set below
-		// would grow it past Go's small-map size, which costs a rehash on
-		// every request. One map of the final size is cheaper.
-		h := make(http.Header, n+addedHeaders)
+	// The clone is sized for the incoming headers; when the ones set below
+	// would grow it past Go's small-map size (8), which costs a rehash on
+	// every request, one map of the final size is cheaper.
+	added := 5 // X-Forwarded-For, -Proto, -Host, X-Request-Id, X-Stepup-Rule
+	if st.hasID {
+		added += 2
+	}
+	if st.hasGrant {
+		added += 2
+	}
+	if n := len(out.Header); n > 0 && n+added > 8 {
+		h := make(http.Header, n+added)
 		for k, v := range out.Header {
 			h[k] = v
 		}
