@@ -1,140 +1,17 @@
 package challenge
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
-	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net"
 	"net/http"
-	"net/mail"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/stepgate/stepgate/challenge/mailtest"
 	"github.com/stepgate/stepgate/identity"
 )
-
-// hInbox is a real SMTP server (emersion/go-smtp) on 127.0.0.1:0 whose
-// received messages arrive on msgs.
-type hInbox struct {
-	msgs chan hMail
-	port int
-}
-
-type hMail struct {
-	to  []string
-	raw []byte
-}
-
-type hInboxSession struct {
-	in *hInbox
-	m  hMail
-}
-
-func (s *hInboxSession) Reset()                               { s.m = hMail{} }
-func (s *hInboxSession) Logout() error                        { return nil }
-func (s *hInboxSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (s *hInboxSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.m.to = append(s.m.to, to)
-	return nil
-}
-func (s *hInboxSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
-		return err
-	}
-	s.m.raw = b
-	s.in.msgs <- s.m
-	return nil
-}
-
-type hDiscardLog struct{}
-
-func (hDiscardLog) Printf(string, ...any) {}
-func (hDiscardLog) Println(...any)        {}
-
-func startInbox(t *testing.T) *hInbox {
-	t.Helper()
-	in := &hInbox{msgs: make(chan hMail, 16)}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return &hInboxSession{in: in}, nil
-	}))
-	srv.Domain = "localhost"
-	srv.ReadTimeout = 10 * time.Second
-	srv.WriteTimeout = 10 * time.Second
-	srv.ErrorLog = hDiscardLog{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	in.port = ln.Addr().(*net.TCPAddr).Port
-	return in
-}
-
-var hCodeRe = regexp.MustCompile(`\b[0-9]{6}\b`)
-
-// code waits for the next message, checks it went to want, and returns
-// the code read from its decoded text/plain part.
-func (in *hInbox) code(t *testing.T, want string) string {
-	t.Helper()
-	var m hMail
-	select {
-	case m = <-in.msgs:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no mail received within 10s")
-	}
-	if len(m.to) != 1 || m.to[0] != want {
-		t.Fatalf("mail went to %q; want [%s]", m.to, want)
-	}
-	text := inboxText(t, m.raw)
-	c := hCodeRe.FindString(text)
-	if c == "" {
-		t.Fatalf("no 6-digit code in the mail text:\n%s", text)
-	}
-	if strings.Contains(strings.ToLower(text), "http") {
-		t.Errorf("mail contains a link (SPEC §9 forbids a link that logs in):\n%s", text)
-	}
-	return c
-}
-
-// inboxText decodes the text/plain part of a raw message.
-func inboxText(t *testing.T, raw []byte) string {
-	t.Helper()
-	msg, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("parse mail: %v", err)
-	}
-	decode := func(h interface{ Get(string) string }, r io.Reader) string {
-		if strings.EqualFold(h.Get("Content-Transfer-Encoding"), "quoted-printable") {
-			r = quotedprintable.NewReader(r)
-		}
-		b, _ := io.ReadAll(r)
-		return string(b)
-	}
-	mt, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if !strings.HasPrefix(mt, "multipart/") {
-		return decode(msg.Header, msg.Body)
-	}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err != nil {
-			t.Fatalf("no text/plain part: %v", err)
-		}
-		if pt, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); pt == "text/plain" {
-			return decode(p.Header, p)
-		}
-	}
-}
 
 // newSMTPService is a full Service: MemoryStore and the SMTP sender
 // talking to port.
@@ -164,8 +41,8 @@ func cookieNamed(rs []*http.Cookie, name string) *http.Cookie {
 }
 
 func TestBrowserFlowSMTP(t *testing.T) {
-	in := startInbox(t)
-	s := newSMTPService(t, in.port, nil)
+	in := mailtest.Start(t, mailtest.Options{})
+	s := newSMTPService(t, in.Port(), nil)
 	h := s.Handler()
 
 	w := hServe(h, browserReq("GET", hPrefix+"/challenge?rd=%2Fadmin%3Fx%3D1", hAlice, nil))
@@ -178,7 +55,7 @@ func TestBrowserFlowSMTP(t *testing.T) {
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != hPrefix+"/verify?rd=%2Fadmin%3Fx%3D1" {
 		t.Fatalf("POST /send: got %d Location %q; want 303 to the code form", w.Code, w.Header().Get("Location"))
 	}
-	code := in.code(t, hAlice.Emails[1])
+	code := in.Code(t, hAlice.Emails[1])
 
 	w = hServe(h, browserReq("GET", hPrefix+"/verify?rd=%2Fadmin%3Fx%3D1", hAlice, nil))
 	if !strings.Contains(w.Body.String(), "a***@corp.example") {
@@ -247,8 +124,8 @@ func TestBrowserFlowSMTP(t *testing.T) {
 }
 
 func TestAPIFlowSMTP(t *testing.T) {
-	in := startInbox(t)
-	s := newSMTPService(t, in.port, nil)
+	in := mailtest.Start(t, mailtest.Options{})
+	s := newSMTPService(t, in.Port(), nil)
 	h := s.Handler()
 	decode := func(w interface{ Result() *http.Response }, v any) {
 		t.Helper()
@@ -261,7 +138,7 @@ func TestAPIFlowSMTP(t *testing.T) {
 	if w.Code != 200 || strings.TrimSpace(w.Body.String()) != `{"IsPosted":true,"ExpiresIn":300}` {
 		t.Fatalf("POST /api/email-otp: got %d %s", w.Code, w.Body)
 	}
-	code := in.code(t, "alice@example.com")
+	code := in.Code(t, "alice@example.com")
 
 	// A second send within resend_after is throttled: 429 + Retry-After.
 	w = hServe(h, apiReq("POST", hPrefix+"/api/email-otp", hAlice, `{"index":1}`))
@@ -328,8 +205,8 @@ func TestAPIFlowSMTP(t *testing.T) {
 }
 
 func TestLockedSMTP(t *testing.T) {
-	in := startInbox(t)
-	s := newSMTPService(t, in.port, func(c *Config) {
+	in := mailtest.Start(t, mailtest.Options{})
+	s := newSMTPService(t, in.Port(), func(c *Config) {
 		c.OTP.MaxAttempts = 5
 		c.OTP.MaxFailuresPerHour = 2
 	})
@@ -339,7 +216,7 @@ func TestLockedSMTP(t *testing.T) {
 	if w.Code != http.StatusSeeOther {
 		t.Fatalf("send: %d", w.Code)
 	}
-	code := in.code(t, "alice@example.com")
+	code := in.Code(t, "alice@example.com")
 	wrong := "000000"
 	if code == wrong {
 		wrong = "111111"

@@ -24,101 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	"github.com/stepgate/stepgate/challenge/mailtest"
 )
-
-// received is one message accepted by the test SMTP server.
-type received struct {
-	from string
-	to   []string
-	data []byte
-	user string // authenticated user, "" without AUTH
-}
-
-// smtpBackend is an in-process SMTP server (emersion/go-smtp).
-type smtpBackend struct {
-	msgs     chan received
-	user     string // required AUTH PLAIN credentials when set
-	password string
-}
-
-type smtpSession struct {
-	b   *smtpBackend
-	cur received
-}
-
-func (b *smtpBackend) NewSession(*smtp.Conn) (smtp.Session, error) { return &smtpSession{b: b}, nil }
-
-func (s *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain} }
-func (s *smtpSession) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(identity, user, pass string) error {
-		if user != s.b.user || pass != s.b.password {
-			return errors.New("bad credentials")
-		}
-		s.cur.user = user
-		return nil
-	}), nil
-}
-func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
-	if s.b.user != "" && s.cur.user == "" {
-		return &smtp.SMTPError{Code: 530, Message: "authentication required"}
-	}
-	s.cur.from = from
-	return nil
-}
-func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.cur.to = append(s.cur.to, to)
-	return nil
-}
-func (s *smtpSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.cur.data = b
-	s.b.msgs <- s.cur
-	s.cur = received{user: s.cur.user}
-	return nil
-}
-func (s *smtpSession) Reset()        {}
-func (s *smtpSession) Logout() error { return nil }
-
-// startSMTP serves on 127.0.0.1:0; tlsCfg enables STARTTLS.
-func startSMTP(t *testing.T, tlsCfg *tls.Config, user, password string) (*smtpBackend, int) {
-	t.Helper()
-	be := &smtpBackend{msgs: make(chan received, 16), user: user, password: password}
-	srv := smtp.NewServer(be)
-	srv.Domain = "localhost"
-	srv.ReadTimeout = 10 * time.Second
-	srv.WriteTimeout = 10 * time.Second
-	srv.TLSConfig = tlsCfg
-	srv.AllowInsecureAuth = tlsCfg == nil
-	srv.ErrorLog = nopLogger{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return be, ln.Addr().(*net.TCPAddr).Port
-}
-
-type nopLogger struct{}
-
-func (nopLogger) Printf(string, ...any) {}
-func (nopLogger) Println(...any)        {}
-
-func (b *smtpBackend) next(t *testing.T) received {
-	t.Helper()
-	select {
-	case m := <-b.msgs:
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message received")
-		return received{}
-	}
-}
 
 // selfSigned returns a server config and a client pool for 127.0.0.1.
 func selfSigned(t *testing.T) (*tls.Config, *x509.CertPool) {
@@ -189,19 +96,19 @@ func textPart(t *testing.T, raw []byte) (*mail.Message, string) {
 var testMessage = Message{To: "alice@example.com", Subject: "Your verification code", Text: "code 424242", HTML: "<p>code 424242</p>"}
 
 func TestSMTPSenderPlain(t *testing.T) {
-	be, port := startSMTP(t, nil, "", "")
-	s, err := NewSMTPSender(SMTPConfig{Host: "127.0.0.1", Port: port, TLS: "none", From: "stepgate <no-reply@example.com>", Timeout: 5 * time.Second})
+	in := mailtest.Start(t, mailtest.Options{})
+	s, err := NewSMTPSender(SMTPConfig{Host: "127.0.0.1", Port: in.Port(), TLS: "none", From: "stepgate <no-reply@example.com>", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Send(ctx0, testMessage); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	got := be.next(t)
-	if got.from != "no-reply@example.com" || len(got.to) != 1 || got.to[0] != "alice@example.com" {
-		t.Errorf("envelope: got %q -> %q; want no-reply@example.com -> [alice@example.com]", got.from, got.to)
+	got := in.Next(t)
+	if got.From != "no-reply@example.com" || len(got.To) != 1 || got.To[0] != "alice@example.com" {
+		t.Errorf("envelope: got %q -> %q; want no-reply@example.com -> [alice@example.com]", got.From, got.To)
 	}
-	msg, text := textPart(t, got.data)
+	msg, text := textPart(t, got.Raw)
 	if !strings.Contains(text, "424242") {
 		t.Errorf("text part: got %q; want the code", text)
 	}
@@ -215,9 +122,9 @@ func TestSMTPSenderPlain(t *testing.T) {
 
 func TestSMTPSenderStartTLSAuth(t *testing.T) {
 	srvTLS, pool := selfSigned(t)
-	be, port := startSMTP(t, srvTLS, "stepgate", "s3cret")
+	in := mailtest.Start(t, mailtest.Options{TLS: srvTLS, User: "stepgate", Password: "s3cret"})
 	s, err := NewSMTPSender(SMTPConfig{
-		Host: "127.0.0.1", Port: port, TLS: "starttls", Username: "stepgate", Password: "s3cret",
+		Host: "127.0.0.1", Port: in.Port(), TLS: "starttls", Username: "stepgate", Password: "s3cret",
 		From: "no-reply@example.com", Timeout: 5 * time.Second,
 		TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
 	})
@@ -227,12 +134,12 @@ func TestSMTPSenderStartTLSAuth(t *testing.T) {
 	if err := s.Send(ctx0, testMessage); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	if got := be.next(t); got.user != "stepgate" {
-		t.Errorf("authenticated user: got %q; want stepgate", got.user)
+	if got := in.Next(t); got.User != "stepgate" {
+		t.Errorf("authenticated user: got %q; want stepgate", got.User)
 	}
 	// A wrong password fails the send.
 	bad, _ := NewSMTPSender(SMTPConfig{
-		Host: "127.0.0.1", Port: port, TLS: "starttls", Username: "stepgate", Password: "wrong",
+		Host: "127.0.0.1", Port: in.Port(), TLS: "starttls", Username: "stepgate", Password: "wrong",
 		From: "no-reply@example.com", Timeout: 5 * time.Second,
 		TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
 	})
@@ -244,19 +151,15 @@ func TestSMTPSenderStartTLSAuth(t *testing.T) {
 func TestSMTPSenderStartTLSRequired(t *testing.T) {
 	// A server without STARTTLS: starttls means mandatory, never a
 	// silent downgrade to plain text.
-	be, port := startSMTP(t, nil, "", "")
-	s, err := NewSMTPSender(SMTPConfig{Host: "127.0.0.1", Port: port, TLS: "starttls", From: "no-reply@example.com", Timeout: 5 * time.Second})
+	in := mailtest.Start(t, mailtest.Options{})
+	s, err := NewSMTPSender(SMTPConfig{Host: "127.0.0.1", Port: in.Port(), TLS: "starttls", From: "no-reply@example.com", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Send(ctx0, testMessage); err == nil {
 		t.Fatal("Send without STARTTLS: got nil; want an error")
 	}
-	select {
-	case <-be.msgs:
-		t.Error("the message went out in plain text")
-	default:
-	}
+	in.None(t, "the message went out in plain text")
 }
 
 func TestNewSMTPSenderConfig(t *testing.T) {
@@ -346,8 +249,8 @@ func TestSMTPNeverAnswers(t *testing.T) {
 }
 
 func TestEndToEndSMTP(t *testing.T) {
-	be, port := startSMTP(t, nil, "", "")
-	s, err := NewSMTPSender(SMTPConfig{Host: "127.0.0.1", Port: port, TLS: "none", From: "stepgate <no-reply@example.com>", Timeout: 5 * time.Second})
+	in := mailtest.Start(t, mailtest.Options{})
+	s, err := NewSMTPSender(SMTPConfig{Host: "127.0.0.1", Port: in.Port(), TLS: "none", From: "stepgate <no-reply@example.com>", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,8 +258,8 @@ func TestEndToEndSMTP(t *testing.T) {
 	if _, err := e.s.Send(ctx0, alice, 0, Meta{}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	got := be.next(t)
-	msg, text := textPart(t, got.data)
+	got := in.Next(t)
+	msg, text := textPart(t, got.Raw)
 	if got := msg.Header.Get("Subject"); got != "Your verification code" {
 		t.Errorf("Subject: got %q; want the configured one", got)
 	}

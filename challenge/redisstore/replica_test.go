@@ -1,17 +1,11 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/mail"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -19,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/stepgate/stepgate/challenge"
+	"github.com/stepgate/stepgate/challenge/mailtest"
 	"github.com/stepgate/stepgate/challenge/redisstore"
 	"github.com/stepgate/stepgate/challenge/redisstore/redistest"
 	"github.com/stepgate/stepgate/identity"
@@ -57,138 +51,20 @@ func repOTP() challenge.OTPConfig {
 		MaxSendsPerHour: 5, MaxFailuresPerHour: 20, Lockout: 15 * time.Minute}
 }
 
-// repInbox is a real SMTP server (emersion/go-smtp) on 127.0.0.1:0. Its
-// session hands each message to msgs before answering 250 to DATA, so a
-// message is in msgs by the time the sender's Send has returned.
-type repInbox struct {
-	msgs chan repMail
-	port int
-}
+// repInbox is the shared mailtest server. Its lower-case code and none
+// forward to Code and None only because redis_down_test.go, outside this
+// change, still calls them; once it calls Code and None, c.in can be a
+// *mailtest.Server and this type can go.
+type repInbox struct{ *mailtest.Server }
 
-type repMail struct {
-	to  []string
-	raw []byte
-}
-
-type repSession struct {
-	in *repInbox
-	m  repMail
-}
-
-func (s *repSession) Reset()                               { s.m = repMail{} }
-func (s *repSession) Logout() error                        { return nil }
-func (s *repSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (s *repSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.m.to = append(s.m.to, to)
-	return nil
-}
-func (s *repSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
-		return err
-	}
-	s.m.raw = b
-	select {
-	case s.in.msgs <- s.m:
-		return nil
-	default:
-		return &smtp.SMTPError{Code: 452, Message: "test inbox full"}
-	}
-}
-
-type repDiscardLog struct{}
-
-func (repDiscardLog) Printf(string, ...any) {}
-func (repDiscardLog) Println(...any)        {}
-
-func startRepInbox(t *testing.T) *repInbox {
+func (in repInbox) code(t *testing.T, to string) string {
 	t.Helper()
-	in := &repInbox{msgs: make(chan repMail, 16)}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return &repSession{in: in}, nil
-	}))
-	srv.Domain = "localhost"
-	srv.ReadTimeout = 10 * time.Second
-	srv.WriteTimeout = 10 * time.Second
-	srv.ErrorLog = repDiscardLog{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	in.port = ln.Addr().(*net.TCPAddr).Port
-	return in
+	return in.Code(t, to)
 }
 
-var repCodeRe = regexp.MustCompile(`\b[0-9]{6}\b`)
-
-// code waits for the next message, checks its recipient and returns the
-// 6-digit code of its text/plain part.
-func (in *repInbox) code(t *testing.T, want string) string {
+func (in repInbox) none(t *testing.T, why string) {
 	t.Helper()
-	timer := time.NewTimer(10 * time.Second)
-	defer timer.Stop()
-	var m repMail
-	select {
-	case m = <-in.msgs:
-	case <-timer.C:
-		t.Fatal("no mail received within 10s")
-	}
-	if len(m.to) != 1 || m.to[0] != want {
-		t.Fatalf("mail went to %q; want [%s]", m.to, want)
-	}
-	text := repText(t, m.raw)
-	c := repCodeRe.FindString(text)
-	if c == "" {
-		t.Fatalf("no 6-digit code in the mail text:\n%s", text)
-	}
-	return c
-}
-
-// none fails if a message is waiting. Sends are synchronous (the
-// sender returns after the server accepted DATA), so a mail from a
-// request that already answered would be here.
-func (in *repInbox) none(t *testing.T, why string) {
-	t.Helper()
-	select {
-	case m := <-in.msgs:
-		t.Errorf("%s: a mail was sent to %q; want none", why, m.to)
-	default:
-	}
-}
-
-// repText decodes the text/plain part of a raw message.
-func repText(t *testing.T, raw []byte) string {
-	t.Helper()
-	msg, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("parse mail: %v", err)
-	}
-	decode := func(cte string, r io.Reader) string {
-		if strings.EqualFold(cte, "quoted-printable") {
-			r = quotedprintable.NewReader(r)
-		}
-		b, err := io.ReadAll(r)
-		if err != nil {
-			t.Fatalf("read mail body: %v", err)
-		}
-		return string(b)
-	}
-	mt, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if !strings.HasPrefix(mt, "multipart/") {
-		return decode(msg.Header.Get("Content-Transfer-Encoding"), msg.Body)
-	}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err != nil {
-			t.Fatalf("no text/plain part: %v", err)
-		}
-		if pt, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); pt == "text/plain" {
-			return decode(p.Header.Get("Content-Transfer-Encoding"), p)
-		}
-	}
+	in.None(t, why)
 }
 
 // replica is one stepgate process: a Service with its own Store and
@@ -203,7 +79,7 @@ type replica struct {
 // the shared inbox.
 type cluster struct {
 	auth   *identity.Authenticator
-	in     *repInbox
+	in     repInbox
 	reps   [2]*replica
 	client *http.Client
 }
@@ -219,7 +95,7 @@ func newCluster(t *testing.T, addr string, otp challenge.OTPConfig) *cluster {
 	}
 	c := &cluster{
 		auth: auth,
-		in:   startRepInbox(t),
+		in:   repInbox{mailtest.Start(t, mailtest.Options{})},
 		client: &http.Client{
 			Timeout: 15 * time.Second,
 			// Redirects are part of what is checked, never followed.
@@ -227,7 +103,7 @@ func newCluster(t *testing.T, addr string, otp challenge.OTPConfig) *cluster {
 		},
 	}
 	for i := range c.reps {
-		svc := newReplicaService(t, addr, c.in.port, auth, otp, repSecret, nil)
+		svc := newReplicaService(t, addr, c.in.Port(), auth, otp, repSecret, nil)
 		srv := httptest.NewServer(svc.Handler())
 		t.Cleanup(srv.Close)
 		c.reps[i] = &replica{name: "replica " + strconv.Itoa(i+1), svc: svc, url: srv.URL}
@@ -408,7 +284,7 @@ func TestReplicas(t *testing.T) {
 		if r.code != 200 || strings.TrimSpace(r.body) != `{"IsPosted":true,"ExpiresIn":300}` {
 			t.Fatalf("POST /api/email-otp on replica 1: got %d %s; want 200 IsPosted", r.code, r.body)
 		}
-		code := c.in.code(t, "alice@example.com")
+		code := c.in.Code(t, "alice@example.com")
 
 		r = c.api(t, 1, "PUT", "/api/email-otp", alice, `{"otp":"`+code+`"}`)
 		var vr struct {
@@ -469,11 +345,11 @@ func TestReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Authenticate: %v", err)
 		}
-		rotated := newReplicaService(t, addr, c.in.port, c.auth, repOTP(), newSecret, [][]byte{repSecret})
+		rotated := newReplicaService(t, addr, c.in.Port(), c.auth, repOTP(), newSecret, [][]byte{repSecret})
 		if _, err := rotated.Validate(t.Context(), token, id); err != nil {
 			t.Errorf("replica with the old secret in previous_secrets: Validate: %v; want the token accepted", err)
 		}
-		dropped := newReplicaService(t, addr, c.in.port, c.auth, repOTP(), newSecret, nil)
+		dropped := newReplicaService(t, addr, c.in.Port(), c.auth, repOTP(), newSecret, nil)
 		if _, err := dropped.Validate(t.Context(), token, id); err == nil {
 			t.Errorf("replica without the old secret accepted a token signed with it")
 		}
@@ -545,7 +421,7 @@ func TestReplicas(t *testing.T) {
 		if r.code != 200 {
 			t.Fatalf("POST /api/email-otp on replica 1: got %d %s; want 200", r.code, r.body)
 		}
-		code := c.in.code(t, "bob@example.com")
+		code := c.in.Code(t, "bob@example.com")
 		wrong := wrongCode(code)
 		maxAttempts := repOTP().MaxAttempts
 		for n := 1; n < maxAttempts; n++ {
@@ -579,13 +455,13 @@ func TestReplicas(t *testing.T) {
 		if r.code != 200 {
 			t.Fatalf("POST /api/email-otp on replica 1: got %d %s; want 200", r.code, r.body)
 		}
-		c.in.code(t, "carol@example.com")
+		c.in.Code(t, "carol@example.com")
 		r = c.api(t, 1, "POST", "/api/email-otp", carol, `{"index":0}`)
 		if r.code != http.StatusTooManyRequests || !strings.Contains(r.body, `"error":"too_many_requests"`) {
 			t.Fatalf("resend on replica 2: got %d %s; want 429 too_many_requests", r.code, r.body)
 		}
 		checkRetryAfter(t, "resend on replica 2", r.header, repOTP().ResendAfter)
-		c.in.none(t, "throttled resend on replica 2")
+		c.in.None(t, "throttled resend on replica 2")
 	})
 }
 
@@ -602,7 +478,7 @@ func TestReplicaLockout(t *testing.T) {
 	if r := c.api(t, 0, "POST", "/api/email-otp", dave, `{"index":0}`); r.code != 200 {
 		t.Fatalf("POST /api/email-otp on replica 1: got %d %s; want 200", r.code, r.body)
 	}
-	code := c.in.code(t, "dave@example.com")
+	code := c.in.Code(t, "dave@example.com")
 	wrong := wrongCode(code)
 	for n, i := range []int{0, 1} {
 		r := c.api(t, i, "PUT", "/api/email-otp", dave, `{"otp":"`+wrong+`"}`)
@@ -626,5 +502,5 @@ func TestReplicaLockout(t *testing.T) {
 	if r.code != http.StatusTooManyRequests {
 		t.Errorf("send on replica 2 while locked: got %d %s; want 429", r.code, r.body)
 	}
-	c.in.none(t, "send while locked")
+	c.in.None(t, "send while locked")
 }
