@@ -24,7 +24,7 @@ func TestReplicaRedisDown(t *testing.T) {
 	if r := c.api(t, 0, "POST", "/api/email-otp", alice, `{"index":0}`); r.code != 200 {
 		t.Fatalf("POST /api/email-otp on replica 1: got %d %s; want 200", r.code, r.body)
 	}
-	code := c.in.code(t, "alice@example.com")
+	code := c.in.Code(t, "alice@example.com")
 	r := c.api(t, 1, "PUT", "/api/email-otp", alice, `{"otp":"`+code+`"}`)
 	var vr struct{ SecondFactorAuthenticationToken string }
 	decodeReply(t, r, &vr)
@@ -82,5 +82,5 @@ func TestReplicaRedisDown(t *testing.T) {
 			t.Errorf("%s Ready with Redis down: nil; want an error", rep.name)
 		}
 	}
-	c.in.none(t, "sends with Redis down")
+	c.in.None(t, "sends with Redis down")
 }

@@ -51,22 +51,6 @@ func repOTP() challenge.OTPConfig {
 		MaxSendsPerHour: 5, MaxFailuresPerHour: 20, Lockout: 15 * time.Minute}
 }
 
-// repInbox is the shared mailtest server. Its lower-case code and none
-// forward to Code and None only because redis_down_test.go, outside this
-// change, still calls them; once it calls Code and None, c.in can be a
-// *mailtest.Server and this type can go.
-type repInbox struct{ *mailtest.Server }
-
-func (in repInbox) code(t *testing.T, to string) string {
-	t.Helper()
-	return in.Code(t, to)
-}
-
-func (in repInbox) none(t *testing.T, why string) {
-	t.Helper()
-	in.None(t, why)
-}
-
 // replica is one stepgate process: a Service with its own Store and
 // Sender, served over real HTTP.
 type replica struct {
@@ -79,7 +63,7 @@ type replica struct {
 // the shared inbox.
 type cluster struct {
 	auth   *identity.Authenticator
-	in     repInbox
+	in     *mailtest.Server
 	reps   [2]*replica
 	client *http.Client
 }
@@ -95,7 +79,7 @@ func newCluster(t *testing.T, addr string, otp challenge.OTPConfig) *cluster {
 	}
 	c := &cluster{
 		auth: auth,
-		in:   repInbox{mailtest.Start(t, mailtest.Options{})},
+		in:   mailtest.Start(t, mailtest.Options{}),
 		client: &http.Client{
 			Timeout: 15 * time.Second,
 			// Redirects are part of what is checked, never followed.
