@@ -42,7 +42,7 @@ func newUpstream(t testing.TB) *upstream {
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.got <- seen{Method: r.Method, RequestURI: r.RequestURI, RawPath: r.URL.RawPath, Host: r.Host, Header: r.Header.Clone()}
 		switch r.URL.Path {
-		case "/ws":
+		case "/ws", "/account/ws":
 			conn, brw, err := http.NewResponseController(w).Hijack()
 			if err != nil {
 				t.Errorf("hijack: %v", err)

@@ -291,3 +291,27 @@ func TestIdentityHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestStepUpWebSocket checks that a WebSocket upgrade on a step_up path is
+// passed through only once the policy is satisfied (SPEC §4): without a
+// second factor the upstream never sees the upgrade.
+func TestStepUpWebSocket(t *testing.T) {
+	e, send := newStepUpEnv(t, "", nil)
+	alice := identity.Identity{Subject: "alice", Emails: []string{"alice@example.com"}, Session: "s1"}
+	bearer := "Authorization: Bearer " + e.accessToken(t, alice.Subject, alice.Session, alice.Emails...)
+	upgrade := []string{"Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="}
+
+	res := send(get("/account/ws", append([]string{bearer}, upgrade...)...))
+	if res.Status != http.StatusUnauthorized {
+		t.Fatalf("upgrade without a second factor: got %d; want 401", res.Status)
+	}
+	e.up.none(t)
+
+	res = send(get("/account/ws", append([]string{bearer, "X-Second-Factor-Token: " + e.grant(t, alice).Token}, upgrade...)...))
+	if res.Status != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade with a second factor: got %d; want 101", res.Status)
+	}
+	if got := e.up.take(t).Header.Get("X-Stepup-User"); got != "alice" {
+		t.Errorf("upstream X-Stepup-User: got %q; want alice", got)
+	}
+}
