@@ -145,7 +145,7 @@ func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
 func (h *headerFlags) Set(s string) error { *h = append(*h, s); return nil }
 
 // runExplain is `stepgate explain`: it decides a request as the proxy
-// would (same canonicalisation, same PolicyRequest) and says why.
+// would (same canonicalisation, same proxy.BuildRequest) and says why.
 func runExplain(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, path := newFlagSet("explain", "explain -config FILE [-H 'Name: value']... METHOD URL", stderr)
 	var headers headerFlags

@@ -16,24 +16,15 @@ import (
 // (SPEC §4). They are compared with headerIs, so X_HTTP_Method matches too.
 var overrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
 
-// PolicyRequest builds what the policy matches for r, whose target was
+// BuildRequest builds what the policy matches for r, whose target was
 // canonicalised to t: method, method overrides (X-HTTP-Method-Override,
 // X-HTTP-Method, X-Method-Override, _method), host, match path. explain
-// uses it too, so the CLI and the proxy decide alike.
-//
-// A `_method` query parameter that does not decode is left out here; the
-// Gate refuses such requests with 400 (see BuildRequest, which callers that
-// must know should use instead).
-func PolicyRequest(r *http.Request, t policy.Target) policy.Request {
-	pr, _ := BuildRequest(r, t)
-	return pr
-}
-
-// BuildRequest is PolicyRequest that also reports doubt: when a query
-// parameter that may be read as `_method` does not decode, frameworks could
-// read a method the policy cannot see, so the error (wrapping
-// policy.ErrRejected) means the request must be refused (SPEC §4, deny on
-// doubt). The returned Request is still filled with what did decode.
+// uses it too, so the CLI and the proxy decide alike. It also reports
+// doubt: when a query parameter that may be read as `_method` does not
+// decode, frameworks could read a method the policy cannot see, so the
+// error (wrapping policy.ErrRejected) means the request must be refused
+// (SPEC §4, deny on doubt). The returned Request is still filled with what
+// did decode.
 func BuildRequest(r *http.Request, t policy.Target) (policy.Request, error) {
 	return buildRequest(r, t, nil)
 }

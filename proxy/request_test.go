@@ -60,14 +60,14 @@ func TestBuildRequest(t *testing.T) {
 	}
 }
 
-// TestPolicyRequestNoAlloc checks the common case (no overrides) does not
+// TestBuildRequestNoAlloc checks the common case (no overrides) does not
 // allocate.
-func TestPolicyRequestNoAlloc(t *testing.T) {
+func TestBuildRequestNoAlloc(t *testing.T) {
 	r := httptest.NewRequest("GET", "/a/b?c=d&method=x", nil)
 	r.Header.Set("Accept", "text/html")
 	r.Header.Set("User-Agent", "x")
 	tg, _ := policy.ParseTarget(r.RequestURI)
-	if n := testing.AllocsPerRun(100, func() { PolicyRequest(r, tg) }); n != 0 {
-		t.Errorf("PolicyRequest allocs: got %v; want 0", n)
+	if n := testing.AllocsPerRun(100, func() { BuildRequest(r, tg) }); n != 0 {
+		t.Errorf("BuildRequest allocs: got %v; want 0", n)
 	}
 }
