@@ -14,15 +14,17 @@ import (
 	"unicode"
 )
 
-// otpKeyLabel separates the code MAC key from the token signing key, both
-// derived from second_factor.secret, so that a code MAC can never serve as
-// a token signature or the other way round.
-const otpKeyLabel = "stepgate otp v1"
+// Keys derived from second_factor.secret, one per use, so that a code MAC,
+// a CSRF token and a token signature can never stand in for one another.
+const (
+	otpKeyLabel  = "stepgate otp v1"
+	csrfKeyLabel = "stepgate csrf v1"
+)
 
-// deriveOTPKey returns HMAC-SHA256(secret, otpKeyLabel).
-func deriveOTPKey(secret []byte) []byte {
+// deriveKey returns HMAC-SHA256(secret, label).
+func deriveKey(secret []byte, label string) []byte {
 	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(otpKeyLabel))
+	m.Write([]byte(label))
 	return m.Sum(nil)
 }
 

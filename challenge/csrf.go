@@ -10,17 +10,6 @@ import (
 	"github.com/stepgate/stepgate/identity"
 )
 
-// csrfContext separates the CSRF key from every other use of the secret.
-const csrfContext = "stepgate csrf v1"
-
-// deriveCSRFKey returns HMAC(secret, "stepgate csrf v1"), so a CSRF token
-// never doubles as a code MAC or a token signature.
-func deriveCSRFKey(secret []byte) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(csrfContext))
-	return m.Sum(nil)
-}
-
 // csrfToken is the form token for id: HMAC(key, subject, session) in
 // base64url. It is bound to the login session (SPEC §6), so one user's
 // token never works for another user nor for another session of the same

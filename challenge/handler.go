@@ -72,7 +72,7 @@ func (s *Service) initHandler() error {
 		pages:   pages,
 		style:   style,
 		mux:     http.NewServeMux(),
-		csrfKey: deriveCSRFKey(s.cfg.Secret),
+		csrfKey: deriveKey(s.cfg.Secret, csrfKeyLabel),
 		cop:     http.NewCrossOriginProtection(),
 		log:     log,
 		now:     now,

@@ -311,7 +311,7 @@ func TestCSRF(t *testing.T) {
 		{"other user's token", csrfToken(s.h.csrfKey, bob), hAlice, [3]int{403, 403, 403}},
 		{"other session's token", csrfToken(s.h.csrfKey, aliceOther), hAlice, [3]int{403, 403, 403}},
 		{"shifted boundary", csrfToken(s.h.csrfKey, hAlice), shifted, [3]int{403, 403, 403}},
-		{"other secret", csrfToken(deriveCSRFKey([]byte("another secret of 32 bytes......")), hAlice), hAlice, [3]int{403, 403, 403}},
+		{"other secret", csrfToken(deriveKey([]byte("another secret of 32 bytes......"), csrfKeyLabel), hAlice), hAlice, [3]int{403, 403, 403}},
 		{"right", csrfToken(s.h.csrfKey, hAlice), hAlice, [3]int{400, 401, 303}},
 	}
 	for _, tt := range tests {

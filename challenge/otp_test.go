@@ -95,7 +95,7 @@ func TestCanonicalCode(t *testing.T) {
 }
 
 func TestCodeMACFraming(t *testing.T) {
-	k := deriveOTPKey(testSecret)
+	k := deriveKey(testSecret, otpKeyLabel)
 	a := codeMAC(k, "ab", "c", "x@example.com", "123456")
 	b := codeMAC(k, "a", "bc", "x@example.com", "123456")
 	if bytes.Equal(a, b) {

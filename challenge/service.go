@@ -115,7 +115,7 @@ func newService(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg:         cfg,
-		otpKey:      deriveOTPKey(cfg.Secret),
+		otpKey:      deriveKey(cfg.Secret, otpKeyLabel),
 		metrics:     cfg.Metrics,
 		log:         cfg.Logger,
 		now:         cfg.Now,
