@@ -156,6 +156,8 @@ func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Log
 	}
 	live := &liveGate{}
 	live.store(cfg, gate)
+	// The config in force was loaded now, as in serve.
+	shared.reloadMetrics.LastSuccess.SetToCurrentTime()
 
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	// The sample app is an upstream, not stepgate: it gets plain server
