@@ -115,9 +115,13 @@ func TestHeaderNamesAndTrusted(t *testing.T) {
 		}
 	}
 
-	j := newAuth(t, hsConfig(newClock()))
-	if got := j.IdentityHeaders(); got != nil {
-		t.Errorf("jwt IdentityHeaders = %q; want nil", got)
+	// With the jwt source the configured identity headers are still
+	// reported, and no peer is trusted to set them (SPEC §7).
+	jc := hsConfig(newClock())
+	jc.Header = HeaderConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	j := newAuth(t, jc)
+	if got, want := j.IdentityHeaders(), []string{"X-Forwarded-User", "X-Forwarded-Email"}; !slices.Equal(got, want) {
+		t.Errorf("jwt IdentityHeaders = %q; want %q", got, want)
 	}
 	if j.Trusted("127.0.0.1:1") {
 		t.Errorf("jwt Trusted(127.0.0.1:1) = true; want false")

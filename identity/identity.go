@@ -84,6 +84,10 @@ type Config struct {
 type Authenticator struct {
 	jwt    *jwtSource    // set when Source is "jwt"
 	header *headerSource // set when Source is "header"
+	// idHeaders are HeaderConfig's names, whatever the source: with jwt no
+	// peer may set them, since an upstream that once sat behind an SSO
+	// proxy may still believe them.
+	idHeaders []string
 }
 
 // New validates cfg (keys parsed here, never per request). An empty Source
@@ -95,13 +99,13 @@ func New(cfg Config) (*Authenticator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("identity: %w", err)
 		}
-		return &Authenticator{jwt: s}, nil
+		return &Authenticator{jwt: s, idHeaders: headerNames(cfg.Header)}, nil
 	case "header":
 		s, err := newHeaderSource(cfg.Header)
 		if err != nil {
 			return nil, fmt.Errorf("identity: %w", err)
 		}
-		return &Authenticator{header: s}, nil
+		return &Authenticator{header: s, idHeaders: headerNames(cfg.Header)}, nil
 	default:
 		return nil, fmt.Errorf("identity: source: unknown source %q (want jwt or header)", cfg.Source)
 	}
@@ -116,15 +120,18 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	return a.jwt.authenticate(r)
 }
 
-// IdentityHeaders reports the header names this source trusts (for the
-// proxy to strip from untrusted peers); nil for jwt.
-func (a *Authenticator) IdentityHeaders() []string {
-	if a.header == nil {
-		return nil
-	}
-	names := []string{a.header.user}
-	if a.header.email != "" {
-		names = append(names, a.header.email)
+// IdentityHeaders reports the identity header names (HeaderConfig.User
+// and Email) for the proxy to strip unless Trusted: with the jwt source no
+// peer is trusted to set them (SPEC §7).
+func (a *Authenticator) IdentityHeaders() []string { return a.idHeaders }
+
+// headerNames lists h's non-empty header names.
+func headerNames(h HeaderConfig) []string {
+	var names []string
+	for _, n := range []string{h.User, h.Email} {
+		if n != "" {
+			names = append(names, http.CanonicalHeaderKey(n))
+		}
 	}
 	return names
 }

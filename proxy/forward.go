@@ -228,6 +228,15 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 // strip reports whether an incoming header must not reach the upstream
 // (SPEC §7). Names compare case-insensitively with '_' read as '-'.
 func (g *Gate) strip(name string, peerTrusted, idTrusted bool) bool {
+	// Identity headers first: their default names (X-Forwarded-User) also
+	// look like forwarding headers, which a trusted proxy may set.
+	if !idTrusted {
+		for _, h := range g.idHeaders {
+			if headerIs(name, h) {
+				return true
+			}
+		}
+	}
 	switch {
 	case headerHasPrefix(name, "x-stepup-"),
 		headerIs(name, "x-original-url"),
@@ -241,13 +250,6 @@ func (g *Gate) strip(name string, peerTrusted, idTrusted bool) bool {
 		// never in an underscore spelling, which no proxy sends but CGI
 		// servers would merge with the real one.
 		return !peerTrusted || containsUnderscore(name)
-	}
-	if !idTrusted {
-		for _, h := range g.idHeaders {
-			if headerIs(name, h) {
-				return true
-			}
-		}
 	}
 	return false
 }

@@ -292,6 +292,30 @@ func TestIdentityHeaders(t *testing.T) {
 	}
 }
 
+// TestIdentityHeadersJWT checks that with the jwt source the configured
+// identity headers never reach the upstream, even from a peer listed in
+// identity.header.trusted_proxies: stepgate does not use them, and an app
+// that once sat behind an SSO proxy may still believe them.
+func TestIdentityHeadersJWT(t *testing.T) {
+	auth, err := identity.New(identity.Config{Source: "jwt",
+		JWT:    identity.JWTConfig{Algorithms: []string{"HS256"}, HMACSecret: accessSecret},
+		Header: identity.HeaderConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newUpstream(t)
+	_, srv := newGate(t, Config{Upstream: mustURL(t, up.URL), Identity: auth, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	if res := raw(t, srv, get("/public/x", "X-Forwarded-User: admin", "X_Forwarded_Email: admin@example.com")); res.Status != 200 {
+		t.Fatalf("got status %d; want 200", res.Status)
+	}
+	for name := range up.take(t).Header {
+		if n := strings.ReplaceAll(strings.ToLower(name), "_", "-"); n == "x-forwarded-user" || n == "x-forwarded-email" {
+			t.Errorf("upstream got %s; want it stripped with the jwt source", name)
+		}
+	}
+}
+
 // TestStepUpWebSocket checks that a WebSocket upgrade on a step_up path is
 // passed through only once the policy is satisfied (SPEC §4): without a
 // second factor the upstream never sees the upgrade.
