@@ -332,12 +332,6 @@ type serveOptions struct {
 	reload <-chan struct{}
 }
 
-// serve runs the proxy and admin servers for cfg until ctx ends, without
-// reloading, then shuts them down gracefully.
-func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
-	return serveWith(ctx, serveOptions{cfg: cfg, logger: logger})
-}
-
 // serveWith runs the proxy and admin servers until ctx ends (SIGTERM or
 // SIGINT in main), reloading on file changes and o.reload; then it stops
 // accepting, lets in-flight requests finish for server.shutdown_grace,
