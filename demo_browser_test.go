@@ -14,7 +14,7 @@ import (
 )
 
 // chromiumPath finds Debian's chromium. Missing, the browser test skips
-// loudly, or fails when STEPGATE_REQUIRE_CHROMIUM=1 (TEAM rule 6).
+// loudly, or fails when STEPGATE_REQUIRE_CHROMIUM=1.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
 	for _, p := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {

@@ -17,7 +17,7 @@ import (
 )
 
 // Body limits. Forms and API calls here are tiny; anything larger is
-// refused with 413 before it is read (TEAM rule 7).
+// refused with 413 before it is read.
 const (
 	maxFormBytes = 16 << 10
 	maxJSONBytes = 4 << 10

@@ -32,7 +32,7 @@ const (
 )
 
 // NewMetrics creates the collectors and registers them with reg. A nil reg
-// creates them without registering (TEAM rule 8: no default registry).
+// creates them without registering (STYLE: no default registry).
 // Every result label is initialised to zero so that dashboards and alerts
 // see the series before the first event.
 func NewMetrics(reg prometheus.Registerer) *Metrics {

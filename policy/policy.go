@@ -2,9 +2,9 @@
 // canonicalises request targets, compiles rules once, and matches requests
 // against them without I/O or allocation on the hot path.
 //
-// API CONTRACT (frozen; other packages build against it). The bodies live
-// in the other files of the package: target.go (ParseTarget), glob.go,
-// host.go, compile.go, index.go, match.go, explain.go and runtests.go.
+// The types and entry points are here; the bodies live in the other files
+// of the package: target.go (ParseTarget), glob.go, host.go, compile.go,
+// index.go, match.go, explain.go and runtests.go.
 package policy
 
 import (

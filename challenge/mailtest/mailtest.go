@@ -2,7 +2,7 @@
 // server (emersion/go-smtp) on 127.0.0.1, the way net/http/httptest starts
 // a real HTTP server, and hands each accepted message to the test. Tests
 // use it instead of a mock mailer so that the SMTP sender is exercised end
-// to end (TEAM rule 6).
+// to end.
 package mailtest
 
 import (

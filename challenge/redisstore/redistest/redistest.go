@@ -3,7 +3,7 @@
 // call Start; the server is killed when the test ends.
 //
 // When redis-server is not on PATH the test is skipped with a loud reason,
-// unless STEPGATE_REQUIRE_REDIS=1, in which case it fails (TEAM.md rule 6).
+// unless STEPGATE_REQUIRE_REDIS=1, in which case it fails.
 package redistest
 
 import (
