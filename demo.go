@@ -14,9 +14,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
-
 	"github.com/stepgate/stepgate/demo"
 )
 
@@ -137,18 +134,15 @@ func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Log
 		return fmt.Errorf("demo inbox: %w", err)
 	}
 
-	// newSharedParts builds the sender mail.driver names; the demo config
-	// says "log" (validate knows no inbox driver) and that sender is
-	// replaced by the inbox before anything uses it. Its start-up warning
-	// about codes in the log would be untrue here, so it goes nowhere.
-	shared, err := newSharedParts(cfg, slog.New(slog.DiscardHandler))
+	// The dev inbox is the sender: the demo config says mail.driver "log"
+	// (validate knows no inbox driver), and newSharedParts uses the inbox
+	// instead of building that sender.
+	shared, err := newSharedParts(cfg, logger, inbox)
 	if err != nil {
 		closeAll()
 		return err
 	}
 	defer shared.store.Close()
-	shared.logger = logger
-	shared.sender = inbox
 	gate, err := buildGate(cfg, shared)
 	if err != nil {
 		closeAll()
@@ -232,16 +226,8 @@ func withInbox(next http.Handler, path string, inbox http.Handler) http.Handler 
 // file: the SPEC §3 defaults, the demo's values on top, then the same
 // derived defaults and validation (policy compiled, policy tests run).
 func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret string) (*Config, error) {
-	v := viper.New()
-	for k, d := range configDefaults {
-		v.SetDefault(k, d)
-	}
-	cfg := &Config{meta: configMeta{file: "(demo)", lines: map[string]int{}, env: map[string]string{}}}
-	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		mapstructure.StringToTimeDurationHookFunc(),
-		mapstructure.StringToSliceHookFunc(","),
-	))
-	if err := v.UnmarshalExact(cfg, hook); err != nil {
+	cfg, err := defaultConfig("(demo)")
+	if err != nil {
 		return nil, err
 	}
 	cfg.Server.Listen = listen
@@ -254,7 +240,7 @@ func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret string) (*Co
 	cfg.Identity.JWT.Algorithms = []string{"HS256"}
 	cfg.Identity.JWT.HMACSecret = hmacSecret
 	cfg.SecondFactor.Secret = sfSecret
-	// The sender is replaced by the dev inbox (see serveDemo).
+	// The dev inbox is the sender (see serveDemo).
 	cfg.Mail.Driver = "log"
 	cfg.Mail.From = "stepgate demo <no-reply@stepgate.invalid>"
 	cfg.Mail.Subject = "Your stepgate demo code"
@@ -278,10 +264,7 @@ func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret string) (*Co
 			{Request: "GET http://127.0.0.1/elsewhere", Expect: "authenticate"},
 		},
 	}
-	cfg.applyDerivedDefaults()
-	ps := &problems{meta: &cfg.meta}
-	cfg.validate(ps)
-	if err := ps.err(); err != nil {
+	if err := cfg.finish(&problems{meta: &cfg.meta}); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -306,7 +306,7 @@ func TestDemoInboxNotInServe(t *testing.T) {
 		t.Fatalf("demoConfig: %v", err)
 	}
 	logger := slog.New(slog.DiscardHandler)
-	shared, err := newSharedParts(cfg, logger)
+	shared, err := newSharedParts(cfg, logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

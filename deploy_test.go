@@ -238,7 +238,7 @@ func TestPrometheusRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared, err := newSharedParts(cfg, slog.New(slog.DiscardHandler))
+	shared, err := newSharedParts(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,7 +113,7 @@ func TestReadyz(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared, err := newSharedParts(cfg, slog.New(slog.DiscardHandler))
+	shared, err := newSharedParts(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,26 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/stepgate/stepgate/challenge"
-	"github.com/stepgate/stepgate/challenge/redisstore"
-	"github.com/stepgate/stepgate/identity"
-	"github.com/stepgate/stepgate/proxy"
-	"github.com/stepgate/stepgate/respond"
-	"github.com/stepgate/stepgate/templates"
 )
 
 // Server limits (SPEC §10: no slowloris, no unbounded reads).
@@ -49,189 +37,6 @@ const (
 	// their response headers; slow readers only hold their own connection.
 
 )
-
-// sharedParts is what outlives a config reload: pooled upstream connections,
-// the challenge store (pending codes, counters), metrics, the mail sender
-// and the logger. A change to the keys that built them (upstream.timeout,
-// store.*, mail.*) needs a restart.
-type sharedParts struct {
-	logger           *slog.Logger
-	registry         *prometheus.Registry
-	transport        *http.Transport
-	store            challenge.Store
-	sender           challenge.Sender
-	proxyMetrics     *proxy.Metrics
-	challengeMetrics *challenge.Metrics
-	reloadMetrics    *reloadMetrics
-	// responses counts the proxy port's responses by status code.
-	responses *prometheus.CounterVec
-}
-
-// newSharedParts builds the long-lived parts from cfg.
-func newSharedParts(cfg *Config, logger *slog.Logger) (*sharedParts, error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "stepgate_build_info",
-		Help: "Build information; always 1.",
-	}, []string{"version", "goversion"})
-	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	reg.MustRegister(buildInfo)
-	responses := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "stepgate_http_responses_total",
-		Help: "Responses on the proxy port by status code, stepgate's own (400, 401, 403, 502, 504) and the upstream's.",
-	}, []string{"code"})
-	reg.MustRegister(responses)
-
-	sender, err := newSender(cfg, logger)
-	if err != nil {
-		return nil, err
-	}
-	store, err := newStore(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &sharedParts{
-		logger:           logger,
-		registry:         reg,
-		transport:        proxy.NewTransport(cfg.Upstream.Timeout),
-		store:            store,
-		sender:           sender,
-		proxyMetrics:     proxy.NewMetrics(reg),
-		challengeMetrics: challenge.NewMetrics(reg),
-		reloadMetrics:    newReloadMetrics(reg),
-		responses:        responses,
-	}, nil
-}
-
-func newSender(cfg *Config, logger *slog.Logger) (challenge.Sender, error) {
-	m := cfg.Mail
-	switch m.Driver {
-	case "smtp":
-		s, err := challenge.NewSMTPSender(challenge.SMTPConfig{
-			Host: m.SMTP.Host, Port: m.SMTP.Port, Username: m.SMTP.Username,
-			Password: m.SMTP.Password, TLS: m.SMTP.TLS, From: m.From,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("mail.smtp: %w", err)
-		}
-		return s, nil
-	case "file":
-		s, err := challenge.NewFileSender(m.File.Dir, m.From)
-		if err != nil {
-			return nil, fmt.Errorf("mail.file: %w", err)
-		}
-		return s, nil
-	case "log":
-		return challenge.NewLogSender(logger, m.From), nil
-	}
-	return nil, fmt.Errorf("mail.driver: unknown driver %q", m.Driver)
-}
-
-func newStore(cfg *Config) (challenge.Store, error) {
-	switch cfg.Store.Driver {
-	case "memory":
-		return challenge.NewMemoryStore(0), nil
-	case "redis":
-		r := cfg.Store.Redis
-		tlsConfig, err := cfg.redisTLS()
-		if err != nil {
-			return nil, fmt.Errorf("store.redis: %w", err)
-		}
-		s, err := redisstore.New(redisstore.Options{
-			Addr: r.Addr, Password: r.Password, DB: r.DB, KeyPrefix: r.KeyPrefix,
-			TLS: tlsConfig, Timeout: r.Timeout, PoolSize: r.PoolSize,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("store.redis: %w", err)
-		}
-		return s, nil
-	}
-	return nil, fmt.Errorf("store.driver: unknown driver %q", cfg.Store.Driver)
-}
-
-// buildGate builds the request handler for cfg, which must come from
-// loadConfig (validated, policy compiled). It has no side effects, so a
-// reload can build a candidate and drop it on error.
-func buildGate(cfg *Config, shared *sharedParts) (http.Handler, error) {
-	if cfg.policy == nil {
-		return nil, errors.New("config not validated")
-	}
-	ic, err := cfg.identityConfig()
-	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
-	}
-	auth, err := identity.New(ic)
-	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
-	}
-	prev := make([][]byte, len(cfg.SecondFactor.PreviousSecrets))
-	for i, s := range cfg.SecondFactor.PreviousSecrets {
-		prev[i] = []byte(s)
-	}
-	secure := strings.HasPrefix(strings.ToLower(cfg.Server.PublicURL), "https://")
-	ch, err := challenge.New(challenge.Config{
-		Secret:          []byte(cfg.SecondFactor.Secret),
-		PreviousSecrets: prev,
-		CookieName:      cfg.SecondFactor.Cookie,
-		HeaderName:      cfg.SecondFactor.Header,
-		TokenTTL:        cfg.SecondFactor.TTL,
-		SecureCookie:    secure,
-		OTP: challenge.OTPConfig{
-			Length:             cfg.OTP.Length,
-			TTL:                cfg.OTP.TTL,
-			MaxAttempts:        cfg.OTP.MaxAttempts,
-			ResendAfter:        cfg.OTP.ResendAfter,
-			MaxSendsPerHour:    cfg.OTP.MaxSendsPerHour,
-			MaxFailuresPerHour: cfg.OTP.MaxFailuresPerHour,
-			Lockout:            cfg.OTP.Lockout,
-		},
-		MailSubject:  cfg.Mail.Subject,
-		Sender:       shared.sender,
-		Store:        shared.store,
-		Prefix:       cfg.Server.Prefix,
-		Authenticate: auth.Authenticate,
-		LoginURL:     cfg.Identity.LoginURL,
-		Metrics:      shared.challengeMetrics,
-		Logger:       shared.logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("second factor: %w", err)
-	}
-	pages, err := respond.ParsePages(templates.FS, cfg.Server.Prefix, shared.logger)
-	if err != nil {
-		return nil, fmt.Errorf("pages: %w", err)
-	}
-	upstream, err := url.Parse(cfg.Upstream.URL)
-	if err != nil {
-		return nil, fmt.Errorf("upstream.url: %w", err)
-	}
-	trusted, _, err := parsePrefixes(cfg.Server.TrustedProxies)
-	if err != nil {
-		return nil, fmt.Errorf("server.trusted_proxies: %w", err)
-	}
-	g, err := proxy.New(proxy.Config{
-		Policy:          cfg.policy,
-		Upstream:        upstream,
-		Transport:       shared.transport,
-		UpstreamTimeout: cfg.Upstream.Timeout,
-		Prefix:          cfg.Server.Prefix,
-		TrustedProxies:  trusted,
-		Identity:        auth,
-		Challenge:       ch,
-		LoginURL:        cfg.Identity.LoginURL,
-		Pages:           pages,
-		Metrics:         shared.proxyMetrics,
-		Logger:          shared.logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	return g, nil
-}
 
 // liveGate serves through the current gate; a reload swaps it atomically,
 // so a request sees one whole config, old or new, never a mix.
@@ -341,7 +146,7 @@ func serveWith(ctx context.Context, o serveOptions) error {
 	if o.getenv == nil {
 		o.getenv = func(string) string { return "" }
 	}
-	shared, err := newSharedParts(cfg, logger)
+	shared, err := newSharedParts(cfg, logger, nil)
 	if err != nil {
 		return err
 	}

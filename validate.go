@@ -1,13 +1,10 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/mail"
-	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -98,23 +95,6 @@ func checkHTTPURL(s string) error {
 	return nil
 }
 
-// parsePrefixes parses CIDRs; a bare address is its own /32 or /128.
-func parsePrefixes(list []string) ([]netip.Prefix, int, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for i, s := range list {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, i, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", s)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		out = append(out, p.Masked())
-	}
-	return out, -1, nil
-}
-
 func checkPrefixes(list []string, key string, ps *problems) {
 	if _, i, err := parsePrefixes(list); err != nil {
 		ps.add(fmt.Sprintf("%s[%d]", key, i), "%v", err)
@@ -195,45 +175,13 @@ func (c *Config) validateIdentity(ps *problems) {
 // checkAuthenticator builds the authenticator once so that key material
 // that does not parse is found by check, not at start-up.
 func (c *Config) checkAuthenticator(ps *problems, key string) {
-	ic, err := c.identityConfig()
+	ic, err := c.identityConfig(nil)
 	if err == nil {
 		_, err = identity.New(ic)
 	}
 	if err != nil {
 		ps.add(key, "%v", err)
 	}
-}
-
-// identityConfig converts to the identity package's config.
-func (c *Config) identityConfig() (identity.Config, error) {
-	trusted, _, err := parsePrefixes(c.Identity.Header.TrustedProxies)
-	if err != nil {
-		return identity.Config{}, err
-	}
-	j := c.Identity.JWT
-	ic := identity.Config{
-		Source: c.Identity.Source,
-		JWT: identity.JWTConfig{
-			Cookie:       j.Cookie,
-			Algorithms:   j.Algorithms,
-			PublicKeyPEM: c.publicKeyPEM,
-			JWKSURL:      j.JWKSURL,
-			Issuer:       j.Issuer,
-			Audience:     j.Audience,
-			SubjectClaim: j.SubjectClaim,
-			EmailClaim:   j.EmailClaim,
-			SessionClaim: j.SessionClaim,
-		},
-		Header: identity.HeaderConfig{
-			User:           c.Identity.Header.User,
-			Email:          c.Identity.Header.Email,
-			TrustedProxies: trusted,
-		},
-	}
-	if j.HMACSecret != "" {
-		ic.JWT.HMACSecret = []byte(j.HMACSecret)
-	}
-	return ic, nil
 }
 
 func (c *Config) validateSecondFactor(ps *problems) {
@@ -391,26 +339,6 @@ func (c *Config) validateRedisTLS(ps *problems) {
 			ps.add("store.redis.tls_ca_file", "%v", err)
 		}
 	}
-}
-
-// redisTLS is the TLS config for Redis, nil when store.redis.tls is false.
-// RootCAs nil means the system roots; redisstore fills an empty ServerName
-// from the address.
-func (c *Config) redisTLS() (*tls.Config, error) {
-	r := c.Store.Redis
-	if !r.TLS {
-		return nil, nil
-	}
-	// RFC 8996: TLS 1.0 and 1.1 are deprecated.
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLSServerName}
-	if r.TLSCAFile != "" {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(c.redisCAPEM) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", r.TLSCAFile)
-		}
-		conf.RootCAs = pool
-	}
-	return conf, nil
 }
 
 func (c *Config) validatePolicies(ps *problems) {
