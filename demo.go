@@ -52,7 +52,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	return serveDemo(ctx, *listen, *adminListen, logger, stdout)
+	return serveDemo(ctx, *listen, *adminListen, logger, stdout, nil)
 }
 
 // checkLoopback refuses addresses other machines could reach: the dev
@@ -76,7 +76,9 @@ func checkLoopback(addr string) error {
 // ends. The proxy is built by the same functions as `serve` (a validated
 // Config, newSharedParts, buildGate, adminHandler); only the mail sender
 // is the dev inbox, and the inbox page is mounted in front of the gate.
-func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Logger, stdout io.Writer) error {
+// tweak, when not nil, changes the config before it is validated again
+// (tests use it for short limits); `stepgate demo` passes nil.
+func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Logger, stdout io.Writer, tweak func(*Config)) error {
 	// Fresh secrets per run (crypto/rand): nothing to configure, nothing
 	// left behind. The access-token key and the second-factor key differ,
 	// as validate requires.
@@ -117,6 +119,15 @@ func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Log
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("demo config: %w", err)
+	}
+	if tweak != nil {
+		tweak(cfg)
+		ps := &problems{meta: &cfg.meta}
+		cfg.validate(ps)
+		if err := ps.err(); err != nil {
+			closeAll()
+			return fmt.Errorf("demo config: %w", err)
+		}
 	}
 	app, err := demo.NewApp(demo.AppConfig{
 		HMACSecret: []byte(hmacSecret),

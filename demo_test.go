@@ -27,11 +27,23 @@ type demoRun struct {
 // stops cleanly) when the test ends.
 func startDemo(t *testing.T) demoRun {
 	t.Helper()
+	return startDemoWith(t, nil)
+}
+
+// startDemoWith is startDemo with the demo's config changed by tweak (nil:
+// exactly `stepgate demo`, through runDemo).
+func startDemoWith(t *testing.T, tweak func(*Config)) demoRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- runDemo(ctx, []string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, noEnv, stdout, stderr)
+		if tweak == nil {
+			done <- runDemo(ctx, []string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, noEnv, stdout, stderr)
+			return
+		}
+		logger := slog.New(slog.NewJSONHandler(stderr, nil))
+		done <- serveDemo(ctx, "127.0.0.1:0", "127.0.0.1:0", logger, stdout, tweak)
 	}()
 	var once sync.Once
 	t.Cleanup(func() {
