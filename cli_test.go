@@ -423,3 +423,24 @@ func TestExplainUndecodableOverride(t *testing.T) {
 		t.Errorf("got %q; want the request refused with 400", out)
 	}
 }
+
+// TestExplainHostNotOneAuthority: explain refuses a Host that is not one
+// authority as the gate does, and says why (issue: Host lists and ports).
+func TestExplainHostNotOneAuthority(t *testing.T) {
+	path := writeConfig(t, baseSections+baseRules)
+	for _, h := range []string{"app.example.com,other.example", "app.example.com:8080:9090"} {
+		out, errOut, err := runCmd(t, nil, "explain", "-config", path, "-H", "Host: "+h, "GET", "http://app.example.com/admin")
+		if err != nil {
+			t.Fatalf("explain: %v\n%s", err, errOut)
+		}
+		for _, want := range []string{"refused: ", "is not one authority", "decision: 400 Bad Request"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("Host %q: output lacks %q:\n%s", h, want, out)
+			}
+		}
+	}
+	out, _, err := runCmd(t, nil, "explain", "-config", path, "GET", "http://app.example.com,other.example/admin")
+	if err != nil || !strings.Contains(out, "list of hosts") {
+		t.Errorf("URL host list: got %v\n%s; want a refusal naming the list", err, out)
+	}
+}

@@ -32,7 +32,11 @@ func reject(why string) error { return fmt.Errorf("%w: %s", ErrRejected, why) }
 
 // notOriginForm explains why a target that does not start with '/' is
 // refused. RFC 9112 §3.2 lists the four forms; only origin-form is served.
+//
+// The target is quoted without its query, which may carry secrets
+// (access_token=...) and must never reach a log line.
 func notOriginForm(uri string) string {
+	uri, _, _ = strings.Cut(uri, "?")
 	switch {
 	case uri == "*":
 		return "asterisk-form (OPTIONS *) is not accepted; the target must be a path starting with '/'"

@@ -191,11 +191,17 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 		if v := in["X-Forwarded-Proto"]; len(v) > 0 {
 			out.Header["X-Forwarded-Proto"] = v
 		}
-		if v := in["X-Forwarded-Host"]; len(v) > 0 {
-			out.Header["X-Forwarded-Host"] = v
-		}
+		// X-Forwarded-Host is the host the policy decided, which
+		// SetXForwarded set from the Host: never the trusted proxy's
+		// value, which nginx passes through from the client as sent, and
+		// which Rails, Symfony, Django, Express and ASP.NET prefer over
+		// the Host (SPEC §7). Forwarded keeps its for= and proto= chain,
+		// with every host= replaced likewise; a Forwarded that does not
+		// parse is dropped rather than passed on half-understood.
 		if v := in["Forwarded"]; len(v) > 0 {
-			out.Header["Forwarded"] = v
+			if fv, ok := forwardedWithHost(v, pr.In.Host); ok {
+				out.Header["Forwarded"] = fv
+			}
 		}
 	} else {
 		pr.SetXForwarded()

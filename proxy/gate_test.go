@@ -82,7 +82,8 @@ func TestForwardedHeaders(t *testing.T) {
 		reqID   string // "" means a generated one
 	}{
 		{name: "untrusted", xff: "127.0.0.1", proto: "http", host: "app.example.com"},
-		{name: "trusted", trusted: true, xff: "203.0.113.7, 127.0.0.1", proto: "https", host: "public.example.com",
+		// X-Forwarded-Host is the decided host even from a trusted proxy (SPEC §7).
+		{name: "trusted", trusted: true, xff: "203.0.113.7, 127.0.0.1", proto: "https", host: "app.example.com",
 			fwd: "for=203.0.113.7", realIP: "203.0.113.7", reqID: "trace-42"},
 	}
 	for _, tt := range tests {

@@ -200,6 +200,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, r, st, err.Error())
 		return
 	}
+	// SPEC §4: the Host must be one authority before anything matches it.
+	if _, err := policy.ParseHost(r.Host); err != nil {
+		g.reject(w, r, st, err.Error())
+		return
+	}
 	st.target = t
 	if st.path, err = url.PathUnescape(t.Path); err != nil {
 		g.reject(w, r, st, "canonical path does not decode")

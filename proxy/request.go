@@ -19,8 +19,8 @@ var overrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-
 // BuildRequest builds what the policy matches for r, whose target was
 // canonicalised to t: method, method overrides (X-HTTP-Method-Override,
 // X-HTTP-Method, X-Method-Override, _method), host, match path. explain
-// uses it too, so the CLI and the proxy decide alike. It also reports
-// doubt: when a query parameter that may be read as `_method` does not
+// uses it too, so the CLI and the proxy decide alike. A Host that is not
+// one authority (policy.ParseHost) is refused. It also reports doubt: when a query parameter that may be read as `_method` does not
 // decode, frameworks could read a method the policy cannot see, so the
 // error (wrapping policy.ErrRejected) means the request must be refused
 // (SPEC §4, deny on doubt). The returned Request is still filled with what
@@ -36,6 +36,9 @@ func BuildRequest(r *http.Request, t policy.Target) (policy.Request, error) {
 // The Gate uses it; nil p reads no body.
 func buildRequest(r *http.Request, t policy.Target, p *policy.Policy) (policy.Request, error) {
 	pr := policy.Request{Method: r.Method, Host: r.Host, Path: t.MatchPath}
+	if _, err := policy.ParseHost(r.Host); err != nil {
+		return pr, err
+	}
 	for name, vs := range r.Header {
 		for _, o := range overrideHeaders {
 			if headerIs(name, o) {

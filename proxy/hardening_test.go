@@ -1,0 +1,187 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// logBuffer collects JSON log lines; safe for the server's goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// records returns the decoded log lines.
+func (l *logBuffer) records(t testing.TB) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func newLogBuffer() (*logBuffer, *slog.Logger) {
+	lb := &logBuffer{}
+	return lb, slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestHostNotOneAuthority sends Host values that Go's server accepts but
+// that are not one authority. Each is refused with 400 before matching,
+// never forwarded, counted as rejected and audited with the reason.
+func TestHostNotOneAuthority(t *testing.T) {
+	up := newUpstream(t)
+	m := NewMetrics(nil)
+	lb, logger := newLogBuffer()
+	_, srv := newGate(t, Config{Upstream: mustURL(t, up.URL), Metrics: m, Logger: logger})
+	bad := []struct{ host, why string }{
+		{"app.example.com,other.example", "list of hosts"}, // Rails reads the last, Express the first
+		{"other.example,app.example.com", "list of hosts"}, // the reverse
+		{"app.example.com:8080:9090", "several ports"},     // Express cuts at the first ':'
+		{"app.example.com:", "empty port"},                 // no digits
+		{"app.example.com:99999", "at most 65535"},         // not a port
+		{"app.example.com;x", "character"},                 // a sub-delimiter
+		{"app%2eexample.com", "percent-encoding"},          // encoded
+		{"[::1]x", "only ':port'"},                         // junk after an IPv6 literal
+		{"0x7f.1", "numeric host"},                         // WHATWG reads 127.0.0.1
+	}
+	for _, tt := range bad {
+		res := raw(t, srv, get("/hostonly/x", "Host: "+tt.host))
+		if res.Status != 400 {
+			t.Errorf("Host %q: got status %d; want 400", tt.host, res.Status)
+		}
+		up.none(t)
+	}
+	if got := testutil.ToFloat64(m.Requests.WithLabelValues("none", Rejected)); got != float64(len(bad)) {
+		t.Errorf("requests_total{rule=none,decision=rejected}: got %v; want %d", got, len(bad))
+	}
+	var refused int
+	for _, rec := range lb.records(t) {
+		if rec["event"] != "request_refused" {
+			continue
+		}
+		reason, _ := rec["reason"].(string)
+		if !strings.Contains(reason, bad[refused].why) {
+			t.Errorf("refusal %d (Host %q): reason %q; want it to say %q", refused, bad[refused].host, reason, bad[refused].why)
+		}
+		refused++
+	}
+	if refused != len(bad) {
+		t.Errorf("request_refused audit lines: got %d; want %d", refused, len(bad))
+	}
+
+	// One authority in its usual spellings still decides and forwards.
+	for _, h := range []string{"other.example.com", "other.example.com:8080", "127.0.0.1:80", "[::1]:8443"} {
+		res := raw(t, srv, get("/hostonly/x", "Host: "+h))
+		if res.Status != 200 {
+			t.Errorf("Host %q: got status %d; want 200", h, res.Status)
+			continue
+		}
+		if got := up.take(t).Header.Get("X-Forwarded-Host"); got != h {
+			t.Errorf("Host %q: upstream X-Forwarded-Host %q; want %q", h, got, h)
+		}
+	}
+}
+
+// TestForwardedHostIsDecidedHost: the upstream is only ever told the host
+// the policy decided (SPEC §7), whatever a client or a trusted proxy put in
+// X-Forwarded-Host or in Forwarded's host=, trusted peer or not. The
+// request goes to a path that is denied for app.example.com, with
+// Host: other.example.com, so the forwarded headers claim the denied host.
+func TestForwardedHostIsDecidedHost(t *testing.T) {
+	up := newUpstream(t)
+	for _, trusted := range []bool{false, true} {
+		cfg := Config{Upstream: mustURL(t, up.URL)}
+		if trusted {
+			cfg.TrustedProxies = loopback()
+		}
+		_, srv := newGate(t, cfg)
+		tests := []struct {
+			name    string
+			headers []string
+			fwd     string // the Forwarded the upstream must get ("" = none)
+		}{
+			{name: "X-Forwarded-Host", headers: []string{"X-Forwarded-Host: app.example.com"}},
+			{name: "two X-Forwarded-Host", headers: []string{"X-Forwarded-Host: app.example.com", "X-Forwarded-Host: app.example.com"}},
+			{name: "X-Forwarded-Host list", headers: []string{"X-Forwarded-Host: other.example.com, app.example.com"}},
+			{name: "Forwarded host", headers: []string{"Forwarded: for=203.0.113.7;host=app.example.com;proto=https"},
+				fwd: `for=203.0.113.7;host="other.example.com";proto=https`},
+			{name: "Forwarded quoted host, two elements", headers: []string{`Forwarded: host="app.example.com", for=198.51.100.1;HOST=app.example.com`},
+				fwd: `host="other.example.com", for=198.51.100.1;host="other.example.com"`},
+			{name: "Forwarded unparsable", headers: []string{`Forwarded: for=1;host="app.example.com`}},
+			{name: "both", headers: []string{"X-Forwarded-Host: app.example.com", "Forwarded: host=app.example.com"},
+				fwd: `host="other.example.com"`},
+		}
+		for _, tt := range tests {
+			res := raw(t, srv, get("/hostonly/x", append([]string{"Host: other.example.com"}, tt.headers...)...))
+			if res.Status != 200 {
+				t.Errorf("trusted=%v %s: got status %d; want 200 (decided for other.example.com)", trusted, tt.name, res.Status)
+				continue
+			}
+			h := up.take(t).Header
+			if got := strings.Join(h["X-Forwarded-Host"], "|"); got != "other.example.com" {
+				t.Errorf("trusted=%v %s: upstream X-Forwarded-Host %q; want the decided host %q", trusted, tt.name, got, "other.example.com")
+			}
+			want := tt.fwd
+			if !trusted {
+				want = "" // an untrusted peer's Forwarded is dropped
+			}
+			if got := strings.Join(h["Forwarded"], "|"); got != want {
+				t.Errorf("trusted=%v %s: upstream Forwarded %q; want %q", trusted, tt.name, got, want)
+			}
+		}
+	}
+}
+
+func TestForwardedWithHost(t *testing.T) {
+	tests := []struct {
+		in   []string
+		host string
+		want []string // nil: dropped
+	}{
+		{[]string{"for=1.2.3.4"}, "a.example", []string{"for=1.2.3.4"}},
+		{[]string{"for=1.2.3.4;host=b.example"}, "a.example", []string{`for=1.2.3.4;host="a.example"`}},
+		{[]string{`host="b.example:80"`}, "[::1]:8080", []string{`host="[::1]:8080"`}},
+		{[]string{"for=1, for=2;host=b", "host=c"}, "a", []string{`for=1, for=2;host="a"`, `host="a"`}},
+		{[]string{"for=1;host=b"}, "", []string{"for=1;"}},
+		{[]string{`for="\"x\\";host=b`}, "a", []string{`for="\"x\\";host="a"`}},
+		{[]string{"host=b"}, "", nil},
+		{[]string{"host"}, "a", nil},
+		{[]string{"host="}, "a", nil},
+		{[]string{`host="b`}, "a", nil},
+		{[]string{"host=b c"}, "a", nil},
+		{[]string{"for=1", "host=b x"}, "a", nil},
+		{[]string{"for =1"}, "a", nil},
+	}
+	for _, tt := range tests {
+		got, ok := forwardedWithHost(tt.in, tt.host)
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") || ok != (tt.want != nil) {
+			t.Errorf("forwardedWithHost(%q, %q): got %q, %v; want %q", tt.in, tt.host, got, ok, tt.want)
+		}
+	}
+}
