@@ -16,10 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/stepgate/stepgate/challenge"
+	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/challenge/redisstore"
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/proxy"
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
 	"github.com/stepgate/stepgate/templates"
 )
 
@@ -91,7 +93,7 @@ func newSender(cfg *Config, logger *slog.Logger) (challenge.Sender, error) {
 	m := cfg.Mail
 	switch m.Driver {
 	case "smtp":
-		s, err := challenge.NewSMTPSender(challenge.SMTPConfig{
+		s, err := mailer.NewSMTPSender(mailer.SMTPConfig{
 			Host: m.SMTP.Host, Port: m.SMTP.Port, Username: m.SMTP.Username,
 			Password: m.SMTP.Password, TLS: m.SMTP.TLS, From: m.From,
 			Logger: logger,
@@ -101,13 +103,13 @@ func newSender(cfg *Config, logger *slog.Logger) (challenge.Sender, error) {
 		}
 		return s, nil
 	case "file":
-		s, err := challenge.NewFileSender(m.File.Dir, m.From)
+		s, err := mailer.NewFileSender(m.File.Dir, m.From)
 		if err != nil {
 			return nil, fmt.Errorf("mail.file: %w", err)
 		}
 		return s, nil
 	case "log":
-		return challenge.NewLogSender(logger, m.From), nil
+		return mailer.NewLogSender(logger, m.From), nil
 	}
 	return nil, fmt.Errorf("mail.driver: unknown driver %q", m.Driver)
 }
@@ -207,18 +209,10 @@ func (c *Config) identityConfig(logger *slog.Logger) (identity.Config, error) {
 }
 
 // challengeConfig converts to the challenge package's config.
-func (c *Config) challengeConfig(shared *sharedParts, auth *identity.Authenticator) challenge.Config {
-	prev := make([][]byte, len(c.SecondFactor.PreviousSecrets))
-	for i, s := range c.SecondFactor.PreviousSecrets {
-		prev[i] = []byte(s)
-	}
+func (c *Config) challengeConfig(shared *sharedParts, auth *identity.Authenticator, tokens *secondfactor.Tokens) challenge.Config {
 	return challenge.Config{
-		Secret:          []byte(c.SecondFactor.Secret),
-		PreviousSecrets: prev,
-		CookieName:      c.SecondFactor.Cookie,
-		HeaderName:      c.SecondFactor.Header,
-		TokenTTL:        c.SecondFactor.TTL,
-		SecureCookie:    c.secureCookies(),
+		Secret: []byte(c.SecondFactor.Secret),
+		Tokens: tokens,
 		OTP: challenge.OTPConfig{
 			Length:             c.OTP.Length,
 			TTL:                c.OTP.TTL,
@@ -236,6 +230,24 @@ func (c *Config) challengeConfig(shared *sharedParts, auth *identity.Authenticat
 		LoginURL:     c.Identity.LoginURL,
 		Metrics:      shared.challengeMetrics,
 		Logger:       shared.logger,
+	}
+}
+
+// secondFactorConfig converts to the secondfactor package's config; the
+// store is the revocation list.
+func (c *Config) secondFactorConfig(revocations secondfactor.Revocations) secondfactor.Config {
+	prev := make([][]byte, len(c.SecondFactor.PreviousSecrets))
+	for i, s := range c.SecondFactor.PreviousSecrets {
+		prev[i] = []byte(s)
+	}
+	return secondfactor.Config{
+		Secret:          []byte(c.SecondFactor.Secret),
+		PreviousSecrets: prev,
+		CookieName:      c.SecondFactor.Cookie,
+		HeaderName:      c.SecondFactor.Header,
+		TTL:             c.SecondFactor.TTL,
+		SecureCookie:    c.secureCookies(),
+		Revocations:     revocations,
 	}
 }
 
@@ -260,7 +272,11 @@ func buildGate(cfg *Config, shared *sharedParts) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch, err := challenge.New(cfg.challengeConfig(shared, auth))
+	tokens, err := secondfactor.New(cfg.secondFactorConfig(shared.store))
+	if err != nil {
+		return nil, err
+	}
+	ch, err := challenge.New(cfg.challengeConfig(shared, auth, tokens))
 	if err != nil {
 		return nil, fmt.Errorf("second factor: %w", err)
 	}
@@ -284,7 +300,8 @@ func buildGate(cfg *Config, shared *sharedParts) (http.Handler, error) {
 		Prefix:          cfg.Server.Prefix,
 		TrustedProxies:  trusted,
 		Identity:        auth,
-		Challenge:       ch,
+		SecondFactor:    tokens,
+		Internal:        ch.Handler(),
 		LoginURL:        cfg.Identity.LoginURL,
 		Pages:           pages,
 		Metrics:         shared.proxyMetrics,

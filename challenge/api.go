@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // triggerResponse is GET /api/trigger (SPEC §6 field names).
@@ -173,7 +174,7 @@ func (s *Service) apiVerify(w http.ResponseWriter, r *http.Request) {
 	var le *LimitError
 	switch {
 	case err == nil:
-		s.SetCookie(w, g)
+		s.cfg.Tokens.SetCookie(w, g)
 		respond.JSON(w, http.StatusOK, verifyResponse{
 			SecondFactorAuthenticationToken: g.Token,
 			ExpiresIn:                       max(0, int(g.ExpiresAt.Sub(s.h.now())/time.Second)),
@@ -198,24 +199,24 @@ func (s *Service) apiVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 // apiValidate is GET /api/validate: a back end presents the user's access
-// token and the second-factor token (Config.HeaderName) and learns whether
+// token and the second-factor token (second_factor.header) and learns whether
 // the token is valid for that user and session.
 func (s *Service) apiValidate(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.identify(w, r, true)
 	if !ok {
 		return
 	}
-	tok := r.Header.Get(s.cfg.HeaderName)
+	tok := r.Header.Get(s.cfg.Tokens.HeaderName())
 	if tok == "" {
 		respond.JSON(w, http.StatusUnauthorized, validateResponse{Error: "missing_token"})
 		return
 	}
-	g, err := s.Validate(r.Context(), tok, id)
+	g, err := s.cfg.Tokens.Validate(r.Context(), tok, id)
 	switch {
 	case err == nil:
 		respond.JSON(w, http.StatusOK, validateResponse{Valid: true, Subject: g.Subject,
 			AuthTime: g.AuthTime.Unix(), ExpiresAt: g.ExpiresAt.Unix()})
-	case errors.Is(err, ErrStoreUnavailable):
+	case errors.Is(err, secondfactor.ErrUnavailable):
 		// The revocation list could not be read: deny, but say it is
 		// temporary so the back end does not send the user round again.
 		s.h.log.Error("validate token failed", "err", err)

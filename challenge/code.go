@@ -9,7 +9,6 @@ import (
 	"errors"
 	"hash"
 	"io"
-	"net/mail"
 	"strings"
 	"unicode"
 )
@@ -110,27 +109,6 @@ func codeKey(user, session string) string {
 	writeField(h, user)
 	writeField(h, session)
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
-}
-
-var errBadAddress = errors.New("address is not one plain mailbox")
-
-// checkAddress re-validates an address before any mail is built (SPEC §9):
-// exactly one bare mailbox, no display name, no control characters (no
-// CR/LF header injection), no list.
-func checkAddress(addr string) error {
-	if addr == "" || len(addr) > 254 {
-		return errBadAddress
-	}
-	for _, r := range addr {
-		if r < 0x20 || r == 0x7f || r == ',' || r == ';' || r == '<' || r == '>' || unicode.IsSpace(r) {
-			return errBadAddress
-		}
-	}
-	a, err := mail.ParseAddress(addr)
-	if err != nil || a.Name != "" || a.Address != addr {
-		return errBadAddress
-	}
-	return nil
 }
 
 // errBadCode is a Store programming error: a MAC longer than SHA-256's or a

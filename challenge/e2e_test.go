@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/challenge/mailtest"
 	"github.com/stepgate/stepgate/identity"
 )
@@ -17,7 +18,7 @@ import (
 // talking to port.
 func newSMTPService(t *testing.T, port int, mod func(*Config)) *Service {
 	t.Helper()
-	sender, err := NewSMTPSender(SMTPConfig{Host: "127.0.0.1", Port: port, TLS: "none",
+	sender, err := mailer.NewSMTPSender(mailer.SMTPConfig{Host: "127.0.0.1", Port: port, TLS: "none",
 		Timeout: 5 * time.Second, From: "stepgate <no-reply@example.com>"})
 	if err != nil {
 		t.Fatalf("NewSMTPSender: %v", err)

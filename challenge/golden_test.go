@@ -13,6 +13,7 @@ import (
 
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -24,7 +25,7 @@ func TestGoldenPages(t *testing.T) {
 	s := newHandlerOnly(t, hConfig())
 	f := formData{CSRF: csrfToken(s.h.csrfKey, hAlice), RD: "/admin?x=1"}
 	at := time.Date(2026, 3, 4, 9, 30, 0, 0, time.UTC)
-	g := Grant{Subject: "alice", AuthTime: at, ExpiresAt: at.Add(12 * time.Hour)}
+	g := secondfactor.Grant{Subject: "alice", AuthTime: at, ExpiresAt: at.Add(12 * time.Hour)}
 	pages := []struct {
 		name   string
 		status int
@@ -37,7 +38,7 @@ func TestGoldenPages(t *testing.T) {
 		{"verify_attempts_left", 401, "verify", verifyPage(f, "a***@example.com", 6, attemptsLeftMessage(2), false)},
 		{"verify_dead", 401, "verify", verifyPage(f, "", 6, deadCodeMessage, true)},
 		{"status_with_factor", 200, "status", statusPage(f, hAlice, g, true)},
-		{"status_without_factor", 200, "status", statusPage(f, hAlice, Grant{}, false)},
+		{"status_without_factor", 200, "status", statusPage(f, hAlice, secondfactor.Grant{}, false)},
 		{"locked", 429, "locked", lockedPage(&LimitError{RetryAfter: 15 * time.Minute, Err: ErrLocked}, f.RD)},
 		{"throttled", 429, "locked", lockedPage(&LimitError{RetryAfter: 30 * time.Second, Err: ErrThrottled}, f.RD)},
 		{"error", 404, "error", respond.PageData{Title: "Not found", Message: "There is nothing at this address.",

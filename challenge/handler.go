@@ -247,40 +247,6 @@ func (s *Service) loginURL(r *http.Request) string {
 	return strings.ReplaceAll(s.cfg.LoginURL, "{rd}", url.QueryEscape(respond.CleanRedirect(back)))
 }
 
-// SetCookie sets the second-factor cookie for g (SPEC §8 attributes).
-func (s *Service) SetCookie(w http.ResponseWriter, g Grant) {
-	now := time.Now
-	if s.h != nil {
-		now = s.h.now
-	}
-	maxAge := int(g.ExpiresAt.Sub(now()) / time.Second)
-	if maxAge <= 0 {
-		// An expired grant must not leave a cookie behind; 0 would mean
-		// "no Max-Age" to net/http.
-		maxAge = -1
-	}
-	http.SetCookie(w, s.cookie(g.Token, g.ExpiresAt, maxAge))
-}
-
-// clearCookie removes the second-factor cookie: same name, path and
-// attributes, Max-Age=-1 (RFC 6265 §5.2.2).
-func (s *Service) clearCookie(w http.ResponseWriter) {
-	http.SetCookie(w, s.cookie("", time.Unix(0, 0), -1))
-}
-
-func (s *Service) cookie(value string, expires time.Time, maxAge int) *http.Cookie {
-	return &http.Cookie{
-		Name:     s.cfg.CookieName,
-		Value:    value,
-		Path:     "/",
-		Expires:  expires,
-		MaxAge:   maxAge,
-		HttpOnly: true,
-		Secure:   s.cfg.SecureCookie,
-		SameSite: http.SameSiteLaxMode,
-	}
-}
-
 // meta is the audit context of r. The request id is the one the proxy set
 // on the request it handed over (X-Request-Id, proxy.Gate.serveInternal);
 // the client is the peer's address without its port, as the proxy logs it.

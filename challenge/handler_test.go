@@ -13,6 +13,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/respond"
 )
@@ -44,9 +45,6 @@ func hAuthenticate(r *http.Request) (identity.Identity, error) {
 func hConfig() Config {
 	return Config{
 		Secret:       hSecret,
-		CookieName:   "stepgate",
-		HeaderName:   "X-Second-Factor-Token",
-		TokenTTL:     12 * time.Hour,
 		OTP:          OTPConfig{Length: 6, TTL: 5 * time.Minute, MaxAttempts: 3, ResendAfter: 30 * time.Second, MaxSendsPerHour: 5, MaxFailuresPerHour: 20, Lockout: 15 * time.Minute},
 		MailSubject:  "Your verification code",
 		Prefix:       hPrefix,
@@ -58,9 +56,9 @@ func hConfig() Config {
 
 // hMailbox is a Sender that hands each message to the test; the
 // end-to-end tests use a real SMTP server instead.
-type hMailbox chan Message
+type hMailbox chan mailer.Message
 
-func (b hMailbox) Send(ctx context.Context, m Message) error {
+func (b hMailbox) Send(ctx context.Context, m mailer.Message) error {
 	select {
 	case b <- m:
 		return nil
@@ -75,6 +73,9 @@ func newHandlerOnly(t *testing.T, cfg Config) *Service {
 	t.Helper()
 	if cfg.Store == nil {
 		cfg.Store = NewMemoryStore(0)
+	}
+	if cfg.Tokens == nil {
+		cfg.Tokens = testTokens(cfg.Store, "stepgate", cfg.Now)
 	}
 	if cfg.Sender == nil {
 		cfg.Sender = make(hMailbox, 16)
@@ -341,34 +342,6 @@ func TestCSRFPagesCarryToken(t *testing.T) {
 	wb := hServe(s.Handler(), browserReq("GET", hPrefix+"/challenge", bob, nil))
 	if got := csrfFrom(t, wb.Body.String()); got == tok {
 		t.Errorf("hAlice and bob got the same token %q", got)
-	}
-}
-
-func TestSetCookie(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, secure := range []bool{false, true} {
-		cfg := hConfig()
-		cfg.SecureCookie = secure
-		cfg.Now = func() time.Time { return now }
-		s := newHandlerOnly(t, cfg)
-		w := httptest.NewRecorder()
-		s.SetCookie(w, Grant{Token: "tok", ExpiresAt: now.Add(12 * time.Hour)})
-		cs := w.Result().Cookies()
-		if len(cs) != 1 {
-			t.Fatalf("got %d cookies; want 1", len(cs))
-		}
-		c := cs[0]
-		if c.Name != "stepgate" || c.Value != "tok" || c.Path != "/" || !c.HttpOnly ||
-			c.SameSite != http.SameSiteLaxMode || c.Secure != secure || c.MaxAge != 43200 ||
-			!c.Expires.Equal(now.Add(12*time.Hour)) {
-			t.Errorf("secure=%v: got cookie %q; want stepgate=tok Path=/ HttpOnly SameSite=Lax Max-Age=43200", secure, w.Header().Get("Set-Cookie"))
-		}
-		w = httptest.NewRecorder()
-		s.clearCookie(w)
-		c = w.Result().Cookies()[0]
-		if c.Name != "stepgate" || c.Value != "" || c.Path != "/" || c.MaxAge >= 0 || !c.HttpOnly || c.Secure != secure {
-			t.Errorf("secure=%v: got clearing cookie %q; want an expired cookie with the same attributes", secure, w.Header().Get("Set-Cookie"))
-		}
 	}
 }
 

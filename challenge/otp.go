@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // Send issues a code to id.Emails[index]. Errors: *LimitError (throttled or
@@ -24,7 +26,7 @@ import (
 // used, and ErrMailUnavailable is returned. The throttle stays taken: a
 // failing mail server is not hammered by retries.
 func (s *Service) Send(ctx context.Context, id identity.Identity, index int, m Meta) (expiresIn time.Duration, err error) {
-	if index < 0 || index >= len(id.Emails) || checkAddress(id.Emails[index]) != nil {
+	if index < 0 || index >= len(id.Emails) || mailer.CheckAddress(id.Emails[index]) != nil {
 		s.sendDone(ctx, sentBadEmail, id, m, slog.LevelWarn, nil)
 		return 0, ErrBadEmail
 	}
@@ -91,16 +93,16 @@ func (s *Service) Send(ctx context.Context, id identity.Identity, index int, m M
 // A wrong code counts against the code (max_attempts) and against the user
 // (max_failures_per_hour, across codes and sessions); the failure that
 // crosses the hourly limit returns a *LimitError instead of a *CodeError.
-func (s *Service) Verify(ctx context.Context, id identity.Identity, code string, m Meta) (Grant, error) {
+func (s *Service) Verify(ctx context.Context, id identity.Identity, code string, m Meta) (secondfactor.Grant, error) {
 	now := s.now()
 	o := s.cfg.OTP
 	input, wellFormed := canonicalCode(code, o.Length)
 	if left, err := s.cfg.Store.Locked(ctx, id.Subject, now); err != nil {
 		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
-		return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	} else if left > 0 {
 		s.verifyDone(ctx, verifyLocked, id, m, slog.LevelWarn, nil)
-		return Grant{}, &LimitError{RetryAfter: left, Err: ErrLocked}
+		return secondfactor.Grant{}, &LimitError{RetryAfter: left, Err: ErrLocked}
 	}
 	key := codeKey(id.Subject, id.Session)
 	pending, err := s.cfg.Store.PeekCode(ctx, key)
@@ -109,11 +111,11 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 		// not tell whether a code is pending (STYLE 11).
 		_ = codeMAC(s.otpKey, id.Subject, id.Session, "", input)
 		s.verifyDone(ctx, verifyExpired, id, m, slog.LevelInfo, nil)
-		return Grant{}, ErrNoCode
+		return secondfactor.Grant{}, ErrNoCode
 	}
 	if err != nil {
 		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
-		return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
 	mac := codeMAC(s.otpKey, id.Subject, id.Session, pending.Email, input)
 	if !wellFormed {
@@ -125,17 +127,17 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 	if errors.Is(err, ErrNoCode) {
 		// Consumed by a concurrent request, expired or dead meanwhile.
 		s.verifyDone(ctx, verifyExpired, id, m, slog.LevelInfo, nil)
-		return Grant{}, ErrNoCode
+		return secondfactor.Grant{}, ErrNoCode
 	}
 	if err != nil {
 		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
-		return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
 	if res.OK {
-		g, err := s.mint(id)
+		g, err := s.cfg.Tokens.Mint(id)
 		if err != nil {
 			s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
-			return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+			return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 		}
 		s.verifyDone(ctx, verifyOK, id, m, slog.LevelInfo, nil)
 		return g, nil
@@ -143,14 +145,14 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 	locked, err := s.cfg.Store.AddFailure(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
 	if err != nil {
 		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
-		return Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
 	if locked > 0 {
 		s.verifyDone(ctx, verifyLocked, id, m, slog.LevelWarn, nil)
-		return Grant{}, &LimitError{RetryAfter: locked, Err: ErrLocked}
+		return secondfactor.Grant{}, &LimitError{RetryAfter: locked, Err: ErrLocked}
 	}
 	s.verifyDone(ctx, verifyInvalid, id, m, slog.LevelWarn, nil)
-	return Grant{}, &CodeError{AttemptsLeft: res.AttemptsLeft}
+	return secondfactor.Grant{}, &CodeError{AttemptsLeft: res.AttemptsLeft}
 }
 
 // sendDone counts and audits one send (SPEC §10). Codes never appear.
@@ -212,7 +214,7 @@ var mailHTML = template.Must(template.New("mail").Parse(`<!doctype html>
 `))
 
 // message builds the mail for code (text and HTML parts).
-func (s *Service) message(to, code string, expires time.Time) Message {
+func (s *Service) message(to, code string, expires time.Time) mailer.Message {
 	d := struct{ Code, Minutes, At string }{
 		Code:    code,
 		Minutes: humanDuration(s.cfg.OTP.TTL),
@@ -228,7 +230,7 @@ func (s *Service) message(to, code string, expires time.Time) Message {
 		// it ever fail, the text part alone still carries the message.
 		html.Reset()
 	}
-	return Message{To: to, Subject: s.cfg.MailSubject, Text: text.String(), HTML: html.String()}
+	return mailer.Message{To: to, Subject: s.cfg.MailSubject, Text: text.String(), HTML: html.String()}
 }
 
 // humanDuration says "5 minutes", "1 minute" or "90 seconds".

@@ -137,7 +137,7 @@ func TestSendVerify(t *testing.T) {
 	if g.Subject != "alice" || g.Session != alice.Session || !g.AuthTime.Equal(e.clock.Now()) {
 		t.Errorf("got grant %+v; want alice now", g)
 	}
-	if _, err := e.s.Validate(ctx0, g.Token, alice); err != nil {
+	if _, err := e.s.cfg.Tokens.Validate(ctx0, g.Token, alice); err != nil {
 		t.Errorf("Validate minted: %v", err)
 	}
 	// Single use.

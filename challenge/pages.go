@@ -14,6 +14,7 @@ import (
 
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // emailOption is one address on the challenge page.
@@ -287,7 +288,7 @@ func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
 	f := s.form(id, r.PostForm.Get("rd"))
 	g, err := s.Verify(r.Context(), id, normalizeCode(r.PostForm.Get("code")), meta(r))
 	if err == nil {
-		s.SetCookie(w, g)
+		s.cfg.Tokens.SetCookie(w, g)
 		http.Redirect(w, r, f.RD, http.StatusSeeOther)
 		return
 	}
@@ -317,7 +318,7 @@ func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
 // without JavaScript, and a zone-less time would mislead.
 const timeFormat = "2 Jan 2006, 15:04 UTC"
 
-func statusPage(f formData, id identity.Identity, g Grant, has bool) respond.PageData {
+func statusPage(f formData, id identity.Identity, g secondfactor.Grant, has bool) respond.PageData {
 	d := statusData{formData: f, Subject: id.Subject, HasFactor: has}
 	if len(id.Emails) > 0 {
 		d.Email = id.Emails[0]
@@ -336,7 +337,7 @@ func (s *Service) serveStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	g, has := s.Check(r, id, s.cfg.TokenTTL)
+	g, has := s.cfg.Tokens.Check(r, id, s.cfg.Tokens.TTL())
 	rd := r.URL.Query().Get("rd")
 	if rd == "" {
 		rd = s.cfg.Prefix + "/"
@@ -353,7 +354,7 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.postForm(w, r, id) {
 		return
 	}
-	if g, has := s.Check(r, id, s.cfg.TokenTTL); has {
+	if g, has := s.cfg.Tokens.Check(r, id, s.cfg.Tokens.TTL()); has {
 		ctx, cancel := context.WithTimeout(withMeta(r.Context(), meta(r)), 5*time.Second)
 		defer cancel()
 		if err := s.Revoke(ctx, g); err != nil {
@@ -364,6 +365,6 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.clearCookie(w)
+	s.cfg.Tokens.ClearCookie(w)
 	http.Redirect(w, r, respond.CleanRedirect(r.PostForm.Get("rd")), http.StatusSeeOther)
 }

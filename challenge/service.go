@@ -1,6 +1,6 @@
-// Package challenge is the second factor: one-time codes sent by email,
-// their throttles, the Store that keeps them, mail senders, the
-// second-factor token, and stepgate's own pages and API under the prefix.
+// Package challenge is the ceremonies that grant a second factor: one-time
+// codes sent by email, their throttles, the short-lived Store that keeps
+// them, CSRF, and stepgate's own pages and API under the prefix.
 package challenge
 
 import (
@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
+	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // OTPConfig is SPEC §3 otp.
@@ -32,16 +32,15 @@ type OTPConfig struct {
 // Config configures a Service. Zero values are not defaulted here: the
 // config loader sets every default.
 type Config struct {
-	Secret          []byte   // signs tokens and keys code MACs; at least 32 bytes
-	PreviousSecrets [][]byte // still accepted for verification
-	CookieName      string
-	HeaderName      string
-	TokenTTL        time.Duration
-	SecureCookie    bool // public_url is https
-	OTP             OTPConfig
-	MailSubject     string
-	Sender          Sender
-	Store           Store
+	// Secret keys code MACs and CSRF tokens (second_factor.secret); at
+	// least 32 bytes.
+	Secret []byte
+	// Tokens mints, verifies and sets the second-factor token; required.
+	Tokens      *secondfactor.Tokens
+	OTP         OTPConfig
+	MailSubject string
+	Sender      Sender
+	Store       Store
 	// Prefix is the reserved path ("/.stepup"); Handler serves below it.
 	Prefix string
 	// Authenticate returns the primary identity (identity.Authenticator).
@@ -58,16 +57,6 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Grant is a valid second factor.
-type Grant struct {
-	Token     string
-	ID        string // jti
-	Subject   string
-	Session   string
-	AuthTime  time.Time
-	ExpiresAt time.Time
-}
-
 // Service is safe for concurrent use.
 type Service struct {
 	cfg Config
@@ -75,12 +64,6 @@ type Service struct {
 
 	// otpKey keys code MACs; derived from Secret (code.go).
 	otpKey []byte
-	// keys verify tokens: Secret first, then PreviousSecrets.
-	keys jwt.VerificationKeySet
-	// parser pins HS256 and requires exp and iss (SPEC §8).
-	parser *jwt.Parser
-	// cache holds verified tokens for the hot path (token.go).
-	cache tokenCache
 	// metrics is cfg.Metrics, or unregistered collectors when that is nil.
 	metrics *Metrics
 	// log is cfg.Logger, or slog.Default() when that is nil.
@@ -130,16 +113,6 @@ func newService(cfg Config) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.keys.Keys = append(s.keys.Keys, cfg.Secret)
-	for _, p := range cfg.PreviousSecrets {
-		s.keys.Keys = append(s.keys.Keys, p)
-	}
-	s.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuer(tokenIssuer),
-		jwt.WithTimeFunc(func() time.Time { return s.now() }),
-	)
 	return s, nil
 }
 
@@ -150,19 +123,8 @@ func (c *Config) validate() error {
 	if len(c.Secret) < 32 {
 		bad("second_factor.secret: must be at least 32 bytes, got %d", len(c.Secret))
 	}
-	for i, p := range c.PreviousSecrets {
-		if len(p) < 32 {
-			bad("second_factor.previous_secrets[%d]: must be at least 32 bytes, got %d", i, len(p))
-		}
-	}
-	if !validToken(c.CookieName) {
-		bad("second_factor.cookie: %q is not a valid cookie name", c.CookieName)
-	}
-	if !validToken(c.HeaderName) {
-		bad("second_factor.header: %q is not a valid header name", c.HeaderName)
-	}
-	if c.TokenTTL <= 0 {
-		bad("second_factor.ttl: must be positive")
+	if c.Tokens == nil {
+		bad("second factor: no tokens")
 	}
 	o := c.OTP
 	if o.Length < 4 || o.Length > 10 {
@@ -201,24 +163,6 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// validToken reports whether name is a non-empty RFC 9110 §5.6.2 token;
-// cookie names and header names share that grammar.
-func validToken(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		b := name[i]
-		switch {
-		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // Meta is request context for audit records.
 type Meta struct {
 	RequestID string
@@ -244,14 +188,13 @@ func metaFrom(ctx context.Context) Meta {
 
 // Revoke revokes g until it would expire. The audit record takes its
 // request id, client and user agent from a Meta in ctx, when there is one.
-func (s *Service) Revoke(ctx context.Context, g Grant) error {
-	ttl := g.ExpiresAt.Sub(s.now())
-	if g.ID == "" || ttl <= 0 {
+func (s *Service) Revoke(ctx context.Context, g secondfactor.Grant) error {
+	if g.ID == "" || !g.ExpiresAt.After(s.now()) {
 		// Nothing to do: an expired token is refused anyway.
 		return nil
 	}
 	id := identity.Identity{Subject: g.Subject}
-	if err := s.cfg.Store.Revoke(ctx, g.ID, ttl); err != nil {
+	if err := s.cfg.Tokens.Revoke(ctx, g); err != nil {
 		s.audit(ctx, slog.LevelError, "token revoke failed", "token_revoked", "store_error", id, metaFrom(ctx), err)
 		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
@@ -275,18 +218,9 @@ var (
 	ErrMailUnavailable  = errors.New("mail delivery unavailable")
 	ErrStoreUnavailable = errors.New("challenge store unavailable")
 	ErrBadEmail         = errors.New("no such address")
-	ErrTokenInvalid     = errors.New("invalid second-factor token")
 )
-
-// Message is one mail.
-type Message struct {
-	To      string
-	Subject string
-	Text    string
-	HTML    string
-}
 
 // Sender delivers mail: SMTP, .eml files, the log, or the demo inbox.
 type Sender interface {
-	Send(ctx context.Context, m Message) error
+	Send(ctx context.Context, m mailer.Message) error
 }

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef-current")
@@ -39,11 +41,11 @@ func (c *fakeClock) Advance(d time.Duration) {
 // captureSender keeps every message; err, when set, fails every send.
 type captureSender struct {
 	mu   sync.Mutex
-	msgs []Message
+	msgs []mailer.Message
 	err  error
 }
 
-func (c *captureSender) Send(_ context.Context, m Message) error {
+func (c *captureSender) Send(_ context.Context, m mailer.Message) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -53,7 +55,7 @@ func (c *captureSender) Send(_ context.Context, m Message) error {
 	return nil
 }
 
-func (c *captureSender) last(t *testing.T) Message {
+func (c *captureSender) last(t *testing.T) mailer.Message {
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -80,6 +82,22 @@ func codeFromText(t *testing.T, text string, n int) string {
 	return ""
 }
 
+// testTokens is the second-factor tokens of the tests, revoked in store;
+// nil when store is nil (for the tests of a missing store).
+func testTokens(store Store, cookie string, now func() time.Time) *secondfactor.Tokens {
+	if store == nil {
+		return nil
+	}
+	t, err := secondfactor.New(secondfactor.Config{
+		Secret: testSecret, CookieName: cookie, HeaderName: "X-Second-Factor-Token",
+		TTL: 12 * time.Hour, Revocations: store, Now: now,
+	})
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
 type testEnv struct {
 	s      *Service
 	clock  *fakeClock
@@ -90,10 +108,8 @@ type testEnv struct {
 
 func testConfig(clock *fakeClock, sender Sender, store Store, logs *bytes.Buffer) Config {
 	return Config{
-		Secret:     testSecret,
-		CookieName: "__Host-stepgate",
-		HeaderName: "X-Second-Factor-Token",
-		TokenTTL:   12 * time.Hour,
+		Secret: testSecret,
+		Tokens: testTokens(store, "__Host-stepgate", clock.Now),
 		OTP: OTPConfig{
 			Length:             6,
 			TTL:                5 * time.Minute,
@@ -122,6 +138,8 @@ func newEnv(t testing.TB, mod ...func(*Config)) *testEnv {
 	for _, f := range mod {
 		f(&cfg)
 	}
+	// The tokens' revocation list is the store the mods left.
+	cfg.Tokens = testTokens(cfg.Store, "__Host-stepgate", cfg.Now)
 	e.store = cfg.Store
 	s, err := newService(cfg)
 	if err != nil {
@@ -159,17 +177,14 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		{"short secret", func(c *Config) { c.Secret = []byte("short") }, "second_factor.secret"},
-		{"short previous", func(c *Config) { c.PreviousSecrets = [][]byte{[]byte("x")} }, "previous_secrets[0]"},
 		{"no sender", func(c *Config) { c.Sender = nil }, "no sender"},
 		{"no store", func(c *Config) { c.Store = nil }, "no store"},
-		{"zero token ttl", func(c *Config) { c.TokenTTL = 0 }, "second_factor.ttl"},
+		{"no tokens", func(c *Config) { c.Tokens = nil }, "no tokens"},
 		{"zero otp ttl", func(c *Config) { c.OTP.TTL = 0 }, "otp.ttl"},
 		{"length 3", func(c *Config) { c.OTP.Length = 3 }, "otp.length"},
 		{"length 11", func(c *Config) { c.OTP.Length = 11 }, "otp.length"},
 		{"no attempts", func(c *Config) { c.OTP.MaxAttempts = 0 }, "otp.max_attempts"},
 		{"no lockout", func(c *Config) { c.OTP.Lockout = 0 }, "otp.lockout"},
-		{"bad cookie", func(c *Config) { c.CookieName = "a b" }, "second_factor.cookie"},
-		{"empty header", func(c *Config) { c.HeaderName = "" }, "second_factor.header"},
 		{"subject injection", func(c *Config) { c.MailSubject = "x\r\nBcc: evil@example.com" }, "mail.subject"},
 	}
 	for _, tt := range tests {
@@ -195,14 +210,14 @@ func TestConfigValidate(t *testing.T) {
 
 func TestRevokeAndReady(t *testing.T) {
 	e := newEnv(t)
-	g, err := e.s.mint(alice)
+	g, err := e.s.cfg.Tokens.Mint(alice)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := e.s.Revoke(context.Background(), g); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
-	if _, err := e.s.Validate(context.Background(), g.Token, alice); !errors.Is(err, ErrTokenInvalid) {
+	if _, err := e.s.cfg.Tokens.Validate(context.Background(), g.Token, alice); !errors.Is(err, secondfactor.ErrTokenInvalid) {
 		t.Errorf("Validate after Revoke: got %v; want ErrTokenInvalid", err)
 	}
 	if err := e.s.Ready(context.Background()); err != nil {

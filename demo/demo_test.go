@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/stepgate/stepgate/challenge"
+	"github.com/stepgate/stepgate/challenge/mailer"
 )
 
 func TestInboxKeepsNewestAndFindsCode(t *testing.T) {
@@ -20,7 +19,7 @@ func TestInboxKeepsNewestAndFindsCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		m := challenge.Message{To: "demo@example.com", Subject: "s", Text: fmt.Sprintf("Your code is:\n\n    12345%d\n\nbye", i)}
+		m := mailer.Message{To: "demo@example.com", Subject: "s", Text: fmt.Sprintf("Your code is:\n\n    12345%d\n\nbye", i)}
 		if err := in.Send(context.Background(), m); err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
@@ -35,7 +34,7 @@ func TestInboxKeepsNewestAndFindsCode(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "a@b.c, d@e.f", "Demo <demo@example.com>", "demo@example.com\r\nBcc: x@y.z"} {
-		if err := in.Send(context.Background(), challenge.Message{To: bad}); err == nil {
+		if err := in.Send(context.Background(), mailer.Message{To: bad}); err == nil {
 			t.Errorf("Send to %q: got nil; want an error", bad)
 		}
 	}
@@ -55,7 +54,7 @@ func TestInboxEscapesMail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in.Send(context.Background(), challenge.Message{To: "demo@example.com", Subject: "<script>x</script>", Text: "<img src=x>"})
+	in.Send(context.Background(), mailer.Message{To: "demo@example.com", Subject: "<script>x</script>", Text: "<img src=x>"})
 	rec := httptest.NewRecorder()
 	in.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if body := rec.Body.String(); strings.Contains(body, "<script>x") || strings.Contains(body, "<img src=x>") {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/challenge"
+	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/respond"
 )
 
@@ -77,7 +78,7 @@ var codeLine = regexp.MustCompile(`(?m)^\s+([0-9]{6,10})\s*$`)
 
 // Send implements challenge.Sender. Like the real drivers it refuses a
 // recipient that is not exactly one bare address.
-func (i *Inbox) Send(ctx context.Context, m challenge.Message) error {
+func (i *Inbox) Send(ctx context.Context, m mailer.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

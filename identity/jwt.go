@@ -147,7 +147,7 @@ func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 }
 
 // secondFactorType is the "typ" of stepgate's own second-factor tokens
-// (challenge.tokenType; identity cannot import challenge).
+// (secondfactor.tokenType; identity cannot import secondfactor).
 const secondFactorType = "stepgate-2fa+jwt"
 
 // key is the parser's Keyfunc. The parser has already checked alg against

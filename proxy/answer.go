@@ -97,7 +97,7 @@ func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, st *state, d po
 	g.audit(r, st, "second factor required", "step_up_required", Challenged, st.rule,
 		slog.String("method", r.Method), slog.String("path", st.target.Path))
 	var link string
-	if g.cfg.Challenge != nil {
+	if g.cfg.Internal != nil {
 		link = g.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(returnURL(st.target))
 	}
 	maxAge := int64(d.MaxAge.Seconds())

@@ -16,15 +16,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stepgate/stepgate/challenge"
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
 	"github.com/stepgate/stepgate/templates"
 )
 
 // Config configures a Gate. A Gate is rebuilt on every config reload; the
-// Transport, Metrics and Store-backed Challenge are what outlive it.
+// Transport, Metrics and the Store behind SecondFactor and Internal are
+// what outlive it.
 type Config struct {
 	Policy   *policy.Policy // required
 	Upstream *url.URL       // required: scheme http or https and a host; a path is a base prefix
@@ -41,10 +42,14 @@ type Config struct {
 	// Identity authenticates requests; nil means every authenticate and
 	// step_up decision answers 401.
 	Identity *identity.Authenticator
-	// Challenge checks second factors and serves Prefix; nil means every
-	// step_up decision answers 401 and Prefix answers 404.
-	Challenge *challenge.Service
-	LoginURL  string // identity.login_url with {rd}; "" => 401 page
+	// SecondFactor finds a request's second-factor token; nil means every
+	// step_up decision answers 401.
+	SecondFactor *secondfactor.Tokens
+	// Internal serves Prefix (the challenge pages and API, whose
+	// challenge page step_up answers link to); nil means Prefix answers
+	// 404 and step_up answers carry no link.
+	Internal http.Handler
+	LoginURL string // identity.login_url with {rd}; "" => 401 page
 	// Pages renders error pages; nil means the embedded templates.
 	Pages *respond.Pages
 	// Metrics counts requests and upstream latency; nil means unregistered
@@ -150,7 +155,7 @@ type state struct {
 	rule        string // deciding rule, "default" when none
 	id          identity.Identity
 	hasID       bool
-	grant       challenge.Grant
+	grant       secondfactor.Grant
 	hasGrant    bool
 	hv          [numHV]string
 	idv         [1]string // response X-Request-Id value
@@ -278,7 +283,7 @@ func (g *Gate) evaluate(r *http.Request, st *state, d policy.Decision) outcome {
 		return outUnauthenticated
 	}
 	st.id, st.hasID = id, true
-	if g.cfg.Challenge == nil {
+	if g.cfg.SecondFactor == nil {
 		if d.Action == policy.StepUp {
 			return outChallenged
 		}
@@ -288,7 +293,7 @@ func (g *Gate) evaluate(r *http.Request, st *state, d policy.Decision) outcome {
 	if d.Action == policy.StepUp {
 		maxAge = d.MaxAge
 	}
-	st.grant, st.hasGrant = g.cfg.Challenge.Check(r, id, maxAge)
+	st.grant, st.hasGrant = g.cfg.SecondFactor.Check(r, id, maxAge)
 	if d.Action == policy.StepUp && !st.hasGrant {
 		return outChallenged
 	}
@@ -311,7 +316,7 @@ func (g *Gate) internal(p string) bool {
 // serveInternal hands a request under Prefix to the challenge handler with
 // the canonical path, so it routes on what the policy would have seen.
 func (g *Gate) serveInternal(w http.ResponseWriter, r *http.Request, st *state) {
-	if g.cfg.Challenge == nil {
+	if g.cfg.Internal == nil {
 		g.pages.Error(w, r, http.StatusNotFound, "not_found", "Not found", "There is nothing here.", nil)
 		return
 	}
@@ -326,5 +331,5 @@ func (g *Gate) serveInternal(w http.ResponseWriter, r *http.Request, st *state) 
 	r2.URL = &u
 	r2.Header = r.Header.Clone()
 	r2.Header.Set("X-Request-Id", st.reqID)
-	g.cfg.Challenge.Handler().ServeHTTP(w, r2)
+	g.cfg.Internal.ServeHTTP(w, r2)
 }

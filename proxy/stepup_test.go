@@ -18,7 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stepgate/stepgate/challenge"
+	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 var (
@@ -39,10 +41,10 @@ func newClock() *clock               { c := &clock{}; c.ns.Store(time.Now().Unix
 // so that a test can read the code as a user would.
 type mailbox struct {
 	mu   sync.Mutex
-	last map[string]challenge.Message
+	last map[string]mailer.Message
 }
 
-func (m *mailbox) Send(_ context.Context, msg challenge.Message) error {
+func (m *mailbox) Send(_ context.Context, msg mailer.Message) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.last[msg.To] = msg
@@ -54,18 +56,19 @@ var codeRE = regexp.MustCompile(`\b[0-9]{6}\b`)
 // stepUpEnv is a Gate with a real JWT identity and a real challenge
 // service on a memory store.
 type stepUpEnv struct {
-	up    *upstream
-	gate  *Gate
-	auth  *identity.Authenticator
-	ch    *challenge.Service
-	clock *clock
-	mail  *mailbox
-	m     *Metrics
+	up     *upstream
+	gate   *Gate
+	auth   *identity.Authenticator
+	ch     *challenge.Service
+	tokens *secondfactor.Tokens
+	clock  *clock
+	mail   *mailbox
+	m      *Metrics
 }
 
 func newStepUpEnv(t testing.TB, loginURL string, transport http.RoundTripper) (*stepUpEnv, func(string) rawResponse) {
 	t.Helper()
-	e := &stepUpEnv{up: newUpstream(t), clock: newClock(), mail: &mailbox{last: map[string]challenge.Message{}}, m: NewMetrics(nil)}
+	e := &stepUpEnv{up: newUpstream(t), clock: newClock(), mail: &mailbox{last: map[string]mailer.Message{}}, m: NewMetrics(nil)}
 	var err error
 	e.auth, err = identity.New(identity.Config{Source: "jwt", JWT: identity.JWTConfig{
 		Cookie: "access_token", Algorithms: []string{"HS256"}, HMACSecret: accessSecret, Now: e.clock.now,
@@ -73,16 +76,24 @@ func newStepUpEnv(t testing.TB, loginURL string, transport http.RoundTripper) (*
 	if err != nil {
 		t.Fatalf("identity.New: %v", err)
 	}
+	store := challenge.NewMemoryStore(1000)
+	e.tokens, err = secondfactor.New(secondfactor.Config{
+		Secret: secondSecret, CookieName: sfCookie, HeaderName: "X-Second-Factor-Token", TTL: 12 * time.Hour,
+		Revocations: store, Now: e.clock.now,
+	})
+	if err != nil {
+		t.Fatalf("secondfactor.New: %v", err)
+	}
 	e.ch, err = challenge.New(challenge.Config{
-		Secret: secondSecret, CookieName: sfCookie, HeaderName: "X-Second-Factor-Token", TokenTTL: 12 * time.Hour,
+		Secret: secondSecret, Tokens: e.tokens,
 		OTP:         challenge.OTPConfig{Length: 6, TTL: 5 * time.Minute, MaxAttempts: 5, ResendAfter: 0, MaxSendsPerHour: 100, MaxFailuresPerHour: 100, Lockout: time.Minute},
-		MailSubject: "code", Sender: e.mail, Store: challenge.NewMemoryStore(1000), Prefix: "/.stepup",
+		MailSubject: "code", Sender: e.mail, Store: store, Prefix: "/.stepup",
 		Authenticate: e.auth.Authenticate, Logger: quietLogger(), Now: e.clock.now,
 	})
 	if err != nil {
 		t.Fatalf("challenge.New: %v", err)
 	}
-	g, srv := newGate(t, Config{Upstream: mustURL(t, e.up.URL), Identity: e.auth, Challenge: e.ch, LoginURL: loginURL, Metrics: e.m, Transport: transport})
+	g, srv := newGate(t, Config{Upstream: mustURL(t, e.up.URL), Identity: e.auth, SecondFactor: e.tokens, Internal: e.ch.Handler(), LoginURL: loginURL, Metrics: e.m, Transport: transport})
 	e.gate = g
 	return e, func(req string) rawResponse { return raw(t, srv, req) }
 }
@@ -102,7 +113,7 @@ func (e *stepUpEnv) accessToken(t testing.TB, sub, sid string, emails ...string)
 
 // grant runs the real code flow (send, read the mail, verify) and returns
 // the second-factor grant.
-func (e *stepUpEnv) grant(t testing.TB, id identity.Identity) challenge.Grant {
+func (e *stepUpEnv) grant(t testing.TB, id identity.Identity) secondfactor.Grant {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := e.ch.Send(ctx, id, 0, challenge.Meta{}); err != nil {

@@ -16,10 +16,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/stepgate/stepgate/challenge"
+	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/challenge/mailtest"
 	"github.com/stepgate/stepgate/challenge/redisstore"
 	"github.com/stepgate/stepgate/challenge/redisstore/redistest"
 	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // These tests run two challenge.Service replicas, each with its own
@@ -56,6 +58,7 @@ func repOTP() challenge.OTPConfig {
 type replica struct {
 	name string
 	svc  *challenge.Service
+	tok  *secondfactor.Tokens
 	url  string
 }
 
@@ -87,10 +90,10 @@ func newCluster(t *testing.T, addr string, otp challenge.OTPConfig) *cluster {
 		},
 	}
 	for i := range c.reps {
-		svc := newReplicaService(t, addr, c.in.Port(), auth, otp, repSecret, nil)
+		svc, tok := newReplicaService(t, addr, c.in.Port(), auth, otp, repSecret, nil)
 		srv := httptest.NewServer(svc.Handler())
 		t.Cleanup(srv.Close)
-		c.reps[i] = &replica{name: "replica " + strconv.Itoa(i+1), svc: svc, url: srv.URL}
+		c.reps[i] = &replica{name: "replica " + strconv.Itoa(i+1), svc: svc, tok: tok, url: srv.URL}
 	}
 	return c
 }
@@ -98,33 +101,41 @@ func newCluster(t *testing.T, addr string, otp challenge.OTPConfig) *cluster {
 // newReplicaService builds one replica's Service with its own Store
 // (same KeyPrefix) and its own SMTP sender.
 func newReplicaService(t *testing.T, addr string, smtpPort int, auth *identity.Authenticator,
-	otp challenge.OTPConfig, secret []byte, previous [][]byte) *challenge.Service {
+	otp challenge.OTPConfig, secret []byte, previous [][]byte) (*challenge.Service, *secondfactor.Tokens) {
 	t.Helper()
 	store := newStore(t, redisstore.Options{Addr: addr, KeyPrefix: "stepgate:", Timeout: time.Second})
-	sender, err := challenge.NewSMTPSender(challenge.SMTPConfig{Host: "127.0.0.1", Port: smtpPort, TLS: "none",
+	sender, err := mailer.NewSMTPSender(mailer.SMTPConfig{Host: "127.0.0.1", Port: smtpPort, TLS: "none",
 		Timeout: 5 * time.Second, From: "stepgate <no-reply@example.com>"})
 	if err != nil {
 		t.Fatalf("NewSMTPSender: %v", err)
 	}
-	svc, err := challenge.New(challenge.Config{
+	tokens, err := secondfactor.New(secondfactor.Config{
 		Secret:          secret,
 		PreviousSecrets: previous,
 		CookieName:      repCookie,
 		HeaderName:      repHeader,
-		TokenTTL:        12 * time.Hour,
-		OTP:             otp,
-		MailSubject:     "Your verification code",
-		Sender:          sender,
-		Store:           store,
-		Prefix:          repPrefix,
-		Authenticate:    auth.Authenticate,
-		LoginURL:        "/login?rd={rd}",
-		Logger:          slog.New(slog.DiscardHandler),
+		TTL:             12 * time.Hour,
+		Revocations:     store,
+	})
+	if err != nil {
+		t.Fatalf("secondfactor.New: %v", err)
+	}
+	svc, err := challenge.New(challenge.Config{
+		Secret:       secret,
+		Tokens:       tokens,
+		OTP:          otp,
+		MailSubject:  "Your verification code",
+		Sender:       sender,
+		Store:        store,
+		Prefix:       repPrefix,
+		Authenticate: auth.Authenticate,
+		LoginURL:     "/login?rd={rd}",
+		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatalf("challenge.New: %v", err)
 	}
-	return svc
+	return svc, tokens
 }
 
 // accessToken is an HS256 access token from the identity provider.
@@ -211,7 +222,7 @@ func (c *cluster) browser(t *testing.T, i int, path, at, tok string, form url.Va
 
 // check runs replica i's Service.Check, the proxy's hot path, on a
 // request carrying the access token at and the second-factor cookie tok.
-func (c *cluster) check(t *testing.T, i int, at, tok string) (challenge.Grant, bool) {
+func (c *cluster) check(t *testing.T, i int, at, tok string) (secondfactor.Grant, bool) {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "/admin", nil)
 	r.AddCookie(&http.Cookie{Name: repAccessCookie, Value: at})
@@ -220,7 +231,7 @@ func (c *cluster) check(t *testing.T, i int, at, tok string) (challenge.Grant, b
 	if err != nil {
 		t.Fatalf("Authenticate: %v", err)
 	}
-	return c.reps[i].svc.Check(r, id, time.Hour)
+	return c.reps[i].tok.Check(r, id, time.Hour)
 }
 
 // otpReply is the error body of PUT /api/email-otp.
@@ -329,11 +340,11 @@ func TestReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Authenticate: %v", err)
 		}
-		rotated := newReplicaService(t, addr, c.in.Port(), c.auth, repOTP(), newSecret, [][]byte{repSecret})
+		_, rotated := newReplicaService(t, addr, c.in.Port(), c.auth, repOTP(), newSecret, [][]byte{repSecret})
 		if _, err := rotated.Validate(t.Context(), token, id); err != nil {
 			t.Errorf("replica with the old secret in previous_secrets: Validate: %v; want the token accepted", err)
 		}
-		dropped := newReplicaService(t, addr, c.in.Port(), c.auth, repOTP(), newSecret, nil)
+		_, dropped := newReplicaService(t, addr, c.in.Port(), c.auth, repOTP(), newSecret, nil)
 		if _, err := dropped.Validate(t.Context(), token, id); err == nil {
 			t.Errorf("replica without the old secret accepted a token signed with it")
 		}

@@ -1,6 +1,7 @@
-package challenge
+package secondfactor
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -76,7 +77,7 @@ func TestNextCookieMatchesNetHTTP(t *testing.T) {
 // send them, and the candidate bound.
 func TestCheckRawCookieHeaders(t *testing.T) {
 	e := newEnv(t)
-	g, err := e.s.mint(alice)
+	g, err := e.s.Mint(alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,5 +107,34 @@ func TestCheckRawCookieHeaders(t *testing.T) {
 				t.Errorf("got jti %q; want %q", got.ID, g.ID)
 			}
 		})
+	}
+}
+
+func TestSetCookie(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, secure := range []bool{false, true} {
+		s := newEnv(t, func(c *Config) {
+			c.CookieName = "stepgate"
+			c.SecureCookie = secure
+			c.Now = func() time.Time { return now }
+		}).s
+		w := httptest.NewRecorder()
+		s.SetCookie(w, Grant{Token: "tok", ExpiresAt: now.Add(12 * time.Hour)})
+		cs := w.Result().Cookies()
+		if len(cs) != 1 {
+			t.Fatalf("got %d cookies; want 1", len(cs))
+		}
+		c := cs[0]
+		if c.Name != "stepgate" || c.Value != "tok" || c.Path != "/" || !c.HttpOnly ||
+			c.SameSite != http.SameSiteLaxMode || c.Secure != secure || c.MaxAge != 43200 ||
+			!c.Expires.Equal(now.Add(12*time.Hour)) {
+			t.Errorf("secure=%v: got cookie %q; want stepgate=tok Path=/ HttpOnly SameSite=Lax Max-Age=43200", secure, w.Header().Get("Set-Cookie"))
+		}
+		w = httptest.NewRecorder()
+		s.ClearCookie(w)
+		c = w.Result().Cookies()[0]
+		if c.Name != "stepgate" || c.Value != "" || c.Path != "/" || c.MaxAge >= 0 || !c.HttpOnly || c.Secure != secure {
+			t.Errorf("secure=%v: got clearing cookie %q; want an expired cookie with the same attributes", secure, w.Header().Get("Set-Cookie"))
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package challenge
+package secondfactor
 
 import (
 	"context"
@@ -55,11 +55,11 @@ func TestTokenVerify(t *testing.T) {
 	now := e.clock.Now()
 	ctx := context.Background()
 
-	minted, err := e.s.mint(alice)
+	minted, err := e.s.Mint(alice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	revoked, _ := e.s.mint(alice)
+	revoked, _ := e.s.Mint(alice)
 	if err := e.s.Revoke(ctx, revoked); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func must[T any](v T, err error) T {
 
 func TestMintClaims(t *testing.T) {
 	e := newEnv(t)
-	g, err := e.s.mint(alice)
+	g, err := e.s.Mint(alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestMintClaims(t *testing.T) {
 	if len(c.ID) != 22 || c.ID != g.ID {
 		t.Errorf("jti: got %q (grant %q); want 22 base64url chars (128 bits)", c.ID, g.ID)
 	}
-	g2, _ := e.s.mint(alice)
+	g2, _ := e.s.Mint(alice)
 	if g2.ID == g.ID {
 		t.Error("two tokens share a jti")
 	}
@@ -192,7 +192,7 @@ func TestMintClaims(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	e := newEnv(t)
-	g, err := e.s.mint(alice)
+	g, err := e.s.Mint(alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,16 +232,16 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// failingStore fails Revoked, to show that a store failure denies.
-type failingStore struct{ Store }
+// failingRevocations fails Revoked, to show that a store failure denies.
+type failingRevocations struct{ revocations }
 
-func (failingStore) Revoked(context.Context, string) (bool, error) {
+func (*failingRevocations) Revoked(context.Context, string) (bool, error) {
 	return false, errors.New("connection refused")
 }
 
 func TestCheckStoreErrorDenies(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Store = failingStore{NewMemoryStore(0)} })
-	g, err := e.s.mint(alice)
+	e := newEnv(t, func(c *Config) { c.Revocations = &failingRevocations{} })
+	g, err := e.s.Mint(alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,14 +250,14 @@ func TestCheckStoreErrorDenies(t *testing.T) {
 	if _, ok := e.s.Check(r, alice, time.Hour); ok {
 		t.Error("Check with a failing store: got ok; want denied")
 	}
-	if _, err := e.s.Validate(context.Background(), g.Token, alice); !errors.Is(err, ErrStoreUnavailable) {
-		t.Errorf("Validate with a failing store: got %v; want ErrStoreUnavailable", err)
+	if _, err := e.s.Validate(context.Background(), g.Token, alice); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Validate with a failing store: got %v; want ErrUnavailable", err)
 	}
 }
 
 func BenchmarkCheck(b *testing.B) {
 	e := newEnv(b)
-	g, err := e.s.mint(alice)
+	g, err := e.s.Mint(alice)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func BenchmarkCheck(b *testing.B) {
 
 func BenchmarkCheckUncached(b *testing.B) {
 	e := newEnv(b)
-	g, err := e.s.mint(alice)
+	g, err := e.s.Mint(alice)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func BenchmarkCheckUncached(b *testing.B) {
 	r.Header.Set("Cookie", "__Host-stepgate="+g.Token)
 	b.ReportAllocs()
 	for b.Loop() {
-		e.s.cache = tokenCache{}
+		e.s.cache = newTokenCache()
 		if _, ok := e.s.Check(r, alice, time.Hour); !ok {
 			b.Fatal("Check failed")
 		}
@@ -294,7 +294,7 @@ func BenchmarkCheckUncached(b *testing.B) {
 // with our secret, for alice (checked independently of the verifier).
 func FuzzVerify(f *testing.F) {
 	e := newEnv(f)
-	g, err := e.s.mint(alice)
+	g, err := e.s.Mint(alice)
 	if err != nil {
 		f.Fatal(err)
 	}

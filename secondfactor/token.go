@@ -1,4 +1,4 @@
-package challenge
+package secondfactor
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -33,8 +32,6 @@ const (
 	// authTimeSkew is how far in the future auth_time may lie before a
 	// token is refused (clock steps between replicas).
 	authTimeSkew = time.Minute
-	// tokenCacheSize bounds the verified-token cache.
-	tokenCacheSize = 8192
 )
 
 var tokenAMR = []string{"otp", "email"}
@@ -47,60 +44,6 @@ type tokenClaims struct {
 	AMR      []string `json:"amr"`
 }
 
-// verifiedToken is a token whose signature, type, issuer and expiry were
-// checked; what depends on the request (subject, session, max age,
-// revocation) is checked on every use.
-type verifiedToken struct {
-	subject   string
-	session   string
-	jti       string
-	authTime  time.Time
-	expiresAt time.Time
-}
-
-// tokenCache remembers verified tokens by their exact string so that the
-// hot path (Check on every step_up request) skips base64, JSON and HMAC.
-// Only tokens that passed full verification are stored; entries die at the
-// token's exp. When full, arbitrary entries are dropped (Go's map order);
-// a dropped entry only costs one full verification.
-type tokenCache struct {
-	mu sync.RWMutex
-	m  map[string]*verifiedToken
-}
-
-func (c *tokenCache) get(tok string, now time.Time) *verifiedToken {
-	c.mu.RLock()
-	v := c.m[tok]
-	c.mu.RUnlock()
-	if v == nil || !now.Before(v.expiresAt) {
-		return nil
-	}
-	return v
-}
-
-func (c *tokenCache) put(tok string, v *verifiedToken, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[string]*verifiedToken)
-	}
-	if len(c.m) >= tokenCacheSize {
-		// Drop expired entries first, then arbitrary ones, down to 7/8.
-		for k, e := range c.m {
-			if !now.Before(e.expiresAt) {
-				delete(c.m, k)
-			}
-		}
-		for k := range c.m {
-			if len(c.m) < tokenCacheSize*7/8 {
-				break
-			}
-			delete(c.m, k)
-		}
-	}
-	c.m[tok] = v
-}
-
 // newJTI returns 128 random bits, base64url.
 func newJTI() (string, error) {
 	var b [16]byte
@@ -110,16 +53,16 @@ func newJTI() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// mint signs a token for id, authenticated now.
-func (s *Service) mint(id identity.Identity) (Grant, error) {
+// Mint signs a token for id, authenticated now.
+func (t *Tokens) Mint(id identity.Identity) (Grant, error) {
 	jti, err := newJTI()
 	if err != nil {
 		return Grant{}, fmt.Errorf("token id: %w", err)
 	}
 	// JWT times are whole seconds (RFC 7519 §2 NumericDate); truncate so
 	// that the Grant says exactly what the token says.
-	now := s.now().Truncate(time.Second)
-	exp := now.Add(s.cfg.TokenTTL)
+	now := t.now().Truncate(time.Second)
+	exp := now.Add(t.cfg.TTL)
 	c := tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    tokenIssuer,
@@ -132,9 +75,9 @@ func (s *Service) mint(id identity.Identity) (Grant, error) {
 		AuthTime: now.Unix(),
 		AMR:      tokenAMR,
 	}
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
-	t.Header["typ"] = tokenType
-	signed, err := t.SignedString(s.cfg.Secret)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	tok.Header["typ"] = tokenType
+	signed, err := tok.SignedString(t.cfg.Secret)
 	if err != nil {
 		return Grant{}, fmt.Errorf("sign token: %w", err)
 	}
@@ -150,24 +93,24 @@ func (s *Service) mint(id identity.Identity) (Grant, error) {
 
 // keyfunc refuses tokens without our typ and offers the current and the
 // previous secrets (key rotation, SPEC §3).
-func (s *Service) keyfunc(t *jwt.Token) (any, error) {
-	if typ, _ := t.Header["typ"].(string); typ != tokenType {
+func (t *Tokens) keyfunc(tok *jwt.Token) (any, error) {
+	if typ, _ := tok.Header["typ"].(string); typ != tokenType {
 		return nil, errors.New("not a second-factor token")
 	}
-	return s.keys, nil
+	return t.keys, nil
 }
 
 // parse verifies what does not depend on the request: signature with a
 // pinned algorithm, typ, issuer and expiry. Results are cached.
-func (s *Service) parse(tok string, now time.Time) (*verifiedToken, error) {
-	if v := s.cache.get(tok, now); v != nil {
+func (t *Tokens) parse(tok string, now time.Time) (*verifiedToken, error) {
+	if v := t.cache.get(tok, now); v != nil {
 		return v, nil
 	}
 	if len(tok) > maxTokenLen {
 		return nil, ErrTokenInvalid
 	}
 	var c tokenClaims
-	_, err := s.parser.ParseWithClaims(tok, &c, s.keyfunc)
+	_, err := t.parser.ParseWithClaims(tok, &c, t.keyfunc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
 	}
@@ -181,15 +124,15 @@ func (s *Service) parse(tok string, now time.Time) (*verifiedToken, error) {
 		authTime:  time.Unix(c.AuthTime, 0),
 		expiresAt: c.ExpiresAt.Time,
 	}
-	s.cache.put(tok, v, now)
+	t.cache.put(tok, v, now)
 	return v, nil
 }
 
 // verify checks tok for id and maxAge, revocation included. A store
-// failure is returned as ErrStoreUnavailable; callers deny on any error.
-func (s *Service) verify(ctx context.Context, tok string, id identity.Identity, maxAge time.Duration) (Grant, error) {
-	now := s.now()
-	v, err := s.parse(tok, now)
+// failure is returned as ErrUnavailable; callers deny on any error.
+func (t *Tokens) verify(ctx context.Context, tok string, id identity.Identity, maxAge time.Duration) (Grant, error) {
+	now := t.now()
+	v, err := t.parse(tok, now)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -204,9 +147,9 @@ func (s *Service) verify(ctx context.Context, tok string, id identity.Identity, 
 	if age > maxAge || age < -authTimeSkew {
 		return Grant{}, fmt.Errorf("%w: too old", ErrTokenInvalid)
 	}
-	revoked, err := s.cfg.Store.Revoked(ctx, v.jti)
+	revoked, err := t.cfg.Revocations.Revoked(ctx, v.jti)
 	if err != nil {
-		return Grant{}, fmt.Errorf("%w: revocation list: %w", ErrStoreUnavailable, err)
+		return Grant{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if revoked {
 		return Grant{}, fmt.Errorf("%w: revoked", ErrTokenInvalid)
@@ -223,33 +166,34 @@ func (s *Service) verify(ctx context.Context, tok string, id identity.Identity, 
 
 // Check is the hot path: it finds a valid second-factor token for id in the
 // request (every cookie named CookieName, then HeaderName) no older than
-// maxAge and not revoked. A store failure counts as not found (deny).
+// maxAge and not revoked. A revocation-list failure counts as not found
+// (deny).
 //
 // Several cookies of the same name can arrive (one per Path or Domain); any
 // valid one counts and an invalid one never hides a valid one.
-func (s *Service) Check(r *http.Request, id identity.Identity, maxAge time.Duration) (Grant, bool) {
+func (t *Tokens) Check(r *http.Request, id identity.Identity, maxAge time.Duration) (Grant, bool) {
 	ctx := r.Context()
 	n := 0
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
 			var v string
 			var ok bool
-			if v, line, ok = nextCookie(line, s.cfg.CookieName); !ok {
+			if v, line, ok = nextCookie(line, t.cfg.CookieName); !ok {
 				continue
 			}
 			if n++; n > maxCandidates {
 				return Grant{}, false
 			}
-			if g, err := s.verify(ctx, v, id, maxAge); err == nil {
+			if g, err := t.verify(ctx, v, id, maxAge); err == nil {
 				return g, true
 			}
 		}
 	}
-	for _, h := range r.Header.Values(s.cfg.HeaderName) {
+	for _, h := range r.Header.Values(t.cfg.HeaderName) {
 		if n++; n > maxCandidates {
 			return Grant{}, false
 		}
-		if g, err := s.verify(ctx, h, id, maxAge); err == nil {
+		if g, err := t.verify(ctx, h, id, maxAge); err == nil {
 			return g, true
 		}
 	}
@@ -258,9 +202,9 @@ func (s *Service) Check(r *http.Request, id identity.Identity, maxAge time.Durat
 
 // Validate verifies token for id (for /api/validate). Any token still
 // within its TTL is accepted; errors wrap ErrTokenInvalid, or
-// ErrStoreUnavailable when the revocation list cannot be read.
-func (s *Service) Validate(ctx context.Context, token string, id identity.Identity) (Grant, error) {
-	return s.verify(ctx, token, id, s.cfg.TokenTTL)
+// ErrUnavailable when the revocation list cannot be read.
+func (t *Tokens) Validate(ctx context.Context, token string, id identity.Identity) (Grant, error) {
+	return t.verify(ctx, token, id, t.cfg.TTL)
 }
 
 // nextCookie reads the first "name=value" pair of a Cookie header line

@@ -1,4 +1,6 @@
-package challenge
+// Package mailer sends the one-time-code mails: over SMTP (go-mail), as
+// .eml files, or to the log; it is the only importer of go-mail.
+package mailer
 
 import (
 	"context"
@@ -9,10 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	gomail "github.com/wneessen/go-mail"
 )
@@ -45,8 +49,6 @@ type SMTPSender struct {
 	from    string
 	timeout time.Duration
 }
-
-var _ Sender = (*SMTPSender)(nil)
 
 // NewSMTPSender checks c and prepares the client options.
 //
@@ -139,7 +141,7 @@ func checkFrom(from string) error {
 // buildMsg builds a multipart/alternative message: text first, then HTML
 // (RFC 2046 §5.1.4: the last part is the preferred one).
 func buildMsg(from string, m Message) (*gomail.Msg, error) {
-	if err := checkAddress(m.To); err != nil {
+	if err := CheckAddress(m.To); err != nil {
 		return nil, fmt.Errorf("recipient: %w", err)
 	}
 	if strings.ContainsAny(m.Subject, "\r\n") {
@@ -164,7 +166,7 @@ func buildMsg(from string, m Message) (*gomail.Msg, error) {
 	return msg, nil
 }
 
-// Send implements Sender. It returns when the server accepted the message,
+// Send delivers m. It returns when the server accepted the message,
 // on error, or when ctx ends, whichever is first; the SMTP exchange itself
 // is bounded by the configured timeout.
 func (s *SMTPSender) Send(ctx context.Context, m Message) error {
@@ -205,8 +207,6 @@ type FileSender struct {
 	from string
 }
 
-var _ Sender = (*FileSender)(nil)
-
 // NewFileSender creates dir (0700) when missing; files are 0600 since
 // they hold codes.
 func NewFileSender(dir, from string) (*FileSender, error) {
@@ -222,7 +222,7 @@ func NewFileSender(dir, from string) (*FileSender, error) {
 	return &FileSender{dir: dir, from: from}, nil
 }
 
-// Send implements Sender. Each file gets a unique name (time and 64 random
+// Send delivers m. Each file gets a unique name (time and 64 random
 // bits) and is created exclusively, then renamed from a temporary name so
 // that a reader never sees half a message.
 func (f *FileSender) Send(ctx context.Context, m Message) error {
@@ -262,8 +262,6 @@ type LogSender struct {
 	from string
 }
 
-var _ Sender = (*LogSender)(nil)
-
 // NewLogSender logs a warning that codes will be logged.
 func NewLogSender(log *slog.Logger, from string) *LogSender {
 	if log == nil {
@@ -277,11 +275,40 @@ func NewLogSender(log *slog.Logger, from string) *LogSender {
 // one place a code reaches a log (SPEC §9), which is why the driver warns
 // at start.
 func (l *LogSender) Send(ctx context.Context, m Message) error {
-	if err := checkAddress(m.To); err != nil {
+	if err := CheckAddress(m.To); err != nil {
 		return fmt.Errorf("recipient: %w", err)
 	}
 	l.log.LogAttrs(ctx, slog.LevelWarn, "mail (log driver, local use only)",
 		slog.String("from", l.from), slog.String("to", m.To),
 		slog.String("subject", m.Subject), slog.String("text", m.Text))
+	return nil
+}
+
+// Message is one mail.
+type Message struct {
+	To      string
+	Subject string
+	Text    string
+	HTML    string
+}
+
+var errBadAddress = errors.New("address is not one plain mailbox")
+
+// CheckAddress re-validates an address before any mail is built (SPEC §9):
+// exactly one bare mailbox, no display name, no control characters (no
+// CR/LF header injection), no list.
+func CheckAddress(addr string) error {
+	if addr == "" || len(addr) > 254 {
+		return errBadAddress
+	}
+	for _, r := range addr {
+		if r < 0x20 || r == 0x7f || r == ',' || r == ';' || r == '<' || r == '>' || unicode.IsSpace(r) {
+			return errBadAddress
+		}
+	}
+	a, err := mail.ParseAddress(addr)
+	if err != nil || a.Name != "" || a.Address != addr {
+		return errBadAddress
+	}
 	return nil
 }
