@@ -1,0 +1,267 @@
+// Package pgstore is the factors.Store on PostgreSQL (github.com/jackc/pgx/v5),
+// for several stepgate replicas sharing enrolled factors. It is the only
+// importer of its driver.
+package pgstore
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stepgate/stepgate/factors"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migrationLock is the pg_advisory_xact_lock key that serialises replicas
+// migrating the same database at once ("stepgate" in ASCII).
+const migrationLock int64 = 0x7374657067617465
+
+// Options configures Open.
+type Options struct {
+	// DSN is a libpq connection string or postgres:// URL.
+	DSN string
+	// MaxConns bounds the pool. Zero means 10.
+	MaxConns int32
+	// ConnectTimeout bounds establishing one connection. Zero means 5s.
+	ConnectTimeout time.Duration
+}
+
+// Store is a factors.Store on PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ factors.Store = (*Store)(nil)
+
+// Open connects and applies the embedded migrations (one replica at a
+// time, under an advisory lock). A database migrated by a newer stepgate is
+// refused with factors.ErrSchemaTooNew.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.DSN == "" {
+		return nil, errors.New("factors.postgres.dsn: must be set")
+	}
+	cfg, err := pgxpool.ParseConfig(o.DSN)
+	if err != nil {
+		// pgx's message can quote the DSN, password included: say less.
+		return nil, errors.New("factors.postgres.dsn: not a valid connection string")
+	}
+	cfg.MaxConns = o.MaxConns
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 10
+	}
+	cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
+	if cfg.ConnConfig.ConnectTimeout <= 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("factors: postgres: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// SchemaVersion returns the highest migration version this binary knows.
+func SchemaVersion() int {
+	ms, err := factors.Migrations(migrationFS, "migrations")
+	if err != nil {
+		return 0
+	}
+	return len(ms)
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := factors.Migrations(migrationFS, "migrations")
+	if err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return wrap(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+		return wrap(err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS stepgate_schema (version INTEGER NOT NULL)`); err != nil {
+		return wrap(err)
+	}
+	var v int
+	err = tx.QueryRow(ctx, `SELECT version FROM stepgate_schema`).Scan(&v)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := tx.Exec(ctx, `INSERT INTO stepgate_schema (version) VALUES (0)`); err != nil {
+			return wrap(err)
+		}
+	case err != nil:
+		return wrap(err)
+	}
+	if v > len(ms) {
+		return factors.TooNew(v, len(ms))
+	}
+	for _, m := range ms[v:] {
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("factors: postgres: migration %s: %w", m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE stepgate_schema SET version = $1`, m.Version); err != nil {
+			return wrap(err)
+		}
+	}
+	return wrap(tx.Commit(ctx))
+}
+
+const columns = `id, user_id, type, name, created_at, last_used_at, confirmed, counter, public, secret`
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+func scan(r pgx.Row) (factors.Factor, error) {
+	var f factors.Factor
+	var created, used int64
+	err := r.Scan(&f.ID, &f.User, &f.Type, &f.Name, &created, &used, &f.Confirmed, &f.Counter, &f.Public, &f.Secret)
+	f.CreatedAt, f.LastUsedAt = fromMicros(created), fromMicros(used)
+	return f, err
+}
+
+func wrap(err error) error {
+	if err == nil || errors.Is(err, factors.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("factors: postgres: %w", err)
+}
+
+// Create implements factors.Store.
+func (s *Store) Create(ctx context.Context, f factors.Factor) error {
+	if f.Public == nil {
+		f.Public = []byte{}
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO stepgate_factors (`+columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		f.ID, f.User, f.Type, f.Name, micros(f.CreatedAt), micros(f.LastUsedAt), f.Confirmed, f.Counter, f.Public, f.Secret)
+	return wrap(err)
+}
+
+// Get implements factors.Store.
+func (s *Store) Get(ctx context.Context, user, id string) (factors.Factor, error) {
+	f, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM stepgate_factors WHERE user_id = $1 AND id = $2`, user, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return factors.Factor{}, factors.ErrNotFound
+	}
+	return f, wrap(err)
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) ([]factors.Factor, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	var out []factors.Factor
+	for rows.Next() {
+		f, err := scan(rows)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		out = append(out, f)
+	}
+	return out, wrap(rows.Err())
+}
+
+// List implements factors.Store.
+func (s *Store) List(ctx context.Context, user string) ([]factors.Factor, error) {
+	return s.query(ctx, `SELECT `+columns+` FROM stepgate_factors WHERE user_id = $1 ORDER BY created_at, id`, user)
+}
+
+// All implements factors.Store.
+func (s *Store) All(ctx context.Context) ([]factors.Factor, error) {
+	return s.query(ctx, `SELECT `+columns+` FROM stepgate_factors ORDER BY user_id, created_at, id`)
+}
+
+func (s *Store) exec(ctx context.Context, q string, args ...any) (bool, error) {
+	tag, err := s.pool.Exec(ctx, q, args...)
+	if err != nil {
+		return false, wrap(err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Confirm implements factors.Store.
+func (s *Store) Confirm(ctx context.Context, user, id string, counter int64, now time.Time) error {
+	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET confirmed = true, counter = $1, last_used_at = $2 WHERE user_id = $3 AND id = $4 AND NOT confirmed`,
+		counter, micros(now), user, id)
+	if err == nil && !ok {
+		return factors.ErrNotFound
+	}
+	return err
+}
+
+// Advance implements factors.Store: one conditional UPDATE, which
+// PostgreSQL serialises on the row, so of concurrent callers (on any
+// replica) with the same counter exactly one wins.
+func (s *Store) Advance(ctx context.Context, user, id string, counter int64, now time.Time) (bool, error) {
+	return s.exec(ctx, `UPDATE stepgate_factors SET counter = $1, last_used_at = $2 WHERE user_id = $3 AND id = $4 AND confirmed AND counter < $1`,
+		counter, micros(now), user, id)
+}
+
+// ReplaceSecret implements factors.Store.
+func (s *Store) ReplaceSecret(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
+	return s.exec(ctx, `UPDATE stepgate_factors SET secret = $1 WHERE user_id = $2 AND id = $3 AND secret = $4`, next, user, id, prev)
+}
+
+// Delete implements factors.Store.
+func (s *Store) Delete(ctx context.Context, user, id string) error {
+	ok, err := s.exec(ctx, `DELETE FROM stepgate_factors WHERE user_id = $1 AND id = $2`, user, id)
+	if err == nil && !ok {
+		return factors.ErrNotFound
+	}
+	return err
+}
+
+// Counts implements factors.Store.
+func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT type, COUNT(*) FROM stepgate_factors WHERE confirmed GROUP BY type`)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var t string
+		var n int64
+		if err := rows.Scan(&t, &n); err != nil {
+			return nil, wrap(err)
+		}
+		out[t] = int(n)
+	}
+	return out, wrap(rows.Err())
+}
+
+// Ping implements factors.Store.
+func (s *Store) Ping(ctx context.Context) error { return wrap(s.pool.Ping(ctx)) }
+
+// Close implements factors.Store.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}

@@ -1,0 +1,271 @@
+// Package sqlitestore is the factors.Store in one SQLite file, the default
+// driver: pure Go (modernc.org/sqlite), so stepgate stays a static
+// CGO_ENABLED=0 binary. It is for one stepgate process; replicas share
+// factors through factors/pgstore. It is the only importer of its driver.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/stepgate/stepgate/factors"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Store is a factors.Store on SQLite.
+type Store struct {
+	db *sql.DB
+}
+
+var _ factors.Store = (*Store)(nil)
+
+// Open opens (creating when missing, mode 0600) the database at path and
+// applies the embedded migrations. A database migrated by a newer stepgate
+// is refused with factors.ErrSchemaTooNew.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("factors.sqlite.path: must be set")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("factors.sqlite.path: directory: %w", err)
+		}
+	}
+	// Create the file first so that it is 0600: it holds sealed secrets.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("factors.sqlite.path: %w", err)
+	}
+	f.Close()
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	// One connection: SQLite has one writer anyway, and one connection
+	// makes every statement see the previous one's result without
+	// SQLITE_BUSY between this process's own goroutines.
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// SchemaVersion returns the highest migration version this binary knows.
+func SchemaVersion() int {
+	ms, err := factors.Migrations(migrationFS, "migrations")
+	if err != nil {
+		return 0
+	}
+	return len(ms)
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := factors.Migrations(migrationFS, "migrations")
+	if err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock): one migrator at a time
+	if err != nil {
+		return fmt.Errorf("factors: sqlite: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS stepgate_schema (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("factors: sqlite: %w", err)
+	}
+	var v int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM stepgate_schema`).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO stepgate_schema (version) VALUES (0)`); err != nil {
+			return fmt.Errorf("factors: sqlite: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("factors: sqlite: %w", err)
+	}
+	if v > len(ms) {
+		return factors.TooNew(v, len(ms))
+	}
+	for _, m := range ms[v:] {
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("factors: sqlite: migration %s: %w", m.Name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE stepgate_schema SET version = ?`, m.Version); err != nil {
+			return fmt.Errorf("factors: sqlite: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+const columns = `id, user_id, type, name, created_at, last_used_at, confirmed, counter, public, secret`
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scan(r scanner) (factors.Factor, error) {
+	var f factors.Factor
+	var created, used int64
+	var confirmed int
+	err := r.Scan(&f.ID, &f.User, &f.Type, &f.Name, &created, &used, &confirmed, &f.Counter, &f.Public, &f.Secret)
+	f.CreatedAt, f.LastUsedAt, f.Confirmed = fromMicros(created), fromMicros(used), confirmed != 0
+	return f, err
+}
+
+func wrap(err error) error {
+	if err == nil || errors.Is(err, factors.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("factors: sqlite: %w", err)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Create implements factors.Store.
+func (s *Store) Create(ctx context.Context, f factors.Factor) error {
+	if f.Public == nil {
+		f.Public = []byte{}
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO stepgate_factors (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		f.ID, f.User, f.Type, f.Name, micros(f.CreatedAt), micros(f.LastUsedAt), b2i(f.Confirmed), f.Counter, f.Public, f.Secret)
+	return wrap(err)
+}
+
+// Get implements factors.Store.
+func (s *Store) Get(ctx context.Context, user, id string) (factors.Factor, error) {
+	f, err := scan(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM stepgate_factors WHERE user_id = ? AND id = ?`, user, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return factors.Factor{}, factors.ErrNotFound
+	}
+	return f, wrap(err)
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) ([]factors.Factor, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	var out []factors.Factor
+	for rows.Next() {
+		f, err := scan(rows)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		out = append(out, f)
+	}
+	return out, wrap(rows.Err())
+}
+
+// List implements factors.Store.
+func (s *Store) List(ctx context.Context, user string) ([]factors.Factor, error) {
+	return s.query(ctx, `SELECT `+columns+` FROM stepgate_factors WHERE user_id = ? ORDER BY created_at, id`, user)
+}
+
+// All implements factors.Store.
+func (s *Store) All(ctx context.Context) ([]factors.Factor, error) {
+	return s.query(ctx, `SELECT `+columns+` FROM stepgate_factors ORDER BY user_id, created_at, id`)
+}
+
+func (s *Store) exec(ctx context.Context, q string, args ...any) (bool, error) {
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return false, wrap(err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, wrap(err)
+}
+
+// Confirm implements factors.Store.
+func (s *Store) Confirm(ctx context.Context, user, id string, counter int64, now time.Time) error {
+	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET confirmed = 1, counter = ?, last_used_at = ? WHERE user_id = ? AND id = ? AND confirmed = 0`,
+		counter, micros(now), user, id)
+	if err == nil && !ok {
+		return factors.ErrNotFound
+	}
+	return err
+}
+
+// Advance implements factors.Store: one conditional UPDATE, so of
+// concurrent callers with the same counter exactly one wins.
+func (s *Store) Advance(ctx context.Context, user, id string, counter int64, now time.Time) (bool, error) {
+	return s.exec(ctx, `UPDATE stepgate_factors SET counter = ?, last_used_at = ? WHERE user_id = ? AND id = ? AND confirmed = 1 AND counter < ?`,
+		counter, micros(now), user, id, counter)
+}
+
+// ReplaceSecret implements factors.Store.
+func (s *Store) ReplaceSecret(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
+	return s.exec(ctx, `UPDATE stepgate_factors SET secret = ? WHERE user_id = ? AND id = ? AND secret = ?`, next, user, id, prev)
+}
+
+// Delete implements factors.Store.
+func (s *Store) Delete(ctx context.Context, user, id string) error {
+	ok, err := s.exec(ctx, `DELETE FROM stepgate_factors WHERE user_id = ? AND id = ?`, user, id)
+	if err == nil && !ok {
+		return factors.ErrNotFound
+	}
+	return err
+}
+
+// Counts implements factors.Store.
+func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT type, COUNT(*) FROM stepgate_factors WHERE confirmed = 1 GROUP BY type`)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var t string
+		var n int
+		if err := rows.Scan(&t, &n); err != nil {
+			return nil, wrap(err)
+		}
+		out[t] = n
+	}
+	return out, wrap(rows.Err())
+}
+
+// Ping implements factors.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return wrap(s.db.QueryRowContext(ctx, `SELECT 1 FROM stepgate_schema`).Scan(&one))
+}
+
+// Close implements factors.Store.
+func (s *Store) Close() error { return s.db.Close() }

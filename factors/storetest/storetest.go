@@ -1,0 +1,336 @@
+// Package storetest is the behaviour suite every factors.Store must pass
+// (SQLite and PostgreSQL alike): round trips of every field, per-user
+// isolation, pending factors, the atomic counter that refuses a TOTP time
+// step twice (also under concurrency), compare-and-swap of secrets, delete
+// and counts.
+//
+//	func TestStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) factors.Store { ... })
+//	}
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stepgate/stepgate/factors"
+)
+
+// Run runs the suite as subtests of t. newStore returns a store that is
+// fresh or shares a backend with the other subtests (every user and type
+// is unique per subtest); it owns the store's lifetime (t.Cleanup).
+func Run(t *testing.T, newStore func(t *testing.T) factors.Store) {
+	t.Helper()
+	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newStore(t)) })
+	t.Run("Isolation", func(t *testing.T) { testIsolation(t, newStore(t)) })
+	t.Run("Confirm", func(t *testing.T) { testConfirm(t, newStore(t)) })
+	t.Run("Advance", func(t *testing.T) { testAdvance(t, newStore(t)) })
+	t.Run("AdvanceConcurrent", func(t *testing.T) { testAdvanceConcurrent(t, newStore) })
+	t.Run("ReplaceSecret", func(t *testing.T) { testReplaceSecret(t, newStore(t)) })
+	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
+	t.Run("Counts", func(t *testing.T) { testCounts(t, newStore(t)) })
+	t.Run("Ping", func(t *testing.T) {
+		if err := newStore(t).Ping(t.Context()); err != nil {
+			t.Fatalf("Ping: %v; want nil", err)
+		}
+	})
+}
+
+func unique(t *testing.T) string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	// The subtest name holds '/', and a quote exercises escaping.
+	return t.Name() + "'#" + hex.EncodeToString(b[:])
+}
+
+// clock is a base time on a whole microsecond (what the stores keep).
+func clock() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+func newFactor(t *testing.T, user, typ string, created time.Time, confirmed bool) factors.Factor {
+	t.Helper()
+	id, err := factors.NewID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return factors.Factor{
+		ID: id, User: user, Type: typ, Name: "phone ☎",
+		CreatedAt: created, Confirmed: confirmed,
+		Public: []byte(`{"digits":6}`), Secret: []byte("sealed-" + id),
+	}
+}
+
+func create(t *testing.T, s factors.Store, f factors.Factor) factors.Factor {
+	t.Helper()
+	if err := s.Create(t.Context(), f); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	return f
+}
+
+func equal(t *testing.T, got, want factors.Factor) {
+	t.Helper()
+	if got.ID != want.ID || got.User != want.User || got.Type != want.Type || got.Name != want.Name ||
+		!got.CreatedAt.Equal(want.CreatedAt) || !got.LastUsedAt.Equal(want.LastUsedAt) ||
+		got.Confirmed != want.Confirmed || got.Counter != want.Counter ||
+		!bytes.Equal(got.Public, want.Public) || !bytes.Equal(got.Secret, want.Secret) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+}
+
+func testRoundTrip(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	user := unique(t)
+	now := clock().Add(123456 * time.Microsecond)
+	f := newFactor(t, user, factors.TypeTOTP, now, true)
+	f.LastUsedAt = now.Add(time.Minute)
+	f.Counter = 1 << 40
+	f.Secret = []byte{0, 1, 2, 0xff, 0} // binary, with NULs
+	create(t, s, f)
+	got, err := s.Get(ctx, user, f.ID)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	equal(t, got, f)
+
+	// Zero LastUsedAt stays zero (never used); nil Public is stored empty.
+	g := newFactor(t, user, factors.TypePasskey, now.Add(time.Second), false)
+	g.Public = nil
+	create(t, s, g)
+	got, err = s.Get(ctx, user, g.ID)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if !got.LastUsedAt.IsZero() || len(got.Public) != 0 || got.Confirmed {
+		t.Fatalf("got %+v; want never used, empty public, pending", got)
+	}
+
+	// A duplicate id is refused.
+	if err := s.Create(ctx, f); err == nil {
+		t.Fatalf("Create with an existing id: nil error; want one")
+	}
+
+	// List: oldest first, pending included.
+	list, err := s.List(ctx, user)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if len(list) != 2 || list[0].ID != f.ID || list[1].ID != g.ID {
+		t.Fatalf("List = %v; want [%s %s]", ids(list), f.ID, g.ID)
+	}
+	// All sees them too.
+	all, err := s.All(ctx)
+	if err != nil {
+		t.Fatalf("All: %v", err)
+	}
+	seen := 0
+	for _, a := range all {
+		if a.User == user {
+			seen++
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("All has %d factors of the user; want 2", seen)
+	}
+}
+
+func ids(fs []factors.Factor) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.ID)
+	}
+	return out
+}
+
+func testIsolation(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	alice, bob := unique(t), unique(t)
+	f := create(t, s, newFactor(t, alice, factors.TypeTOTP, clock(), true))
+	if _, err := s.Get(ctx, bob, f.ID); !errors.Is(err, factors.ErrNotFound) {
+		t.Fatalf("Get with another user: %v; want ErrNotFound", err)
+	}
+	if list, err := s.List(ctx, bob); err != nil || len(list) != 0 {
+		t.Fatalf("List(bob) = %v, %v; want none", ids(list), err)
+	}
+	if ok, err := s.Advance(ctx, bob, f.ID, 5, clock()); ok || err != nil {
+		t.Fatalf("Advance with another user = %v, %v; want false, nil", ok, err)
+	}
+	if err := s.Delete(ctx, bob, f.ID); !errors.Is(err, factors.ErrNotFound) {
+		t.Fatalf("Delete with another user: %v; want ErrNotFound", err)
+	}
+	if ok, err := s.ReplaceSecret(ctx, bob, f.ID, f.Secret, []byte("x")); ok || err != nil {
+		t.Fatalf("ReplaceSecret with another user = %v, %v; want false, nil", ok, err)
+	}
+	if _, err := s.Get(ctx, alice, f.ID); err != nil {
+		t.Fatalf("Get(alice) after bob's attempts: %v", err)
+	}
+	if _, err := s.Get(ctx, alice, "no-such-id"); !errors.Is(err, factors.ErrNotFound) {
+		t.Fatalf("Get unknown id: %v; want ErrNotFound", err)
+	}
+}
+
+func testConfirm(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	user := unique(t)
+	now := clock()
+	f := create(t, s, newFactor(t, user, factors.TypeTOTP, now, false))
+	// A pending factor cannot be used.
+	if ok, err := s.Advance(ctx, user, f.ID, 10, now); ok || err != nil {
+		t.Fatalf("Advance on pending = %v, %v; want false, nil", ok, err)
+	}
+	if err := s.Confirm(ctx, unique(t), f.ID, 10, now); !errors.Is(err, factors.ErrNotFound) {
+		t.Fatalf("Confirm with another user: %v; want ErrNotFound", err)
+	}
+	used := now.Add(3 * time.Second)
+	if err := s.Confirm(ctx, user, f.ID, 10, used); err != nil {
+		t.Fatalf("Confirm: %v", err)
+	}
+	got, err := s.Get(ctx, user, f.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Confirmed || got.Counter != 10 || !got.LastUsedAt.Equal(used) {
+		t.Fatalf("after Confirm: %+v; want confirmed, counter 10, last used %v", got, used)
+	}
+	if err := s.Confirm(ctx, user, f.ID, 11, used); !errors.Is(err, factors.ErrNotFound) {
+		t.Fatalf("second Confirm: %v; want ErrNotFound", err)
+	}
+	// The step used to confirm cannot be used again to step up.
+	if ok, err := s.Advance(ctx, user, f.ID, 10, used); ok || err != nil {
+		t.Fatalf("Advance with the confirming step = %v, %v; want false, nil", ok, err)
+	}
+}
+
+func testAdvance(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	user := unique(t)
+	now := clock()
+	f := create(t, s, newFactor(t, user, factors.TypeTOTP, now, true))
+	steps := []struct {
+		counter int64
+		want    bool
+	}{{100, true}, {100, false}, {99, false}, {101, true}, {50, false}, {200, true}}
+	last := int64(0)
+	for i, st := range steps {
+		at := now.Add(time.Duration(i+1) * time.Second)
+		ok, err := s.Advance(ctx, user, f.ID, st.counter, at)
+		if err != nil {
+			t.Fatalf("Advance(%d): %v", st.counter, err)
+		}
+		if ok != st.want {
+			t.Fatalf("Advance(%d) after %d = %v; want %v", st.counter, last, ok, st.want)
+		}
+		if ok {
+			last = st.counter
+			got, err := s.Get(ctx, user, f.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Counter != st.counter || !got.LastUsedAt.Equal(at) {
+				t.Fatalf("after Advance(%d): counter %d, last used %v; want %d, %v", st.counter, got.Counter, got.LastUsedAt, st.counter, at)
+			}
+		}
+	}
+}
+
+// testAdvanceConcurrent is the replay guarantee: of many concurrent
+// submissions of one time step, through separate stores on the same
+// backend when newStore shares one (replicas), exactly one is accepted.
+func testAdvanceConcurrent(t *testing.T, newStore func(t *testing.T) factors.Store) {
+	stores := []factors.Store{newStore(t), newStore(t)}
+	user := unique(t)
+	f := create(t, stores[0], newFactor(t, user, factors.TypeTOTP, clock(), true))
+	for round := int64(1); round <= 5; round++ {
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, err := stores[i%2].Advance(context.Background(), user, f.ID, round*1000, clock())
+				if err != nil {
+					errs <- err
+				}
+				if ok {
+					wins.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("Advance: %v", err)
+		}
+		if n := wins.Load(); n != 1 {
+			t.Fatalf("round %d: %d concurrent Advance calls won; want exactly 1", round, n)
+		}
+	}
+}
+
+func testReplaceSecret(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	user := unique(t)
+	f := create(t, s, newFactor(t, user, factors.TypeTOTP, clock(), true))
+	if ok, err := s.ReplaceSecret(ctx, user, f.ID, []byte("not the secret"), []byte("new")); ok || err != nil {
+		t.Fatalf("ReplaceSecret with a wrong prev = %v, %v; want false, nil", ok, err)
+	}
+	if ok, err := s.ReplaceSecret(ctx, user, f.ID, f.Secret, []byte("new")); !ok || err != nil {
+		t.Fatalf("ReplaceSecret = %v, %v; want true, nil", ok, err)
+	}
+	got, err := s.Get(ctx, user, f.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Secret) != "new" {
+		t.Fatalf("secret %q; want %q", got.Secret, "new")
+	}
+	if ok, _ := s.ReplaceSecret(ctx, user, f.ID, f.Secret, []byte("again")); ok {
+		t.Fatalf("ReplaceSecret with the old prev succeeded twice")
+	}
+}
+
+func testDelete(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	user := unique(t)
+	f := create(t, s, newFactor(t, user, factors.TypeTOTP, clock(), true))
+	g := create(t, s, newFactor(t, user, factors.TypeTOTP, clock().Add(time.Second), true))
+	if err := s.Delete(ctx, user, f.ID); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if err := s.Delete(ctx, user, f.ID); !errors.Is(err, factors.ErrNotFound) {
+		t.Fatalf("second Delete: %v; want ErrNotFound", err)
+	}
+	if _, err := s.Get(ctx, user, f.ID); !errors.Is(err, factors.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v; want ErrNotFound", err)
+	}
+	if ok, err := s.Advance(ctx, user, f.ID, 1, clock()); ok || err != nil {
+		t.Fatalf("Advance after Delete = %v, %v; want false, nil", ok, err)
+	}
+	if list, _ := s.List(ctx, user); len(list) != 1 || list[0].ID != g.ID {
+		t.Fatalf("List after Delete = %v; want [%s]", ids(list), g.ID)
+	}
+}
+
+func testCounts(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	typ := unique(t) // a type no other subtest uses, so shared backends agree
+	for i := range 3 {
+		create(t, s, newFactor(t, unique(t), typ, clock(), i < 2))
+	}
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatalf("Counts: %v", err)
+	}
+	if counts[typ] != 2 {
+		t.Fatalf("Counts[%q] = %d; want 2 (pending ones are not counted)", typ, counts[typ])
+	}
+}
