@@ -1,12 +1,18 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -185,3 +191,77 @@ func TestForwardedWithHost(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkedClosesConnection: after a request with a chunked body, with or
+// without a Content-Length beside it, the connection is closed after the
+// response (RFC 9112 §6.1), so a second request in the same bytes, which
+// a front end framing by Content-Length took for the body, is never served.
+// Raw sockets: Go's client never sends both headers.
+func TestChunkedClosesConnection(t *testing.T) {
+	up := newUpstream(t)
+	_, srv := newGate(t, Config{Upstream: mustURL(t, up.URL)})
+	smuggled := "GET /public/smuggled HTTP/1.1\r\nHost: app.example.com\r\n\r\n"
+	tests := []struct{ name, req string }{
+		{"CL and TE", "POST /public/a HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: " +
+			itoa(len("0\r\n\r\n")+len(smuggled)) + "\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled},
+		{"TE only", "POST /public/a HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + smuggled},
+		{"TE refused path", "POST /admin HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled},
+		{"TE bad target", "POST /a%2fb HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(conn, tt.req); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("first response: %v", err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if !res.Close { // ReadResponse moves Connection: close here
+				t.Errorf("first response: no Connection: close")
+			}
+			if res2, err := http.ReadResponse(br, nil); err == nil {
+				t.Errorf("second response on the same connection: %s; want the connection closed", res2.Status)
+			}
+			for {
+				select {
+				case s := <-up.got:
+					if strings.Contains(s.RequestURI, "smuggled") {
+						t.Fatalf("upstream received the smuggled %s %s", s.Method, s.RequestURI)
+					}
+					continue
+				default:
+				}
+				break
+			}
+		})
+	}
+	// A request with a Content-Length keeps the connection open.
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "POST /public/a HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 3\r\n\r\nabc"+smuggled)
+	br := bufio.NewReader(conn)
+	for i := 0; i < 2; i++ {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("keep-alive response %d: %v", i, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -131,6 +131,10 @@ func New(cfg Config) (*Gate, error) {
 	return g, nil
 }
 
+// connClose is the Connection header value that makes net/http close the
+// connection after the response. Never modified.
+var connClose = []string{"close"}
+
 // stateKey is the context key of the per-request state.
 type stateKey struct{}
 
@@ -193,6 +197,16 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.idv[0] = st.reqID
 	w.Header()["X-Request-Id"] = st.idv[:1:1]
+	// RFC 9112 §6.1: a request framed by chunked encoding (Go drops a
+	// Content-Length sent with it, §6.3) closes the connection after the
+	// response, so a front end that framed it by Content-Length cannot
+	// have a second request, smuggled in what it took for the body, served
+	// on this connection. net/http closes it when the handler sets
+	// Connection: close; the ReverseProxy adds the upstream's headers to
+	// this one and drops the upstream's Connection.
+	if len(r.TransferEncoding) > 0 {
+		w.Header()["Connection"] = connClose
+	}
 
 	// SPEC §4: only origin-form targets; CONNECT is refused even with a
 	// path-like target.
