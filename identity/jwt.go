@@ -161,6 +161,12 @@ func (s *jwtSource) key(t *jwt.Token) (any, error) {
 	if typ, _ := t.Header["typ"].(string); strings.EqualFold(typ, secondFactorType) {
 		return nil, errors.New("a second-factor token is not an access token")
 	}
+	// RFC 7515 §4.1.11: a recipient that does not understand every
+	// extension listed in crit must reject the token; stepgate
+	// understands none, so any crit (even an empty one) is refused.
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errors.New(`the JOSE header has "crit": no extension is understood (RFC 7515 §4.1.11)`)
+	}
 	alg := t.Method.Alg()
 	switch {
 	case s.hmacSecret != nil:

@@ -421,3 +421,29 @@ func TestParseEmails(t *testing.T) {
 		t.Errorf("len(parseEmails(40 addresses)) = %d; want %d", len(got), maxEmails)
 	}
 }
+
+// TestCritRefused: RFC 7515 §4.1.11 says a recipient must reject a JWS
+// whose crit lists an extension it does not understand; stepgate
+// understands none, so any crit is refused, with every key source.
+func TestCritRefused(t *testing.T) {
+	c := newClock()
+	a := newAuth(t, hsConfig(c))
+	for _, crit := range []any{[]string{"exp"}, []string{"urn:example:must-check"}, []string{}, "b64"} {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims())
+		tok.Header["crit"] = crit
+		if crit, ok := crit.([]string); ok && len(crit) > 0 {
+			tok.Header[crit[0]] = true
+		}
+		s, err := tok.SignedString(testSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Authenticate(request(nil, s)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("crit %v: got %v; want ErrInvalid", crit, err)
+		}
+	}
+	// The same token without crit is accepted: the refusal is crit's.
+	if _, err := a.Authenticate(request(nil, hs256(t, claims()))); err != nil {
+		t.Errorf("without crit: got %v; want accepted", err)
+	}
+}

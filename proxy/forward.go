@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/stepgate/stepgate/policy"
 )
 
 // NewTransport returns the upstream transport: dial and response-header
@@ -285,10 +287,25 @@ func (g *Gate) opaque(p string) bool {
 }
 
 // modifyResponse keeps the gate's request id the only one the client sees.
+// A response to a request decided authenticate or step_up is for one user:
+// without a Cache-Control of its own, a shared cache in front of stepgate
+// could store it (RFC 9111 §3 lets caches store heuristically cacheable
+// responses) and serve it to anyone, without identity or second factor. It
+// gets Cache-Control: private; an explicit upstream value is left alone.
 func (g *Gate) modifyResponse(res *http.Response) error {
 	delete(res.Header, "X-Request-Id")
+	if st, ok := res.Request.Context().Value(stateKey{}).(*state); ok &&
+		(st.action == policy.Authenticate || st.action == policy.StepUp) {
+		if _, set := res.Header["Cache-Control"]; !set {
+			res.Header["Cache-Control"] = cachePrivate
+		}
+	}
 	return nil
 }
+
+// cachePrivate is the Cache-Control added to per-user responses. Never
+// modified.
+var cachePrivate = []string{"private"}
 
 // errorHandler answers when the upstream exchange failed (SPEC §5): 502
 // when refused or unreachable, 504 on a timeout, nothing when the client is

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/stepgate/stepgate/identity"
 )
 
 // logBuffer collects JSON log lines; safe for the server's goroutines.
@@ -265,3 +267,90 @@ func TestChunkedClosesConnection(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestCacheControlPrivate: a response to a request decided authenticate or
+// step_up is for one user, so without a Cache-Control of its own it gets
+// Cache-Control: private (a shared cache in front must not serve it to
+// others); an explicit upstream value, even an empty one, is left alone,
+// and allow decisions are not touched.
+func TestCacheControlPrivate(t *testing.T) {
+	e, send := newStepUpEnv(t, "", nil)
+	alice := identity.Identity{Subject: "alice", Emails: []string{"alice@example.com"}, Session: "s1"}
+	bearer := "Authorization: Bearer " + e.accessToken(t, alice.Subject, alice.Session, alice.Emails...)
+	sf := "X-Second-Factor-Token: " + e.grant(t, alice).Token
+	tests := []struct {
+		name, req string
+		want      []string // nil: no Cache-Control
+	}{
+		{"allow", get("/public/x"), nil},
+		{"allow with upstream value", get("/public/x?cc=max-age%3D60"), []string{"max-age=60"}},
+		{"authenticate", get("/profile/me", bearer), []string{"private"}},
+		{"authenticate upstream public", get("/profile/me?cc=public,+max-age%3D60", bearer), []string{"public, max-age=60"}},
+		{"authenticate upstream empty", get("/profile/me?cc=", bearer), []string{""}},
+		{"step_up", get("/account/x", bearer, sf), []string{"private"}},
+		{"step_up upstream no-store", get("/account/x?cc=no-store", bearer, sf), []string{"no-store"}},
+		{"audit step_up", get("/audit-stepup/x"), []string{"private"}},
+		{"default allow", get("/elsewhere"), nil},
+	}
+	for _, tt := range tests {
+		res := send(tt.req)
+		if res.Status != 200 {
+			t.Errorf("%s: got status %d; want 200", tt.name, res.Status)
+			continue
+		}
+		e.up.take(t)
+		if got := res.Header["Cache-Control"]; strings.Join(got, "|") != strings.Join(tt.want, "|") || (got == nil) != (tt.want == nil) {
+			t.Errorf("%s: Cache-Control %q; want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestNoQueryInLogs sends requests whose query carries a secret, in every
+// shape the gate logs about (refused targets of each form, a bad Host, a
+// refused override, deny, audit, unauthenticated, challenged, upstream
+// down), and checks that the secret reaches no log line: log lines name
+// the path only (README: query strings are never logged).
+func TestNoQueryInLogs(t *testing.T) {
+	const secret = "SECRETq7"
+	q := "access_token=" + secret
+	up := newUpstream(t)
+	lb, logger := newLogBuffer()
+	_, srv := newGate(t, Config{Upstream: mustURL(t, up.URL), Logger: logger})
+	_, downSrv := newGate(t, Config{Upstream: mustURL(t, "http://127.0.0.1:1"), Logger: logger})
+	reqs := []string{
+		get("http:app.example.com/x?" + q),                 // rootless
+		get("http:/x?" + q),                                // rootless with a slash
+		get("app.example.com:80?" + q),                     // authority-like
+		get("http://app.example.com/x?" + q),               // absolute form
+		get("*?" + q),                                      // asterisk-like
+		get("/a%2fb?" + q),                                 // bad path
+		get("/a%zz?" + q),                                  // bad escape
+		get("/public/x?"+q, "Host: a.example,b.example"),   // bad Host
+		get("/items/1?_method=DEL%zz&" + q),                // undecodable override value
+		get("/items/1?%zz_method=x&" + q),                  // undecodable override key
+		get("/items/1?_method%zz" + secret + "=1"),         // the secret in a key
+		get("/admin?" + q),                                 // deny
+		get("/audit/x?" + q),                               // audit
+		get("/profile/x?" + q),                             // unauthenticated
+		get("/account/x?" + q),                             // challenged (no identity configured)
+		reqLine("POST", "/items/1?"+q, "Content-Type: application/x-www-form-urlencoded", "Content-Length: 3", "", "a=b"),
+	}
+	for _, r := range reqs {
+		raw(t, srv, r)
+		for len(up.got) > 0 {
+			<-up.got
+		}
+	}
+	raw(t, downSrv, get("/public/x?"+q))
+	out := lb.String()
+	if strings.Contains(out, secret) {
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, secret) {
+				t.Errorf("log line carries the query: %s", line)
+			}
+		}
+	}
+	if !strings.Contains(out, "request_refused") || !strings.Contains(out, "upstream unavailable") {
+		t.Fatalf("the requests did not log what this test checks:\n%s", out)
+	}
+}

@@ -34,6 +34,7 @@ type upstream struct {
 
 // newUpstream starts a recording upstream. Its handler records the request
 // before answering, so once a client has the response the record is there.
+// ?cc=VALUE answers with Cache-Control: VALUE.
 // /ws answers a websocket upgrade by hijacking and echoing; /block waits
 // until the request's context ends.
 func newUpstream(t testing.TB) *upstream {
@@ -60,6 +61,9 @@ func newUpstream(t testing.TB) *upstream {
 			return
 		}
 		w.Header().Set("X-Request-Id", "from-upstream")
+		if cc := r.URL.Query()["cc"]; len(cc) > 0 {
+			w.Header()["Cache-Control"] = cc // ?cc=VALUE sets it, ?cc= sets it empty
+		}
 		io.WriteString(w, "upstream ok")
 	}))
 	t.Cleanup(u.Close)

@@ -157,6 +157,7 @@ type state struct {
 	target      policy.Target
 	path        string // target.Path decoded: out.URL.Path
 	rule        string // deciding rule, "default" when none
+	action      policy.Action // what the deciding rule requires
 	id          identity.Identity
 	hasID       bool
 	grant       secondfactor.Grant
@@ -247,6 +248,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d := g.cfg.Policy.Match(pr)
 	st.rule = d.Rule
+	st.action = d.Action
 	if st.rule == "" {
 		st.rule = "default"
 	}

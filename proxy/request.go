@@ -90,12 +90,12 @@ func queryOverrides(dst []string, rawQuery string) ([]string, error) {
 		key, kerr := unescapeQuery(k)
 		if !isMethodKey(key) {
 			if kerr != nil && containsFold(key, "method") {
-				return dst, fmt.Errorf("%w: undecodable method override key %q", policy.ErrRejected, k)
+				return dst, fmt.Errorf("%w: a query key that may be _method does not decode", policy.ErrRejected)
 			}
 			continue
 		}
 		if kerr != nil {
-			return dst, fmt.Errorf("%w: undecodable method override key %q", policy.ErrRejected, k)
+			return dst, fmt.Errorf("%w: a query key that may be _method does not decode", policy.ErrRejected)
 		}
 		val, err := unescapeQuery(v)
 		if err != nil {

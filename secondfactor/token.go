@@ -91,11 +91,15 @@ func (t *Tokens) Mint(id identity.Identity) (Grant, error) {
 	}, nil
 }
 
-// keyfunc refuses tokens without our typ and offers the current and the
-// previous secrets (key rotation, SPEC §3).
+// keyfunc refuses tokens without our typ or with a crit header, and
+// offers the current and the previous secrets (key rotation, SPEC §3).
 func (t *Tokens) keyfunc(tok *jwt.Token) (any, error) {
 	if typ, _ := tok.Header["typ"].(string); typ != tokenType {
 		return nil, errors.New("not a second-factor token")
+	}
+	// RFC 7515 §4.1.11: stepgate mints no crit and understands none.
+	if _, ok := tok.Header["crit"]; ok {
+		return nil, errors.New(`the JOSE header has "crit" (RFC 7515 §4.1.11)`)
 	}
 	return t.keys, nil
 }

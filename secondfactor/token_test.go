@@ -116,6 +116,20 @@ func TestTokenVerify(t *testing.T) {
 		{"auth_time in the future", signClaims(t, jwt.SigningMethodHS256, testSecret, tokenType, with(func(c *tokenClaims) {
 			c.AuthTime = now.Add(time.Hour).Unix()
 		})), alice, 10 * time.Minute, false},
+		// RFC 7515 §4.1.11: crit names extensions nobody here understands.
+		{"crit", func() string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, goodClaims(now))
+			tok.Header["typ"] = tokenType
+			tok.Header["crit"] = []string{"urn:example:ext"}
+			tok.Header["urn:example:ext"] = true
+			return must(tok.SignedString(testSecret))
+		}(), alice, time.Hour, false},
+		{"empty crit", func() string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, goodClaims(now))
+			tok.Header["typ"] = tokenType
+			tok.Header["crit"] = []string{}
+			return must(tok.SignedString(testSecret))
+		}(), alice, time.Hour, false},
 		{"garbage", "not.a.token", alice, time.Hour, false},
 		{"empty", "", alice, time.Hour, false},
 	}
