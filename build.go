@@ -128,6 +128,9 @@ func newStore(cfg *Config) (challenge.Store, error) {
 		s, err := redisstore.New(redisstore.Options{
 			Addr: r.Addr, Password: r.Password, DB: r.DB, KeyPrefix: r.KeyPrefix,
 			TLS: tlsConfig, Timeout: r.Timeout, PoolSize: r.PoolSize,
+			// A loss of Redis's state locks every user out for
+			// otp.lockout: no lockout it lost is lifted early.
+			StateLossLockout: cfg.OTP.Lockout,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store.redis: %w", err)

@@ -101,7 +101,7 @@ func TestKubernetesManifests(t *testing.T) {
 	if dep == nil || cm == nil || sec == nil {
 		t.Fatalf("want Deployment stepgate, ConfigMap stepgate-config, Secret stepgate-secrets")
 	}
-	for _, want := range [][2]string{{"Service", "stepgate"}, {"Deployment", "stepgate-redis"}, {"Service", "stepgate-redis"}} {
+	for _, want := range [][2]string{{"Service", "stepgate"}, {"StatefulSet", "stepgate-redis"}, {"Service", "stepgate-redis"}} {
 		if find(ms, want[0], want[1]) == nil {
 			t.Errorf("no %s %s", want[0], want[1])
 		}
@@ -311,4 +311,64 @@ func TestPrometheusRules(t *testing.T) {
 			t.Errorf("%s: no readiness alert", m.file)
 		}
 	}
+}
+
+// TestKubernetesRedisPersists checks that the example Redis keeps its data
+// across restarts (SPEC §13): an append-only file synced on every write, in
+// the directory a persistent volume claim is mounted on, and no eviction.
+// Without it, a restart forgets revocations and lockouts, and stepgate
+// fails closed (every token refused, every user locked out for
+// otp.lockout).
+func TestKubernetesRedisPersists(t *testing.T) {
+	ms := readManifests(t, "deploy/kubernetes")
+	ss := find(ms, "StatefulSet", "stepgate-redis")
+	if ss == nil {
+		t.Fatal("no StatefulSet stepgate-redis")
+	}
+	var args []string
+	for _, a := range get(ss, "spec", "template", "spec", "containers", 0, "args").([]any) {
+		args = append(args, a.(string))
+	}
+	flag := func(name string) string {
+		i := slices.Index(args, "--"+name)
+		if i < 0 || i+1 >= len(args) {
+			return ""
+		}
+		return args[i+1]
+	}
+	for name, want := range map[string]string{
+		"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction",
+	} {
+		if got := flag(name); got != want {
+			t.Errorf("redis --%s: got %q; want %q", name, got, want)
+		}
+	}
+	dir := flag("dir")
+	var mounted string
+	for _, m := range get(ss, "spec", "template", "spec", "containers", 0, "volumeMounts").([]any) {
+		if get(m, "mountPath") == dir {
+			mounted, _ = get(m, "name").(string)
+		}
+	}
+	if dir == "" || mounted == "" {
+		t.Fatalf("redis --dir %q: want a directory a volume is mounted on", dir)
+	}
+	claimed := false
+	for _, c := range get(ss, "spec", "volumeClaimTemplates").([]any) {
+		claimed = claimed || get(c, "metadata", "name") == mounted
+	}
+	if !claimed {
+		t.Errorf("volume %q mounted on %s is not a volumeClaimTemplate: the data would not outlive the pod", mounted, dir)
+	}
+	for _, v := range asList(get(ss, "spec", "template", "spec", "volumes")) {
+		if get(v, "name") == mounted {
+			t.Errorf("volume %q is also a pod volume (%v); want only the claim", mounted, v)
+		}
+	}
+}
+
+// asList is v as a list, nil when it is not one.
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
 }

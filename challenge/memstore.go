@@ -2,7 +2,9 @@ package challenge
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/base64"
 	"sync"
 	"time"
 
@@ -23,6 +25,9 @@ type MemoryStore struct {
 	fails      *cache.Cache // user -> *memFails
 	revoked    *cache.Cache // jti -> struct{}
 	maxPending int
+	// epoch is random per store, so per process: tokens minted before a
+	// restart (whose revocations the restart lost) are refused after it.
+	epoch string
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -53,7 +58,12 @@ func NewMemoryStore(maxPending int) *MemoryStore {
 		maxPending = 200_000
 	}
 	const janitor = time.Minute
+	var b [16]byte
+	// crypto/rand.Read never returns an error (Go 1.24+); it panics
+	// instead of handing out a predictable value.
+	_, _ = rand.Read(b[:])
 	return &MemoryStore{
+		epoch:      base64.RawURLEncoding.EncodeToString(b[:]),
 		codes:      cache.New(cache.NoExpiration, janitor),
 		sends:      cache.New(cache.NoExpiration, janitor),
 		fails:      cache.New(cache.NoExpiration, janitor),
@@ -226,9 +236,17 @@ func (s *MemoryStore) Revoke(_ context.Context, jti string, ttl time.Duration) e
 	return nil
 }
 
+// Epoch implements Store: one random value per MemoryStore, chosen when it
+// is created. A restart loses the revocations, so tokens minted before it
+// are refused after it.
+func (s *MemoryStore) Epoch(context.Context) (string, error) { return s.epoch, nil }
+
 // Revoked implements Store. It takes no lock of its own: a single go-cache
 // read is atomic.
-func (s *MemoryStore) Revoked(_ context.Context, jti string) (bool, error) {
+func (s *MemoryStore) Revoked(_ context.Context, jti, epoch string) (bool, error) {
+	if epoch != s.epoch {
+		return true, nil
+	}
 	_, ok := s.revoked.Get(jti)
 	return ok, nil
 }

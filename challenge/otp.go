@@ -134,7 +134,7 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
 	if res.OK {
-		g, err := s.cfg.Tokens.Mint(id)
+		g, err := s.cfg.Tokens.Mint(ctx, id)
 		if err != nil {
 			s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
 			return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)

@@ -210,7 +210,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestRevokeAndReady(t *testing.T) {
 	e := newEnv(t)
-	g, err := e.s.cfg.Tokens.Mint(alice)
+	g, err := e.s.cfg.Tokens.Mint(context.Background(), alice)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,14 +40,27 @@ type Store interface {
 	// and the returned duration is the lockout left (else 0).
 	AddFailure(ctx context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error)
 
-	// Locked returns the lockout left for user, 0 when not locked.
+	// Locked returns the lockout left for user, 0 when not locked. A store
+	// that detected the loss of its state (see Epoch) fails closed: every
+	// user counts as locked out for a while, since the lockouts it lost are
+	// unknown.
 	Locked(ctx context.Context, user string, now time.Time) (time.Duration, error)
 
 	// Revoke marks a token id revoked for ttl (until the token would expire).
 	Revoke(ctx context.Context, jti string, ttl time.Duration) error
 
-	// Revoked reports whether jti was revoked. It is on the hot path.
-	Revoked(ctx context.Context, jti string) (bool, error)
+	// Epoch returns the store's state generation: an opaque random value
+	// created with the store's state, which changes whenever that state is
+	// lost (a Redis restarted empty or flushed, a new process for the
+	// memory store). Every token names the epoch it was minted in, so that
+	// a revocation lost with the state can never make a token valid again.
+	Epoch(ctx context.Context) (string, error)
+
+	// Revoked reports whether the token jti, minted in epoch, must be
+	// refused: its id was revoked, or the store's epoch is no longer epoch
+	// (its revocations were lost since the token was minted). It is on the
+	// hot path.
+	Revoked(ctx context.Context, jti, epoch string) (bool, error)
 
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error

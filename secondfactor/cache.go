@@ -15,6 +15,7 @@ type verifiedToken struct {
 	subject   string
 	session   string
 	jti       string
+	epoch     string
 	authTime  time.Time
 	expiresAt time.Time
 }

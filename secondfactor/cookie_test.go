@@ -1,6 +1,7 @@
 package secondfactor
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -77,7 +78,7 @@ func TestNextCookieMatchesNetHTTP(t *testing.T) {
 // send them, and the candidate bound.
 func TestCheckRawCookieHeaders(t *testing.T) {
 	e := newEnv(t)
-	g, err := e.s.Mint(alice)
+	g, err := e.s.Mint(context.Background(), alice)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,11 +50,16 @@ func (r *revocations) Revoke(_ context.Context, jti string, ttl time.Duration) e
 	return nil
 }
 
-func (r *revocations) Revoked(_ context.Context, jti string) (bool, error) {
+// testEpoch is the epoch of every revocations list.
+const testEpoch = "epoch-1"
+
+func (r *revocations) Epoch(context.Context) (string, error) { return testEpoch, nil }
+
+func (r *revocations) Revoked(_ context.Context, jti, epoch string) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, ok := r.m[jti]
-	return ok, nil
+	return ok || epoch != testEpoch, nil
 }
 
 type testEnv struct {

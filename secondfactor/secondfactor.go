@@ -19,8 +19,17 @@ import (
 type Revocations interface {
 	// Revoke marks a token id revoked for ttl (until the token would expire).
 	Revoke(ctx context.Context, jti string, ttl time.Duration) error
-	// Revoked reports whether jti was revoked. It is on the hot path.
-	Revoked(ctx context.Context, jti string) (bool, error)
+	// Epoch returns the store's state generation: an opaque random value
+	// created with the store's state, which changes whenever that state is
+	// lost (a Redis restarted empty or flushed, a new process for the
+	// memory store). Every token names the epoch it was minted in, so that
+	// a revocation lost with the state can never make a token valid again
+	// (SPEC §13).
+	Epoch(ctx context.Context) (string, error)
+	// Revoked reports whether the token jti, minted in epoch, must be
+	// refused: its id was revoked, or the store's epoch is no longer epoch
+	// (its revocations were lost since). It is on the hot path.
+	Revoked(ctx context.Context, jti, epoch string) (bool, error)
 }
 
 // Config configures Tokens. Values are checked by the config loader;

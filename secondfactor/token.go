@@ -42,6 +42,10 @@ type tokenClaims struct {
 	Session  string   `json:"sid"`
 	AuthTime int64    `json:"auth_time"`
 	AMR      []string `json:"amr"`
+	// Epoch is the store's state generation when the token was minted
+	// (Revocations.Epoch). A token from another epoch is refused: the
+	// store has lost the revocations that might concern it.
+	Epoch string `json:"epoch"`
 }
 
 // newJTI returns 128 random bits, base64url.
@@ -53,11 +57,16 @@ func newJTI() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// Mint signs a token for id, authenticated now.
-func (t *Tokens) Mint(id identity.Identity) (Grant, error) {
+// Mint signs a token for id, authenticated now, naming the store's
+// current epoch.
+func (t *Tokens) Mint(ctx context.Context, id identity.Identity) (Grant, error) {
 	jti, err := newJTI()
 	if err != nil {
 		return Grant{}, fmt.Errorf("token id: %w", err)
+	}
+	epoch, err := t.cfg.Revocations.Epoch(ctx)
+	if err != nil {
+		return Grant{}, fmt.Errorf("%w: epoch: %w", ErrUnavailable, err)
 	}
 	// JWT times are whole seconds (RFC 7519 §2 NumericDate); truncate so
 	// that the Grant says exactly what the token says.
@@ -74,6 +83,7 @@ func (t *Tokens) Mint(id identity.Identity) (Grant, error) {
 		Session:  id.Session,
 		AuthTime: now.Unix(),
 		AMR:      tokenAMR,
+		Epoch:    epoch,
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
 	tok.Header["typ"] = tokenType
@@ -118,13 +128,14 @@ func (t *Tokens) parse(tok string, now time.Time) (*verifiedToken, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
 	}
-	if c.Subject == "" || c.ID == "" || c.AuthTime <= 0 || c.ExpiresAt == nil {
+	if c.Subject == "" || c.ID == "" || c.AuthTime <= 0 || c.ExpiresAt == nil || c.Epoch == "" {
 		return nil, fmt.Errorf("%w: missing claims", ErrTokenInvalid)
 	}
 	v := &verifiedToken{
 		subject:   c.Subject,
 		session:   c.Session,
 		jti:       c.ID,
+		epoch:     c.Epoch,
 		authTime:  time.Unix(c.AuthTime, 0),
 		expiresAt: c.ExpiresAt.Time,
 	}
@@ -151,7 +162,7 @@ func (t *Tokens) verify(ctx context.Context, tok string, id identity.Identity, m
 	if age > maxAge || age < -authTimeSkew {
 		return Grant{}, fmt.Errorf("%w: too old", ErrTokenInvalid)
 	}
-	revoked, err := t.cfg.Revocations.Revoked(ctx, v.jti)
+	revoked, err := t.cfg.Revocations.Revoked(ctx, v.jti, v.epoch)
 	if err != nil {
 		return Grant{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

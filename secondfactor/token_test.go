@@ -45,6 +45,7 @@ func goodClaims(now time.Time) tokenClaims {
 		Session:  alice.Session,
 		AuthTime: now.Unix(),
 		AMR:      tokenAMR,
+		Epoch:    testEpoch,
 	}
 }
 
@@ -55,11 +56,11 @@ func TestTokenVerify(t *testing.T) {
 	now := e.clock.Now()
 	ctx := context.Background()
 
-	minted, err := e.s.Mint(alice)
+	minted, err := e.s.Mint(context.Background(), alice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	revoked, _ := e.s.Mint(alice)
+	revoked, _ := e.s.Mint(context.Background(), alice)
 	if err := e.s.Revoke(ctx, revoked); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +103,10 @@ func TestTokenVerify(t *testing.T) {
 		})), alice, time.Hour, false},
 		{"no exp", signClaims(t, jwt.SigningMethodHS256, testSecret, tokenType, with(func(c *tokenClaims) { c.ExpiresAt = nil })), alice, time.Hour, false},
 		{"other issuer", signClaims(t, jwt.SigningMethodHS256, testSecret, tokenType, with(func(c *tokenClaims) { c.Issuer = "idp" })), alice, time.Hour, false},
+		// A token names the store's epoch; one from before the store lost
+		// its state (another epoch), or naming none, is refused.
+		{"no epoch", signClaims(t, jwt.SigningMethodHS256, testSecret, tokenType, with(func(c *tokenClaims) { c.Epoch = "" })), alice, time.Hour, false},
+		{"other epoch", signClaims(t, jwt.SigningMethodHS256, testSecret, tokenType, with(func(c *tokenClaims) { c.Epoch = testEpoch + "x" })), alice, time.Hour, false},
 		{"no jti", signClaims(t, jwt.SigningMethodHS256, testSecret, tokenType, with(func(c *tokenClaims) { c.ID = "" })), alice, time.Hour, false},
 		{"other subject", minted.Token, bob, time.Hour, false},
 		{"other session", minted.Token, otherSession, time.Hour, false},
@@ -159,7 +164,7 @@ func must[T any](v T, err error) T {
 
 func TestMintClaims(t *testing.T) {
 	e := newEnv(t)
-	g, err := e.s.Mint(alice)
+	g, err := e.s.Mint(context.Background(), alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +195,7 @@ func TestMintClaims(t *testing.T) {
 	if len(c.ID) != 22 || c.ID != g.ID {
 		t.Errorf("jti: got %q (grant %q); want 22 base64url chars (128 bits)", c.ID, g.ID)
 	}
-	g2, _ := e.s.Mint(alice)
+	g2, _ := e.s.Mint(context.Background(), alice)
 	if g2.ID == g.ID {
 		t.Error("two tokens share a jti")
 	}
@@ -206,7 +211,7 @@ func TestMintClaims(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	e := newEnv(t)
-	g, err := e.s.Mint(alice)
+	g, err := e.s.Mint(context.Background(), alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,13 +254,13 @@ func TestCheck(t *testing.T) {
 // failingRevocations fails Revoked, to show that a store failure denies.
 type failingRevocations struct{ revocations }
 
-func (*failingRevocations) Revoked(context.Context, string) (bool, error) {
+func (*failingRevocations) Revoked(context.Context, string, string) (bool, error) {
 	return false, errors.New("connection refused")
 }
 
 func TestCheckStoreErrorDenies(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Revocations = &failingRevocations{} })
-	g, err := e.s.Mint(alice)
+	g, err := e.s.Mint(context.Background(), alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +276,7 @@ func TestCheckStoreErrorDenies(t *testing.T) {
 
 func BenchmarkCheck(b *testing.B) {
 	e := newEnv(b)
-	g, err := e.s.Mint(alice)
+	g, err := e.s.Mint(context.Background(), alice)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -288,7 +293,7 @@ func BenchmarkCheck(b *testing.B) {
 
 func BenchmarkCheckUncached(b *testing.B) {
 	e := newEnv(b)
-	g, err := e.s.Mint(alice)
+	g, err := e.s.Mint(context.Background(), alice)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -308,7 +313,7 @@ func BenchmarkCheckUncached(b *testing.B) {
 // with our secret, for alice (checked independently of the verifier).
 func FuzzVerify(f *testing.F) {
 	e := newEnv(f)
-	g, err := e.s.Mint(alice)
+	g, err := e.s.Mint(context.Background(), alice)
 	if err != nil {
 		f.Fatal(err)
 	}

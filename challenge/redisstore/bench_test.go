@@ -16,12 +16,16 @@ func BenchmarkRevoked(b *testing.B) {
 	if err := s.Revoke(b.Context(), "revoked", time.Hour); err != nil {
 		b.Fatal(err)
 	}
+	epoch, err := s.Epoch(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, jti := range []string{"revoked", "not-revoked"} {
 		b.Run(jti, func(b *testing.B) {
 			want := jti == "revoked"
 			b.ReportAllocs()
 			for b.Loop() {
-				got, err := s.Revoked(b.Context(), jti)
+				got, err := s.Revoked(b.Context(), jti, epoch)
 				if err != nil || got != want {
 					b.Fatalf("Revoked(%q): got %v, %v; want %v", jti, got, err, want)
 				}
@@ -32,7 +36,7 @@ func BenchmarkRevoked(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := s.Revoked(b.Context(), "not-revoked"); err != nil {
+				if _, err := s.Revoked(b.Context(), "not-revoked", epoch); err != nil {
 					b.Error(err)
 					return
 				}

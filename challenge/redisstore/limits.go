@@ -4,11 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/stepgate/stepgate/challenge"
 )
@@ -57,37 +54,6 @@ func (s *Store) AddFailure(ctx context.Context, user string, now time.Time, maxP
 		return 0, fmt.Errorf("redisstore: add failure: %w", err)
 	}
 	return time.Duration(locked) * time.Millisecond, nil
-}
-
-// Locked returns the lockout left for user at now, 0 when not locked. The
-// key's own TTL ends the lockout too, so a replica whose clock runs behind
-// never sees a lockout longer than the one that was set.
-func (s *Store) Locked(ctx context.Context, user string, now time.Time) (time.Duration, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	key := s.key(kindLock, user)
-	var get *redis.StringCmd
-	var pttl *redis.DurationCmd
-	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, key)
-		pttl = p.PTTL(ctx, key)
-		return nil
-	})
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("redisstore: locked: %w", err)
-	}
-	until, err := get.Int64()
-	if err != nil {
-		return 0, fmt.Errorf("redisstore: locked: %w", err)
-	}
-	left := time.UnixMilli(until).Sub(now)
-	if ttl := pttl.Val(); ttl >= 0 && ttl < left {
-		left = ttl
-	}
-	return max(left, 0), nil
 }
 
 // newMember returns a sorted-set member unique to this event, so that two

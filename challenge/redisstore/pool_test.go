@@ -53,7 +53,7 @@ func TestPoolSizeBoundsConnections(t *testing.T) {
 	errs := make(chan error, calls)
 	for range calls {
 		wg.Go(func() {
-			if _, err := s.Revoked(t.Context(), "jti"); err != nil {
+			if _, err := s.Revoked(t.Context(), "jti", "e"); err != nil {
 				errs <- err
 			}
 		})

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,6 +27,9 @@ import (
 
 // defaultTimeout is Options.Timeout's zero value.
 const defaultTimeout = 2 * time.Second
+
+// defaultStateLossLockout is Options.StateLossLockout's zero value.
+const defaultStateLossLockout = 15 * time.Minute
 
 // minPoolSize is the least Options.PoolSize's zero value gives. go-redis's
 // own default, 10 × GOMAXPROCS, is 20 connections on a 2-CPU container:
@@ -57,6 +61,12 @@ type Options struct {
 	// the most commands in flight at once; a caller beyond it waits up to
 	// Timeout for a connection. 0 means 10 × GOMAXPROCS but at least 64.
 	PoolSize int
+	// StateLossLockout is how long every user counts as locked out after
+	// this Store saw Redis lose its state (another epoch than the one it
+	// knew, see epoch.go): the lockouts that were lost are unknown, so
+	// none is lifted by the loss. 0 means 15 minutes (otp.lockout's
+	// default); serve passes otp.lockout.
+	StateLossLockout time.Duration
 }
 
 // DefaultPoolSize is the pool size Options.PoolSize's zero value gives on
@@ -67,9 +77,13 @@ func DefaultPoolSize() int {
 
 // Store implements challenge.Store. It is safe for concurrent use.
 type Store struct {
-	client  *redis.Client
-	prefix  string
-	timeout time.Duration
+	client      *redis.Client
+	prefix      string
+	timeout     time.Duration
+	lossLockout time.Duration
+	// known is the epoch this Store last saw (a string; unset before the
+	// first call).
+	known atomic.Value
 }
 
 var _ challenge.Store = (*Store)(nil)
@@ -84,6 +98,13 @@ func New(o Options) (*Store, error) {
 	}
 	if o.PoolSize < 0 {
 		return nil, fmt.Errorf("redisstore: negative pool size %d", o.PoolSize)
+	}
+	if o.StateLossLockout < 0 {
+		return nil, fmt.Errorf("redisstore: negative state loss lockout %v", o.StateLossLockout)
+	}
+	lossLockout := o.StateLossLockout
+	if lossLockout == 0 {
+		lossLockout = defaultStateLossLockout
 	}
 	timeout := o.Timeout
 	if timeout == 0 {
@@ -121,7 +142,7 @@ func New(o Options) (*Store, error) {
 		// asking for them keeps the handshake to what every Redis knows.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
-	return &Store{client: client, prefix: o.KeyPrefix, timeout: timeout}, nil
+	return &Store{client: client, prefix: o.KeyPrefix, timeout: timeout, lossLockout: lossLockout}, nil
 }
 
 // clientTLS returns the TLS config New dials with: a clone of c (the
@@ -181,18 +202,6 @@ func (s *Store) Revoke(ctx context.Context, jti string, ttl time.Duration) error
 		return fmt.Errorf("redisstore: revoke: %w", err)
 	}
 	return nil
-}
-
-// Revoked reports whether jti was revoked. An error means unknown: the
-// caller must deny.
-func (s *Store) Revoked(ctx context.Context, jti string) (bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	n, err := s.client.Exists(ctx, s.key(kindRevoked, jti)).Result()
-	if err != nil {
-		return false, fmt.Errorf("redisstore: revoked: %w", err)
-	}
-	return n > 0, nil
 }
 
 // Ping reports whether Redis answers (for /readyz).

@@ -174,10 +174,10 @@ func TestSharedState(t *testing.T) {
 	if err := a.Revoke(ctx, "jti", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := b.Revoked(ctx, "jti"); err != nil || !got {
+	if got, err := b.Revoked(ctx, "jti", epochOf(ctx, b)); err != nil || !got {
 		t.Errorf("Revoked via b after a revoked: got %v, %v; want true", got, err)
 	}
-	if got, err := other.Revoked(ctx, "jti"); err != nil || got {
+	if got, err := other.Revoked(ctx, "jti", epochOf(ctx, other)); err != nil || got {
 		t.Errorf("Revoked under another prefix: got %v, %v; want false", got, err)
 	}
 }
@@ -203,7 +203,7 @@ func TestPassword(t *testing.T) {
 			}
 			// Without the password a security decision fails as an error,
 			// never as "not revoked".
-			revoked, err := s.Revoked(t.Context(), "jti")
+			revoked, err := s.Revoked(t.Context(), "jti", epochOf(t.Context(), s))
 			if tt.ok && (err != nil || revoked) {
 				t.Errorf("Revoked: got %v, %v; want false, nil", revoked, err)
 			}
@@ -217,6 +217,13 @@ func TestPassword(t *testing.T) {
 	}
 }
 
+// epochOf returns s's epoch, or "" when it cannot be read (then Revoked
+// fails too, which is what the callers check).
+func epochOf(ctx context.Context, s challenge.Store) string {
+	e, _ := s.Epoch(ctx)
+	return e
+}
+
 // methods calls every Store method once and returns their errors by name.
 func methods(ctx context.Context, s challenge.Store) map[string]error {
 	now := time.Now()
@@ -228,7 +235,8 @@ func methods(ctx context.Context, s challenge.Store) map[string]error {
 	_, errs["AddFailure"] = s.AddFailure(ctx, "u", now, 5, time.Minute)
 	_, errs["Locked"] = s.Locked(ctx, "u", now)
 	errs["Revoke"] = s.Revoke(ctx, "jti", time.Minute)
-	_, errs["Revoked"] = s.Revoked(ctx, "jti")
+	_, errs["Epoch"] = s.Epoch(ctx)
+	_, errs["Revoked"] = s.Revoked(ctx, "jti", "e")
 	errs["Ping"] = s.Ping(ctx)
 	return errs
 }

@@ -221,7 +221,7 @@ func TestTLS(t *testing.T) {
 			if !tt.ok {
 				// A security decision over a connection that failed is an
 				// error, never "not revoked".
-				if revoked, err := s.Revoked(t.Context(), "jti"); err == nil {
+				if revoked, err := s.Revoked(t.Context(), "jti", "e"); err == nil {
 					t.Errorf("Revoked: got %v, nil; want an error", revoked)
 				}
 				return
@@ -230,7 +230,7 @@ func TestTLS(t *testing.T) {
 			if err := s.Revoke(t.Context(), "jti", time.Minute); err != nil {
 				t.Fatalf("Revoke: %v", err)
 			}
-			if revoked, err := s.Revoked(t.Context(), "jti"); err != nil || !revoked {
+			if revoked, err := s.Revoked(t.Context(), "jti", epochOf(t.Context(), s)); err != nil || !revoked {
 				t.Errorf("Revoked after Revoke: got %v, %v; want true, nil", revoked, err)
 			}
 		})

@@ -118,20 +118,47 @@ func testFailures(t *testing.T, newStore func(*testing.T) challenge.Store) {
 	})
 }
 
+// epoch returns s's current epoch, failing t on an error.
+func epoch(t *testing.T, s challenge.Store) string {
+	t.Helper()
+	e, err := s.Epoch(t.Context())
+	if err != nil {
+		t.Fatalf("Epoch: %v", err)
+	}
+	if e == "" {
+		t.Fatal("Epoch: empty; want a value")
+	}
+	return e
+}
+
 func testRevoke(t *testing.T, newStore func(*testing.T) challenge.Store) {
 	s := newStore(t)
+	t.Run("other epoch", func(t *testing.T) {
+		// A token minted in another epoch is refused, revoked or not: the
+		// store lost the revocations that might concern it.
+		e := epoch(t, s)
+		if again := epoch(t, s); again != e {
+			t.Fatalf("Epoch changed between calls: %q then %q", e, again)
+		}
+		jti := unique(t)
+		for _, other := range []string{e + "x", "", strings.ToUpper(e) + "Z"} {
+			if got, err := s.Revoked(t.Context(), jti, other); err != nil || !got {
+				t.Errorf("Revoked(epoch %q, store's %q): got %v, %v; want true", other, e, got, err)
+			}
+		}
+	})
 	jti := unique(t)
-	if got, err := s.Revoked(t.Context(), jti); err != nil || got {
+	if got, err := s.Revoked(t.Context(), jti, epoch(t, s)); err != nil || got {
 		t.Fatalf("Revoked before Revoke: got %v, %v; want false", got, err)
 	}
 	if err := s.Revoke(t.Context(), jti, time.Hour); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
-	if got, err := s.Revoked(t.Context(), jti); err != nil || !got {
+	if got, err := s.Revoked(t.Context(), jti, epoch(t, s)); err != nil || !got {
 		t.Fatalf("Revoked after Revoke: got %v, %v; want true", got, err)
 	}
 	for _, other := range []string{jti + "x", jti[:len(jti)-1], strings.ToUpper(jti)} {
-		if got, err := s.Revoked(t.Context(), other); err != nil || got {
+		if got, err := s.Revoked(t.Context(), other, epoch(t, s)); err != nil || got {
 			t.Errorf("Revoked(%q): got %v, %v; want false", other, got, err)
 		}
 	}
@@ -139,7 +166,7 @@ func testRevoke(t *testing.T, newStore func(*testing.T) challenge.Store) {
 	if err := s.Revoke(t.Context(), jti, time.Hour); err != nil {
 		t.Fatalf("second Revoke: %v", err)
 	}
-	if got, err := s.Revoked(t.Context(), jti); err != nil || !got {
+	if got, err := s.Revoked(t.Context(), jti, epoch(t, s)); err != nil || !got {
 		t.Fatalf("Revoked after second Revoke: got %v, %v; want true", got, err)
 	}
 }
@@ -174,7 +201,7 @@ func testOpaqueKeys(t *testing.T, newStore func(*testing.T) challenge.Store) {
 		t.Fatal(err)
 	}
 	for i, k := range keys {
-		if got, err := s.Revoked(t.Context(), k); err != nil || got != (i == 1) {
+		if got, err := s.Revoked(t.Context(), k, epoch(t, s)); err != nil || got != (i == 1) {
 			t.Errorf("Revoked(%q): got %v, %v; want %v", k, got, err, i == 1)
 		}
 	}
@@ -236,11 +263,11 @@ func testExpiry(t *testing.T, newStore func(*testing.T) challenge.Store) {
 		if err := s.Revoke(t.Context(), jti, 1500*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		if revoked, err := s.Revoked(t.Context(), jti); err != nil || !revoked {
+		if revoked, err := s.Revoked(t.Context(), jti, epoch(t, s)); err != nil || !revoked {
 			t.Fatalf("Revoked right after Revoke: got %v, %v; want true", revoked, err)
 		}
 		eventually(t, wait, "revocation expiry", func() (bool, error) {
-			revoked, err := s.Revoked(t.Context(), jti)
+			revoked, err := s.Revoked(t.Context(), jti, epoch(t, s))
 			return !revoked, err
 		})
 	})

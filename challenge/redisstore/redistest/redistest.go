@@ -29,6 +29,11 @@ const startTimeout = 10 * time.Second
 type Config struct {
 	// Password sets requirepass. Empty means no password.
 	Password string
+	// AppendOnly turns on the append-only file with a sync after every
+	// write (appendonly yes, appendfsync always), as
+	// deploy/kubernetes/redis.yaml runs it, so that Restart keeps the
+	// data. False means no persistence: Restart empties the server.
+	AppendOnly bool
 }
 
 // Server is a running redis-server owned by one test.
@@ -36,10 +41,17 @@ type Server struct {
 	// Addr is host:port on 127.0.0.1.
 	Addr string
 
+	bin  string
+	conf string
+	dir  string
+	port int
+	cfg  Config
+
+	mu     sync.Mutex // guards cmd, done, once across Restart
 	cmd    *exec.Cmd
 	done   chan struct{} // closed when the process has exited
 	output *syncBuffer
-	once   sync.Once
+	once   *sync.Once
 }
 
 // Start starts a redis-server without a password and returns its address.
@@ -48,8 +60,8 @@ func Start(t testing.TB) (addr string) {
 	return StartServer(t, Config{}).Addr
 }
 
-// StartServer starts a redis-server on a free 127.0.0.1 port with no
-// persistence, waits until it answers PING and stops it in t.Cleanup.
+// StartServer starts a redis-server on a free 127.0.0.1 port (with no
+// persistence unless c.AppendOnly), waits until it answers PING and stops it in t.Cleanup.
 func StartServer(t testing.TB, c Config) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
@@ -91,40 +103,74 @@ func start(t testing.TB, bin string, c Config) (*Server, error) {
 	if err := os.WriteFile(conf, []byte(cfg.String()), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, conf,
-		"--port", strconv.Itoa(port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
-		"--dir", dir,
-	)
-	setProcAttr(cmd)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("exec %s: %w", bin, err)
-	}
 	s := &Server{
 		Addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		cmd:    cmd,
-		done:   make(chan struct{}),
-		output: out,
+		bin:    bin,
+		conf:   conf,
+		dir:    dir,
+		port:   port,
+		cfg:    c,
+		output: &syncBuffer{},
 	}
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	if err := s.waitReady(); err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("%w; output:\n%s", err, out.String())
+	if err := s.launch(); err != nil {
+		return nil, err
 	}
 	t.Cleanup(s.Stop)
 	return s, nil
 }
 
+// launch starts the process on s's port and waits until it answers PING.
+func (s *Server) launch() error {
+	aof := "no"
+	if s.cfg.AppendOnly {
+		aof = "yes"
+	}
+	cmd := exec.Command(s.bin, s.conf,
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", aof,
+		"--appendfsync", "always",
+		"--dir", s.dir,
+	)
+	setProcAttr(cmd)
+	cmd.Stdout, cmd.Stderr = s.output, s.output
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("exec %s: %w", s.bin, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	s.mu.Lock()
+	s.cmd, s.done, s.once = cmd, done, &sync.Once{}
+	s.mu.Unlock()
+	if err := s.waitReady(done); err != nil {
+		s.Stop()
+		return fmt.Errorf("%w; output:\n%s", err, s.output.String())
+	}
+	return nil
+}
+
+// Restart kills the server (SIGKILL, as a crash or an OOM kill would) and
+// starts it again on the same address and directory. Without AppendOnly it
+// comes back empty, as a Redis without persistence does after a restart;
+// with it, it comes back with every acknowledged write. Clients see their
+// pooled connections closed.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	// The port was the old process's; another process may have taken it
+	// in between, which fails the test rather than silently moving.
+	if err := s.launch(); err != nil {
+		t.Fatalf("redistest: restarting redis-server on %s: %v", s.Addr, err)
+	}
+}
+
 // waitReady polls until the server answers PING, it exits, or startTimeout
 // passes.
-func (s *Server) waitReady() error {
+func (s *Server) waitReady(done <-chan struct{}) error {
 	deadline := time.Now().Add(startTimeout)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -135,7 +181,7 @@ func (s *Server) waitReady() error {
 			return fmt.Errorf("no PONG from %s after %v: %w", s.Addr, startTimeout, err)
 		}
 		select {
-		case <-s.done:
+		case <-done:
 			return fmt.Errorf("redis-server exited before answering PING")
 		case <-tick.C:
 		}
@@ -169,9 +215,12 @@ func ping(addr string) error {
 // Stop kills the server and waits for it to exit. It is idempotent, so a
 // test may stop the server early to see how clients fail.
 func (s *Server) Stop() {
-	s.once.Do(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.done
+	s.mu.Lock()
+	cmd, done, once := s.cmd, s.done, s.once
+	s.mu.Unlock()
+	once.Do(func() {
+		_ = cmd.Process.Kill()
+		<-done
 	})
 }
 
