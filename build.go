@@ -302,6 +302,7 @@ func buildGate(cfg *Config, shared *sharedParts) (http.Handler, error) {
 		UpstreamTimeout: cfg.Upstream.Timeout,
 		Prefix:          cfg.Server.Prefix,
 		TrustedProxies:  trusted,
+		ForwardAuth:     cfg.Server.ForwardAuth,
 		Identity:        auth,
 		SecondFactor:    tokens,
 		Internal:        ch.Handler(),

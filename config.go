@@ -48,6 +48,10 @@ type ServerConfig struct {
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
 	// CaseInsensitivePaths matches paths ignoring ASCII case (IIS).
 	CaseInsensitivePaths bool `mapstructure:"case_insensitive_paths"`
+	// ForwardAuth also answers {prefix}/authz/* (SPEC §12) to
+	// TrustedProxies, for nginx, Traefik, Caddy and Envoy in front.
+	// Default false.
+	ForwardAuth bool `mapstructure:"forward_auth"`
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM
 	// or SIGINT before their connections are closed. Default 15s; zero
 	// closes them at once.
@@ -225,6 +229,7 @@ var configDefaults = map[string]any{
 	"server.prefix":                   "/.stepup",
 	"server.trusted_proxies":          []string{},
 	"server.case_insensitive_paths":   false,
+	"server.forward_auth":             false,
 	"server.shutdown_grace":           15 * time.Second,
 	"upstream.url":                    "http://127.0.0.1:3000",
 	"upstream.timeout":                30 * time.Second,

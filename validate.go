@@ -72,6 +72,11 @@ func (c *Config) validateServer(ps *problems) {
 		ps.add("server.prefix", "%q must be a plain path like /.stepup (no trailing /, ?, #, %%, \\ or space)", s.Prefix)
 	}
 	checkPrefixes(s.TrustedProxies, "server.trusted_proxies", ps)
+	if s.ForwardAuth && len(s.TrustedProxies) == 0 {
+		// SPEC §12: the endpoints answer only trusted proxies; with none,
+		// every call would be refused.
+		ps.add("server.forward_auth", "needs server.trusted_proxies: the outer proxy's addresses, the only peers answered")
+	}
 	if err := checkHTTPURL(c.Upstream.URL); err != nil {
 		ps.add("upstream.url", "%v", err)
 	}

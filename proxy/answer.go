@@ -48,6 +48,9 @@ func (g *Gate) audit(r *http.Request, st *state, msg, event, outcome, rule strin
 		slog.String("user_agent", r.UserAgent()),
 		slog.String("outcome", outcome),
 	}, extra...)
+	if st.via != "" {
+		attrs = append(attrs, slog.String("via", st.via))
+	}
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, msg, attrs...)
 }
 
@@ -122,7 +125,7 @@ func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, st *state, d po
 			MaxAge: maxAge, ACRValues: d.ACR, Challenge: link})
 		return
 	}
-	if link != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+	if link != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead || st.redirectAny) {
 		redirect(w, link)
 		return
 	}

@@ -209,10 +209,16 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 		pr.SetXForwarded()
 	}
 
+	st.setHeaders(out.Header)
+}
+
+// setHeaders sets the headers of SPEC §7 that say what was decided and
+// for whom, on the request to the upstream (rewrite) or on a forward-auth
+// answer for the outer proxy to copy upstream (forwardauth.go).
+func (st *state) setHeaders(h http.Header) {
 	// Header values point into st's array so that setting them does not
 	// allocate; the three-index slices keep an Add from overwriting a
 	// neighbour.
-	h := out.Header
 	st.hv[hvRequestID] = st.reqID
 	h["X-Request-Id"] = st.hv[hvRequestID : hvRequestID+1 : hvRequestID+1]
 	st.hv[hvRule] = st.rule

@@ -39,6 +39,10 @@ type Config struct {
 	UpstreamTimeout time.Duration
 	Prefix          string         // reserved path, never forwarded; "" means "/.stepup"
 	TrustedProxies  []netip.Prefix // peers whose X-Forwarded-* and X-Request-Id are kept; nil: none
+	// ForwardAuth answers the decision endpoints {Prefix}/authz/* of SPEC
+	// §12 (forwardauth.go) to TrustedProxies, and 403 to anyone else.
+	// False: those paths are Prefix's like any other (404).
+	ForwardAuth bool
 	// Identity authenticates requests; nil means every authenticate and
 	// step_up decision answers 401.
 	Identity *identity.Authenticator
@@ -162,6 +166,12 @@ type state struct {
 	hasID       bool
 	grant       secondfactor.Grant
 	hasGrant    bool
+	// via names the forward-auth endpoint that asked (audit records say
+	// it); "" in proxy mode.
+	via string
+	// redirectAny sends browsers of every method to the challenge, not
+	// only GET and HEAD: nginx can pass on a redirect but not the 401 page.
+	redirectAny bool
 	hv          [numHV]string
 	idv         [1]string // response X-Request-Id value
 }
@@ -220,33 +230,82 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, r, st, err.Error())
 		return
 	}
-	// SPEC §4: the Host must be one authority before anything matches it.
-	if _, err := policy.ParseHost(r.Host); err != nil {
+	if err := setTarget(r, st, t); err != nil {
 		g.reject(w, r, st, err.Error())
 		return
 	}
-	st.target = t
-	if st.path, err = url.PathUnescape(t.Path); err != nil {
-		g.reject(w, r, st, "canonical path does not decode")
-		return
-	}
-	// SPEC §4: only websocket upgrades pass, and only once the policy
-	// allowed them (the ReverseProxy forwards them below).
-	if up := r.Header["Upgrade"]; len(up) > 0 && (len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket")) {
-		g.reject(w, r, st, "upgrade other than websocket")
-		return
-	}
 	if g.internal(t.MatchPath) {
+		if ep := g.authzEndpoint(t.MatchPath); ep != nil {
+			g.serveAuthz(w, r, st, ep)
+			return
+		}
 		g.serveInternal(w, r, st)
 		return
 	}
 
-	pr, err := buildRequest(r, t, g.cfg.Policy)
+	d, out, err := g.decide(r, st, true)
 	if err != nil {
 		g.reject(w, r, st, err.Error())
 		return
 	}
-	d := g.cfg.Policy.Match(pr)
+	switch out {
+	case outForwarded:
+		g.forward(w, r, gc)
+	case outDenied:
+		g.deny(w, r, st)
+	case outUnauthenticated:
+		g.unauthenticated(w, r, st)
+	case outChallenged:
+		g.challenge(w, r, st, d)
+	}
+}
+
+// setTarget records the canonical target t of r in st, and refuses what
+// SPEC §4 refuses beyond the target itself: a Host that is not one
+// authority, a canonical path that does not decode, and upgrades other
+// than websocket (which pass only once the
+// policy allowed them; the ReverseProxy forwards them). Proxy mode and the
+// forward-auth endpoints both call it.
+func setTarget(r *http.Request, st *state, t policy.Target) error {
+	// SPEC §4: the Host must be one authority before anything matches it.
+	if _, err := policy.ParseHost(r.Host); err != nil {
+		return err
+	}
+	st.target = t
+	var err error
+	if st.path, err = url.PathUnescape(t.Path); err != nil {
+		return errors.New("canonical path does not decode")
+	}
+	if up := r.Header["Upgrade"]; len(up) > 0 && (len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket")) {
+		return errors.New("upgrade other than websocket")
+	}
+	return nil
+}
+
+// decide is the decision of SPEC §4, made by the same code for a proxied
+// request and for the original request that a forward-auth endpoint
+// describes (SPEC §12): r is the request to decide (its method, host and
+// headers), st.target its canonical target (setTarget). It builds the
+// policy request, matches it, checks identity and second factor, and counts
+// the outcome. With readBody, `_method` is read from a form body
+// (buildRequest); without, a body nobody can read is assumed to override
+// the method when it may (bodyUnseen, forwardauth.go). An audit-mode rule
+// is counted and logged as audited, and its outcome is outForwarded. An
+// error means refuse with 400: the request cannot be decided unambiguously.
+func (g *Gate) decide(r *http.Request, st *state, readBody bool) (policy.Decision, outcome, error) {
+	p := g.cfg.Policy
+	var pr policy.Request
+	var err error
+	if readBody {
+		pr, err = buildRequest(r, st.target, p)
+	} else {
+		pr, err = buildRequest(r, st.target, nil)
+		pr.AnyMethod = p.MethodSensitive() && bodyUnseen(r)
+	}
+	if err != nil {
+		return policy.Decision{}, outRejected, err
+	}
+	d := p.Match(pr)
 	st.rule = d.Rule
 	st.action = d.Action
 	if st.rule == "" {
@@ -258,21 +317,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// SPEC §3 mode audit: decide, log and count, but forward.
 		g.counters.inc(d.Index, st.rule, outAudited)
 		g.audit(r, st, "audit", "audited", Audited, st.rule, slog.String("action", d.Action.String()),
-			slog.String("would", out.String()), slog.String("method", r.Method), slog.String("path", t.Path))
-		g.forward(w, r, gc)
-		return
+			slog.String("would", out.String()), slog.String("method", r.Method), slog.String("path", st.target.Path))
+		return d, outForwarded, nil
 	}
 	g.counters.inc(d.Index, st.rule, out)
-	switch out {
-	case outForwarded:
-		g.forward(w, r, gc)
-	case outDenied:
-		g.deny(w, r, st)
-	case outUnauthenticated:
-		g.unauthenticated(w, r, st)
-	case outChallenged:
-		g.challenge(w, r, st, d)
-	}
+	return d, out, nil
 }
 
 // evaluate computes what the decision requires of r: identity for

@@ -66,7 +66,7 @@ type stepUpEnv struct {
 	m      *Metrics
 }
 
-func newStepUpEnv(t testing.TB, loginURL string, transport http.RoundTripper) (*stepUpEnv, func(string) rawResponse) {
+func newStepUpEnv(t testing.TB, loginURL string, transport http.RoundTripper, opts ...func(*Config)) (*stepUpEnv, func(string) rawResponse) {
 	t.Helper()
 	e := &stepUpEnv{up: newUpstream(t), clock: newClock(), mail: &mailbox{last: map[string]mailer.Message{}}, m: NewMetrics(nil)}
 	var err error
@@ -93,7 +93,11 @@ func newStepUpEnv(t testing.TB, loginURL string, transport http.RoundTripper) (*
 	if err != nil {
 		t.Fatalf("challenge.New: %v", err)
 	}
-	g, srv := newGate(t, Config{Upstream: mustURL(t, e.up.URL), Identity: e.auth, SecondFactor: e.tokens, Internal: e.ch.Handler(), LoginURL: loginURL, Metrics: e.m, Transport: transport})
+	cfg := Config{Upstream: mustURL(t, e.up.URL), Identity: e.auth, SecondFactor: e.tokens, Internal: e.ch.Handler(), LoginURL: loginURL, Metrics: e.m, Transport: transport}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	g, srv := newGate(t, cfg)
 	e.gate = g
 	return e, func(req string) rawResponse { return raw(t, srv, req) }
 }
