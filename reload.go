@@ -17,11 +17,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// reloadDebounce is how long the watcher waits after the last event in the
-// config's directory before it reads the file: editors and kubelet write
-// in several steps (temporary file, rename, symlink swap, removal), and
-// the file is read once they are done.
+// reloadDebounce is how long the watcher waits after the last event that
+// concerns the config file before it reads the file: editors and kubelet
+// write in several steps (temporary file, rename, symlink swap, removal),
+// and the file is read once they are done.
 const reloadDebounce = 200 * time.Millisecond
+
+// reloadMaxDelay caps the debounce: the file is read at most this long
+// after the first event of a burst, however often events keep coming, so
+// that a file rewritten without pause cannot starve reloads.
+const reloadMaxDelay = time.Second
 
 // Result label values of stepgate_config_reloads_total.
 const (
@@ -77,6 +82,9 @@ type reloader struct {
 	// debounce is the quiet time after file events; zero means
 	// reloadDebounce.
 	debounce time.Duration
+	// maxDelay caps the wait after the first event; zero means
+	// reloadMaxDelay.
+	maxDelay time.Duration
 
 	mu       sync.Mutex // one reload at a time
 	seen     [sha256.Size]byte
@@ -223,9 +231,14 @@ func diffKeys(a, b reflect.Value, key string, out *[]string) {
 // run reloads on every receive from trigger (SIGHUP) and on changes to the
 // config file until ctx ends. It watches the file's directory, not the
 // file: editors replace files by rename and Kubernetes swaps a ConfigMap's
-// `..data` symlink, and either leaves a watch on the old inode blind. Any
-// event re-resolves the path and, after a quiet time, compares the content
-// hash.
+// `..data` symlink, and either leaves a watch on the old inode blind.
+//
+// Only events that concern the config (see relevant) count: other files
+// in the directory, such as a log written next to config.yaml, are
+// ignored. A relevant event re-resolves the path and (re)starts the
+// debounce; the file is read once events pause for the debounce, or at the
+// latest maxDelay after the first event of the burst, and reloaded only if
+// its content hash changed.
 func (rl *reloader) run(ctx context.Context, trigger <-chan struct{}) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
@@ -249,23 +262,35 @@ func (rl *reloader) run(ctx context.Context, trigger <-chan struct{}) {
 	if debounce == 0 {
 		debounce = reloadDebounce
 	}
+	maxDelay := rl.maxDelay
+	if maxDelay == 0 {
+		maxDelay = reloadMaxDelay
+	}
 	timer := time.NewTimer(debounce)
 	timer.Stop()
 	defer timer.Stop()
 	var fire <-chan time.Time
+	var first time.Time // the first relevant event of the pending burst
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-trigger:
 			rl.reload("signal", true)
-		case _, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
 				events = nil
 				continue
 			}
+			if !rl.relevant(ev.Name) {
+				continue
+			}
 			rl.rewatch(w)
-			timer.Reset(debounce)
+			now := time.Now()
+			if fire == nil {
+				first = now
+			}
+			timer.Reset(min(debounce, first.Add(maxDelay).Sub(now)))
 			fire = timer.C
 		case err, ok := <-errs:
 			if !ok {
@@ -278,6 +303,33 @@ func (rl *reloader) run(ctx context.Context, trigger <-chan struct{}) {
 			rl.reload("file changed", false)
 		}
 	}
+}
+
+// relevant reports whether an event on name can change what the config
+// path reads: the path itself (written, replaced by rename, removed), the
+// `..data` symlink next to it (a Kubernetes ConfigMap update swaps it), and
+// the file the path currently resolves to (the target of a symlinked
+// config, in the directory rewatch adds).
+func (rl *reloader) relevant(name string) bool {
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return true // deny on doubt: a spurious reload only rereads the file
+	}
+	own, err := filepath.Abs(rl.path)
+	if err != nil {
+		return true
+	}
+	if abs == own || abs == filepath.Join(filepath.Dir(own), "..data") {
+		return true
+	}
+	resolved, err := filepath.EvalSymlinks(own)
+	if err != nil {
+		// Mid-swap: the path resolves to nothing, so the next relevant
+		// event will come; this one cannot be placed.
+		return false
+	}
+	resolved, err = filepath.Abs(resolved)
+	return err == nil && abs == resolved
 }
 
 // rewatch also watches the directory the config path resolves to, when

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -217,6 +218,93 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// busyWriter calls write every 50ms until the test ends (at most 400
+// times, 20s), as a log written next to config.yaml would. It returns once
+// the first write is done.
+func busyWriter(t *testing.T, write func(i int)) {
+	t.Helper()
+	stop, done := make(chan struct{}), make(chan struct{})
+	started := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := range 400 {
+			write(i)
+			if i == 0 {
+				close(started)
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	<-started
+}
+
+// waitApplied waits for /x to answer want and returns how long that took
+// from start; it fails after reloadDeadline.
+func waitApplied(t *testing.T, s *opsServer, want int, start time.Time) time.Duration {
+	t.Helper()
+	waitStatus(t, s, "/x", want)
+	return time.Since(start)
+}
+
+// TestReloadBusyDirectory: another file in the config's directory written
+// every 50ms (less than the debounce) does not delay a reload: only events
+// that concern the config restart the debounce.
+func TestReloadBusyDirectory(t *testing.T) {
+	up := newUpstream(t)
+	path := writeConfig(t, reloadConfig(up.URL, "allow"))
+	s := startOps(t, path, noEnv)
+	logPath := filepath.Join(filepath.Dir(path), "stepgate.log")
+	busyWriter(t, func(i int) {
+		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err == nil {
+			fmt.Fprintf(f, "line %d\n", i)
+			f.Close()
+		}
+	})
+	start := time.Now()
+	if err := os.WriteFile(path, []byte(reloadConfig(up.URL, "deny")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	took := waitApplied(t, s, http.StatusForbidden, start)
+	// The debounce is 200ms; a slow machine may add to it, but not the
+	// busy file.
+	if took > 3*time.Second {
+		t.Errorf("reload applied %v after the edit; want about %v", took, reloadDebounce)
+	}
+	t.Logf("applied %v after the edit with a file written every 50ms next to it", took)
+	waitReloads(t, s, reloadSuccess, 1)
+}
+
+// TestReloadDebounceCapped: a config file rewritten every 50ms (each event
+// would restart the debounce) is still read at most reloadMaxDelay after
+// the first event, so the change applies while the writes go on.
+func TestReloadDebounceCapped(t *testing.T) {
+	up := newUpstream(t)
+	path := writeConfig(t, reloadConfig(up.URL, "allow"))
+	s := startOps(t, path, noEnv)
+	text := reloadConfig(up.URL, "deny")
+	start := time.Now()
+	busyWriter(t, func(i int) {
+		// Rename-replace, so that no read sees a half-written file.
+		tmp := fmt.Sprintf("%s.%d.tmp", path, i)
+		if os.WriteFile(tmp, []byte(text), 0o600) == nil {
+			os.Rename(tmp, path)
+		}
+	})
+	took := waitApplied(t, s, http.StatusForbidden, start)
+	if took > reloadMaxDelay+2*time.Second {
+		t.Errorf("reload applied %v after the first write; want at most about %v", took, reloadMaxDelay)
+	}
+	t.Logf("applied %v after the first of writes every 50ms", took)
 }
 
 // TestReloadTrigger: the trigger (SIGHUP in production) reloads even when
