@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/respond"
-	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // triggerResponse is GET /api/trigger (SPEC §6 field names).
@@ -93,11 +92,6 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func limited(w http.ResponseWriter, le *LimitError) {
-	w.Header().Set("Retry-After", retryAfter(le.RetryAfter))
-	apiError(w, http.StatusTooManyRequests, "too_many_requests", le.Error())
-}
-
 // apiTrigger is GET /api/trigger.
 func (s *Service) apiTrigger(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.identify(w, r, true)
@@ -142,21 +136,11 @@ func (s *Service) apiSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	expiresIn, err := s.Send(r.Context(), id, idx, meta(r))
-	var le *LimitError
-	switch {
-	case err == nil:
-		respond.JSON(w, http.StatusOK, sendResponse{IsPosted: true, ExpiresIn: int(expiresIn / time.Second)})
-	case errors.As(err, &le):
-		limited(w, le)
-	case errors.Is(err, ErrBadEmail):
-		apiError(w, http.StatusBadRequest, "invalid_email", "that address cannot receive a code")
-	case errors.Is(err, ErrMailUnavailable), errors.Is(err, ErrStoreUnavailable):
-		s.h.log.Error("send code failed", "err", err)
-		apiError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "no code was sent; try again later")
-	default:
-		s.h.log.Error("send code failed", "err", err)
-		apiError(w, http.StatusInternalServerError, "server_error", "no code was sent")
+	if err != nil {
+		errorFor(opSend, err).WriteJSON(w, s.h.log)
+		return
 	}
+	respond.JSON(w, http.StatusOK, sendResponse{IsPosted: true, ExpiresIn: int(expiresIn / time.Second)})
 }
 
 // apiVerify is PUT /api/email-otp.
@@ -170,32 +154,20 @@ func (s *Service) apiVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, err := s.Verify(r.Context(), id, normalizeCode(req.OTP), meta(r))
-	var ce *CodeError
-	var le *LimitError
-	switch {
-	case err == nil:
-		s.cfg.Tokens.SetCookie(w, g)
-		respond.JSON(w, http.StatusOK, verifyResponse{
-			SecondFactorAuthenticationToken: g.Token,
-			ExpiresIn:                       max(0, int(g.ExpiresAt.Sub(s.h.now())/time.Second)),
-		})
-	case errors.As(err, &ce) && ce.AttemptsLeft > 0:
-		n := ce.AttemptsLeft
-		respond.JSON(w, http.StatusUnauthorized, otpError{Error: "invalid_otp", Description: "wrong code", AttemptsLeft: &n})
-	case errors.As(err, &ce), errors.Is(err, ErrNoCode):
-		// A code that just died and one that never existed look alike:
-		// either way only a new code helps.
-		n := 0
-		respond.JSON(w, http.StatusUnauthorized, otpError{Error: "expired_otp", Description: "no valid code; request a new one", AttemptsLeft: &n})
-	case errors.As(err, &le):
-		limited(w, le)
-	case errors.Is(err, ErrStoreUnavailable):
-		s.h.log.Error("verify code failed", "err", err)
-		apiError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the code could not be checked; try again later")
-	default:
-		s.h.log.Error("verify code failed", "err", err)
-		apiError(w, http.StatusInternalServerError, "server_error", "the code could not be checked")
+	if err != nil {
+		e := errorFor(opVerify, err)
+		if n := attemptsLeft(err); n != nil {
+			respond.JSON(w, e.Status, otpError{Error: e.Code, Description: e.APIDescription(), AttemptsLeft: n})
+			return
+		}
+		e.WriteJSON(w, s.h.log)
+		return
 	}
+	s.cfg.Tokens.SetCookie(w, g)
+	respond.JSON(w, http.StatusOK, verifyResponse{
+		SecondFactorAuthenticationToken: g.Token,
+		ExpiresIn:                       max(0, int(g.ExpiresAt.Sub(s.h.now())/time.Second)),
+	})
 }
 
 // apiValidate is GET /api/validate: a back end presents the user's access
@@ -212,16 +184,14 @@ func (s *Service) apiValidate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, err := s.cfg.Tokens.Validate(r.Context(), tok, id)
-	switch {
-	case err == nil:
-		respond.JSON(w, http.StatusOK, validateResponse{Valid: true, Subject: g.Subject,
-			AuthTime: g.AuthTime.Unix(), ExpiresAt: g.ExpiresAt.Unix()})
-	case errors.Is(err, secondfactor.ErrUnavailable):
-		// The revocation list could not be read: deny, but say it is
-		// temporary so the back end does not send the user round again.
-		s.h.log.Error("validate token failed", "err", err)
-		respond.JSON(w, http.StatusServiceUnavailable, validateResponse{Error: "temporarily_unavailable"})
-	default:
-		respond.JSON(w, http.StatusUnauthorized, validateResponse{Error: "invalid_token"})
+	if err != nil {
+		// The validate answer has its own shape (SPEC §6): the error code
+		// only, never a description.
+		e := errorFor(opValidate, err)
+		e.LogCause(s.h.log)
+		respond.JSON(w, e.Status, validateResponse{Error: e.Code})
+		return
 	}
+	respond.JSON(w, http.StatusOK, validateResponse{Valid: true, Subject: g.Subject,
+		AuthTime: g.AuthTime.Unix(), ExpiresAt: g.ExpiresAt.Unix()})
 }

@@ -18,6 +18,12 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
+// lockedErr and throttledErr are the two refusals the locked page shows.
+var (
+	lockedErr    = &LimitError{RetryAfter: 15 * time.Minute, Err: ErrLocked}
+	throttledErr = &LimitError{RetryAfter: 30 * time.Second, Err: ErrThrottled}
+)
+
 // TestGoldenPages renders each page with fixed data and compares it with
 // testdata/golden/NAME.html; run `go test ./challenge/ -run Golden -update`
 // after an intended change and review the diff.
@@ -39,8 +45,8 @@ func TestGoldenPages(t *testing.T) {
 		{"verify_dead", 401, "verify", verifyPage(f, "", 6, deadCodeMessage, true)},
 		{"status_with_factor", 200, "status", statusPage(f, hAlice, g, true)},
 		{"status_without_factor", 200, "status", statusPage(f, hAlice, secondfactor.Grant{}, false)},
-		{"locked", 429, "locked", lockedPage(&LimitError{RetryAfter: 15 * time.Minute, Err: ErrLocked}, f.RD)},
-		{"throttled", 429, "locked", lockedPage(&LimitError{RetryAfter: 30 * time.Second, Err: ErrThrottled}, f.RD)},
+		{"locked", 429, "locked", lockedPage(errorFor(opVerify, lockedErr), lockedErr, f.RD)},
+		{"throttled", 429, "locked", lockedPage(errorFor(opSend, throttledErr), throttledErr, f.RD)},
 		{"error", 404, "error", respond.PageData{Title: "Not found", Message: "There is nothing at this address.",
 			Link: &respond.Link{URL: hPrefix + "/", Text: "Your sign-in status"}}},
 	}

@@ -136,8 +136,8 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// session-bound CSRF tokens of the forms and the JSON content type the
 	// API requires.
 	if err := h.cop.Check(r); err != nil {
-		h.pages.Error(w, r, http.StatusForbidden, "cross_origin", "Request refused",
-			"This request came from another site and was refused.", nil)
+		h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusForbidden, Code: "cross_origin", Title: "Request refused",
+			Msg: "This request came from another site and was refused."})
 		return
 	}
 	r2 := new(http.Request)
@@ -153,8 +153,8 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		handler.ServeHTTP(pw, r2)
 		if pw.status == http.StatusMethodNotAllowed {
 			w.Header().Set("Allow", pw.h.Get("Allow"))
-			h.pages.Error(w, r, http.StatusMethodNotAllowed, "method_not_allowed",
-				"Method not allowed", "This address does not accept that method.", nil)
+			h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Title: "Method not allowed",
+				Msg: "This address does not accept that method."})
 			return
 		}
 		s.notFound(w, r)
@@ -182,8 +182,8 @@ func (p *probeWriter) Write(b []byte) (int, error) {
 }
 
 func (s *Service) notFound(w http.ResponseWriter, r *http.Request) {
-	s.h.pages.Error(w, r, http.StatusNotFound, "not_found", "Not found",
-		"There is nothing at this address.", &respond.Link{URL: s.cfg.Prefix + "/", Text: "Your sign-in status"})
+	s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusNotFound, Code: "not_found", Title: "Not found",
+		Msg: "There is nothing at this address.", Link: &respond.Link{URL: s.cfg.Prefix + "/", Text: "Your sign-in status"}})
 }
 
 // serveStyle serves style.css, the only asset (CSP style-src 'self').
@@ -214,8 +214,8 @@ func (s *Service) identify(w http.ResponseWriter, r *http.Request, api bool) (id
 			respond.JSON(w, http.StatusServiceUnavailable, respond.APIError{Error: "temporarily_unavailable", Description: "identity could not be checked; try again"})
 			return id, false
 		}
-		s.h.pages.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Try again shortly",
-			"Your sign-in could not be checked right now. Please try again in a moment.", nil)
+		s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Title: "Try again shortly",
+			Msg: "Your sign-in could not be checked right now. Please try again in a moment."})
 		return id, false
 	}
 	if api || respond.IsAPI(r) {

@@ -119,19 +119,18 @@ func (s *Service) serveChallenge(w http.ResponseWriter, r *http.Request) {
 func (s *Service) postForm(w http.ResponseWriter, r *http.Request, id identity.Identity) bool {
 	if err := r.ParseForm(); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			s.h.pages.Error(w, r, http.StatusRequestEntityTooLarge, "too_large", "Request too large",
-				"The form was too large.", nil)
+			s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Title: "Request too large",
+				Msg: "The form was too large."})
 			return false
 		}
-		s.h.pages.Error(w, r, http.StatusBadRequest, "bad_request", "Bad request",
-			"The form could not be read.", nil)
+		s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusBadRequest, Code: "bad_request", Title: "Bad request",
+			Msg: "The form could not be read."})
 		return false
 	}
 	if !csrfValid(s.h.csrfKey, id, r.PostForm.Get("csrf")) {
 		s.h.log.Warn("csrf token refused", "sub", id.Subject, "client", r.RemoteAddr, "path", r.URL.Path)
-		s.h.pages.Error(w, r, http.StatusForbidden, "csrf", "This form has expired",
-			"Go back, reload the page and try again.",
-			&respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(respond.CleanRedirect(r.PostForm.Get("rd"))), Text: "Start again"})
+		s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusForbidden, Code: "csrf", Title: "This form has expired",
+			Msg: "Go back, reload the page and try again.", Link: &respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(respond.CleanRedirect(r.PostForm.Get("rd"))), Text: "Start again"}})
 		return false
 	}
 	return true
@@ -148,8 +147,8 @@ func (s *Service) serveSend(w http.ResponseWriter, r *http.Request) {
 	back := &respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(rd), Text: "Choose an address"}
 	idx, err := strconv.Atoi(r.PostForm.Get("email"))
 	if err != nil || idx < 0 || idx >= len(id.Emails) {
-		s.h.pages.Error(w, r, http.StatusBadRequest, "bad_email", "Choose an address",
-			"Please choose one of your addresses.", back)
+		s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusBadRequest, Code: "bad_email", Title: "Choose an address",
+			Msg: "Please choose one of your addresses.", Link: back})
 		return
 	}
 	if _, err := s.Send(r.Context(), id, idx, meta(r)); err != nil {
@@ -159,26 +158,17 @@ func (s *Service) serveSend(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, s.cfg.Prefix+"/verify?rd="+url.QueryEscape(rd), http.StatusSeeOther)
 }
 
-// sendFailed renders a failed Send: 429 with Retry-After when throttled or
-// locked, 503 with a plain message when mail or store is down (SPEC §9:
-// never "code sent").
+// sendFailed renders a failed Send from errorFor: the locked page with
+// Retry-After when throttled or locked, else an error page linking back to
+// the address choice (SPEC §9: never "code sent").
 func (s *Service) sendFailed(w http.ResponseWriter, r *http.Request, err error, rd string, back *respond.Link) {
-	var le *LimitError
-	switch {
-	case errors.As(err, &le):
-		s.renderLimited(w, le, rd)
-	case errors.Is(err, ErrBadEmail):
-		s.h.pages.Error(w, r, http.StatusBadRequest, "bad_email", "Choose an address",
-			"That address cannot receive a code. Please choose another one.", back)
-	case errors.Is(err, ErrMailUnavailable), errors.Is(err, ErrStoreUnavailable):
-		s.h.log.Error("send code failed", "err", err)
-		s.h.pages.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Could not send a code",
-			"We could not send a code right now. Please try again in a few minutes.", back)
-	default:
-		s.h.log.Error("send code failed", "err", err)
-		s.h.pages.Error(w, r, http.StatusInternalServerError, "server_error", "Could not send a code",
-			"Something went wrong. Please try again.", back)
+	e := errorFor(opSend, err)
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		s.renderLimited(w, e, le, rd)
+		return
 	}
+	e.Link = back
+	s.h.pages.Error(w, r, e)
 }
 
 // retryAfter is the Retry-After value in whole seconds, at least 1
@@ -205,19 +195,14 @@ func humanWait(d time.Duration) string {
 	}
 }
 
-func lockedPage(le *LimitError, rd string) respond.PageData {
-	d := lockedData{Wait: humanWait(le.RetryAfter), RD: rd}
-	if errors.Is(le, ErrLocked) {
-		return respond.PageData{Title: "Too many wrong codes",
-			Message: "For your safety, codes are blocked for a while.", Data: d}
-	}
-	return respond.PageData{Title: "Too many codes requested",
-		Message: "Please wait before asking for another code.", Data: d}
+// lockedPage is the 429 page of e (from errorFor) for le.
+func lockedPage(e *respond.HTTPError, le *LimitError, rd string) respond.PageData {
+	return respond.PageData{Title: e.Title, Message: e.Msg, Data: lockedData{Wait: humanWait(le.RetryAfter), RD: rd}}
 }
 
-func (s *Service) renderLimited(w http.ResponseWriter, le *LimitError, rd string) {
-	w.Header().Set("Retry-After", retryAfter(le.RetryAfter))
-	s.h.pages.Render(w, http.StatusTooManyRequests, "locked", lockedPage(le, rd))
+func (s *Service) renderLimited(w http.ResponseWriter, e *respond.HTTPError, le *LimitError, rd string) {
+	e.WriteHeader(w)
+	s.h.pages.Render(w, e.Status, "locked", lockedPage(e, le, rd))
 }
 
 func verifyPage(f formData, sentTo string, codeLen int, errMsg string, dead bool) respond.PageData {
@@ -292,25 +277,18 @@ func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, f.RD, http.StatusSeeOther)
 		return
 	}
-	var ce *CodeError
-	var le *LimitError
-	switch {
-	case errors.As(err, &ce) && ce.AttemptsLeft > 0:
-		s.h.pages.Render(w, http.StatusUnauthorized, "verify",
-			verifyPage(f, s.sentTo(r.Context(), id), s.codeLen(), attemptsLeftMessage(ce.AttemptsLeft), false))
-	case errors.As(err, &ce), errors.Is(err, ErrNoCode):
-		s.h.pages.Render(w, http.StatusUnauthorized, "verify",
-			verifyPage(f, "", s.codeLen(), deadCodeMessage, true))
-	case errors.As(err, &le):
-		s.renderLimited(w, le, f.RD)
-	case errors.Is(err, ErrStoreUnavailable):
-		s.h.log.Error("verify code failed", "err", err)
-		s.h.pages.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Try again shortly",
-			"Your code could not be checked right now. Please try again in a moment.", nil)
+	e := errorFor(opVerify, err)
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		s.renderLimited(w, e, le, f.RD)
+		return
+	}
+	switch e.Code {
+	case "invalid_otp":
+		s.h.pages.Render(w, e.Status, "verify", verifyPage(f, s.sentTo(r.Context(), id), s.codeLen(), e.Msg, false))
+	case "expired_otp":
+		s.h.pages.Render(w, e.Status, "verify", verifyPage(f, "", s.codeLen(), e.Msg, true))
 	default:
-		s.h.log.Error("verify code failed", "err", err)
-		s.h.pages.Error(w, r, http.StatusInternalServerError, "server_error", "Something went wrong",
-			"Your code could not be checked. Please try again.", nil)
+		s.h.pages.Error(w, r, e)
 	}
 }
 
@@ -358,10 +336,9 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(withMeta(r.Context(), meta(r)), 5*time.Second)
 		defer cancel()
 		if err := s.Revoke(ctx, g); err != nil {
-			s.h.log.Error("revoke second factor failed", "sub", id.Subject, "err", err)
-			s.h.pages.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Not signed out",
-				"Your second step could not be removed right now. Please try again in a moment.",
-				&respond.Link{URL: s.cfg.Prefix + "/", Text: "Back to your sign-in status"})
+			e := errorFor(opRevoke, err)
+			e.Link = &respond.Link{URL: s.cfg.Prefix + "/", Text: "Back to your sign-in status"}
+			s.h.pages.Error(w, r, e)
 			return
 		}
 	}

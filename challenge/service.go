@@ -205,21 +205,6 @@ func (s *Service) Revoke(ctx context.Context, g secondfactor.Grant) error {
 // Ready reports whether the store is reachable.
 func (s *Service) Ready(ctx context.Context) error { return s.cfg.Store.Ping(ctx) }
 
-// CodeError is a wrong code.
-type CodeError struct {
-	AttemptsLeft int
-}
-
-func (e *CodeError) Error() string { return "invalid code" }
-func (e *CodeError) Unwrap() error { return ErrInvalidCode }
-
-var (
-	ErrInvalidCode      = errors.New("invalid code")
-	ErrMailUnavailable  = errors.New("mail delivery unavailable")
-	ErrStoreUnavailable = errors.New("challenge store unavailable")
-	ErrBadEmail         = errors.New("no such address")
-)
-
 // Sender delivers mail: SMTP, .eml files, the log, or the demo inbox.
 type Sender interface {
 	Send(ctx context.Context, m mailer.Message) error

@@ -22,16 +22,16 @@ func (g *Gate) reject(w http.ResponseWriter, r *http.Request, st *state, why str
 	// The path is left out: it is what was found ambiguous, and may carry
 	// anything. The rule is noRule, since no rule was consulted.
 	g.audit(r, st, "request refused", "request_refused", Rejected, noRule, slog.String("reason", why))
-	g.pages.Error(w, r, http.StatusBadRequest, "invalid_request", "Bad request",
-		"This address is ambiguous and was refused.", nil)
+	g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusBadRequest, Code: "invalid_request", Title: "Bad request",
+		Msg: "This address is ambiguous and was refused."})
 }
 
 // deny answers 403 (action deny).
 func (g *Gate) deny(w http.ResponseWriter, r *http.Request, st *state) {
 	g.audit(r, st, "denied", "denied", Denied, st.rule,
 		slog.String("method", r.Method), slog.String("path", st.target.Path))
-	g.pages.Error(w, r, http.StatusForbidden, "access_denied", "Access denied",
-		"You are not allowed to access this page.", nil)
+	g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusForbidden, Code: "access_denied", Title: "Access denied",
+		Msg: "You are not allowed to access this page."})
 }
 
 // audit writes one audit record (SPEC §10): the event, the request id, the
@@ -74,8 +74,8 @@ func (g *Gate) unauthenticated(w http.ResponseWriter, r *http.Request, st *state
 		return
 	}
 	if g.cfg.LoginURL == "" {
-		g.pages.Error(w, r, http.StatusUnauthorized, "unauthorized", "Sign in required",
-			"Please sign in to the application first.", nil)
+		g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusUnauthorized, Code: "unauthorized", Title: "Sign in required",
+			Msg: "Please sign in to the application first."})
 		return
 	}
 	redirect(w, strings.ReplaceAll(g.cfg.LoginURL, "{rd}", url.QueryEscape(returnURL(st.target))))
@@ -133,8 +133,8 @@ func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, st *state, d po
 	if link != "" {
 		l = &respond.Link{URL: link, Text: "Verify it's you"}
 	}
-	g.pages.Error(w, r, http.StatusUnauthorized, "insufficient_user_authentication", "Verification required",
-		"This action needs a second factor. Verify it's you, then repeat the action.", l)
+	g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusUnauthorized, Code: "insufficient_user_authentication", Title: "Verification required",
+		Msg: "This action needs a second factor. Verify it's you, then repeat the action.", Link: l})
 }
 
 // quoteEscape escapes s for an RFC 9110 §5.6.4 quoted-string.

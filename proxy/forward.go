@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/respond"
 )
 
 // NewTransport returns the upstream transport: dial and response-header
@@ -326,15 +327,15 @@ func (g *Gate) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errUpstreamTimeout), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		g.log.Warn("upstream timeout", "request_id", reqID, "status", http.StatusGatewayTimeout, "err", err)
-		g.pages.Error(w, r, http.StatusGatewayTimeout, "gateway_timeout", "The application is not responding",
-			"The application behind this gateway did not answer in time. Please try again.", nil)
+		g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusGatewayTimeout, Code: "gateway_timeout", Title: "The application is not responding",
+			Msg: "The application behind this gateway did not answer in time. Please try again."})
 	case r.Context().Err() != nil:
 		// The client went away; nobody is left to answer. 499 is the
 		// conventional label for this in proxy logs.
 		g.log.Debug("client closed request", "request_id", reqID, "status", 499, "err", err)
 	default:
 		g.log.Warn("upstream unavailable", "request_id", reqID, "status", http.StatusBadGateway, "err", err)
-		g.pages.Error(w, r, http.StatusBadGateway, "bad_gateway", "The application is unavailable",
-			"The application behind this gateway could not be reached. Please try again later.", nil)
+		g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusBadGateway, Code: "bad_gateway", Title: "The application is unavailable",
+			Msg: "The application behind this gateway could not be reached. Please try again later."})
 	}
 }

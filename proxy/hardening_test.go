@@ -318,21 +318,21 @@ func TestNoQueryInLogs(t *testing.T) {
 	_, srv := newGate(t, Config{Upstream: mustURL(t, up.URL), Logger: logger})
 	_, downSrv := newGate(t, Config{Upstream: mustURL(t, "http://127.0.0.1:1"), Logger: logger})
 	reqs := []string{
-		get("http:app.example.com/x?" + q),                 // rootless
-		get("http:/x?" + q),                                // rootless with a slash
-		get("app.example.com:80?" + q),                     // authority-like
-		get("http://app.example.com/x?" + q),               // absolute form
-		get("*?" + q),                                      // asterisk-like
-		get("/a%2fb?" + q),                                 // bad path
-		get("/a%zz?" + q),                                  // bad escape
-		get("/public/x?"+q, "Host: a.example,b.example"),   // bad Host
-		get("/items/1?_method=DEL%zz&" + q),                // undecodable override value
-		get("/items/1?%zz_method=x&" + q),                  // undecodable override key
-		get("/items/1?_method%zz" + secret + "=1"),         // the secret in a key
-		get("/admin?" + q),                                 // deny
-		get("/audit/x?" + q),                               // audit
-		get("/profile/x?" + q),                             // unauthenticated
-		get("/account/x?" + q),                             // challenged (no identity configured)
+		get("http:app.example.com/x?" + q),               // rootless
+		get("http:/x?" + q),                              // rootless with a slash
+		get("app.example.com:80?" + q),                   // authority-like
+		get("http://app.example.com/x?" + q),             // absolute form
+		get("*?" + q),                                    // asterisk-like
+		get("/a%2fb?" + q),                               // bad path
+		get("/a%zz?" + q),                                // bad escape
+		get("/public/x?"+q, "Host: a.example,b.example"), // bad Host
+		get("/items/1?_method=DEL%zz&" + q),              // undecodable override value
+		get("/items/1?%zz_method=x&" + q),                // undecodable override key
+		get("/items/1?_method%zz" + secret + "=1"),       // the secret in a key
+		get("/admin?" + q),                               // deny
+		get("/audit/x?" + q),                             // audit
+		get("/profile/x?" + q),                           // unauthenticated
+		get("/account/x?" + q),                           // challenged (no identity configured)
 		reqLine("POST", "/items/1?"+q, "Content-Type: application/x-www-form-urlencoded", "Content-Length: 3", "", "a=b"),
 	}
 	for _, r := range reqs {

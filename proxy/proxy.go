@@ -159,8 +159,8 @@ type state struct {
 	reqID       string
 	peerTrusted bool
 	target      policy.Target
-	path        string // target.Path decoded: out.URL.Path
-	rule        string // deciding rule, "default" when none
+	path        string        // target.Path decoded: out.URL.Path
+	rule        string        // deciding rule, "default" when none
 	action      policy.Action // what the deciding rule requires
 	id          identity.Identity
 	hasID       bool
@@ -382,7 +382,8 @@ func (g *Gate) internal(p string) bool {
 // the canonical path, so it routes on what the policy would have seen.
 func (g *Gate) serveInternal(w http.ResponseWriter, r *http.Request, st *state) {
 	if g.cfg.Internal == nil {
-		g.pages.Error(w, r, http.StatusNotFound, "not_found", "Not found", "There is nothing here.", nil)
+		g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusNotFound, Code: "not_found", Title: "Not found",
+			Msg: "There is nothing here."})
 		return
 	}
 	r2 := r.WithContext(r.Context())

@@ -131,12 +131,88 @@ func (p *Pages) Render(w http.ResponseWriter, status int, name string, d PageDat
 	w.Write(buf.Bytes())
 }
 
-// Error answers with an error page for browsers and an APIError for API
-// clients. title and message are safe for users; never pass internal errors.
-func (p *Pages) Error(w http.ResponseWriter, r *http.Request, status int, code, title, message string, link *Link) {
-	if IsAPI(r) {
-		JSON(w, status, APIError{Error: code, Description: message})
+// HTTPError is an answer stepgate gives itself: what the user sees
+// (Status, Code, Title, Msg, Link) kept apart from what is logged (Err),
+// in the shape of tailscale's tsweb.HTTPError (STYLE 5).
+type HTTPError struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code is the API "error" value (SPEC §5), such as
+	// "temporarily_unavailable".
+	Code string
+	// Title heads the error page.
+	Title string
+	// Msg is safe for users: the page's text and, unless APIMsg is set,
+	// the API's error_description. Never an internal error.
+	Msg string
+	// APIMsg is the API's error_description when it differs from Msg
+	// (shorter, for machines); "" means Msg.
+	APIMsg string
+	// Link is an optional link on the page; nil means none.
+	Link *Link
+	// Header is added to the response (Retry-After); nil means none.
+	Header http.Header
+	// Op names what failed, for the log ("send code"); "" means
+	// "request".
+	Op string
+	// Err is the cause, logged at error level and never shown; nil means
+	// nothing to log (the refusal is the outcome, not a failure).
+	Err error
+}
+
+func (e *HTTPError) Error() string {
+	if e.Err != nil {
+		return e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *HTTPError) Unwrap() error { return e.Err }
+
+// APIDescription is the API's error_description.
+func (e *HTTPError) APIDescription() string {
+	if e.APIMsg != "" {
+		return e.APIMsg
+	}
+	return e.Msg
+}
+
+// WriteHeader adds e.Header to w's headers.
+func (e *HTTPError) WriteHeader(w http.ResponseWriter) {
+	for k, vs := range e.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+}
+
+// LogCause logs e.Err, when there is one, at error level.
+func (e *HTTPError) LogCause(log *slog.Logger, attrs ...any) {
+	if e.Err == nil {
 		return
 	}
-	p.Render(w, status, "error", PageData{Title: title, Message: message, Link: link})
+	op := e.Op
+	if op == "" {
+		op = "request"
+	}
+	log.Error(op+" failed", append(attrs, "err", e.Err)...)
+}
+
+// WriteJSON logs e's cause and answers with an APIError.
+func (e *HTTPError) WriteJSON(w http.ResponseWriter, log *slog.Logger) {
+	e.LogCause(log)
+	e.WriteHeader(w)
+	JSON(w, e.Status, APIError{Error: e.Code, Description: e.APIDescription()})
+}
+
+// Error logs e's cause and answers with the error page for browsers and
+// an APIError for API clients.
+func (p *Pages) Error(w http.ResponseWriter, r *http.Request, e *HTTPError) {
+	if IsAPI(r) {
+		e.WriteJSON(w, p.log)
+		return
+	}
+	e.LogCause(p.log)
+	e.WriteHeader(w)
+	p.Render(w, e.Status, "error", PageData{Title: e.Title, Message: e.Msg, Link: e.Link})
 }
