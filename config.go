@@ -19,6 +19,7 @@ type Config struct {
 	OTP          OTPConfig          `mapstructure:"otp"`
 	Mail         MailConfig         `mapstructure:"mail"`
 	Store        StoreConfig        `mapstructure:"store"`
+	Factors      FactorsConfig      `mapstructure:"factors"`
 	Policies     PoliciesConfig     `mapstructure:"policies"`
 	Log          LogConfig          `mapstructure:"log"`
 
@@ -211,6 +212,9 @@ type RuleConfig struct {
 	MaxAge  time.Duration `mapstructure:"max_age"` // 0 means second_factor.ttl
 	ACR     string        `mapstructure:"acr"`
 	Mode    string        `mapstructure:"mode"` // "" means enforce
+	// Factors lists the methods that satisfy the rule (SPEC §11); empty
+	// means every method in factors.enabled.
+	Factors []string `mapstructure:"factors"`
 }
 
 // TestConfig is one policies.tests entry.
@@ -223,70 +227,82 @@ type TestConfig struct {
 // configDefaults holds every SPEC §3 default. Lists of rules and tests have
 // none.
 var configDefaults = map[string]any{
-	"server.listen":                   "127.0.0.1:8080",
-	"server.admin_listen":             "127.0.0.1:9090",
-	"server.public_url":               "http://127.0.0.1:8080",
-	"server.prefix":                   "/.stepup",
-	"server.trusted_proxies":          []string{},
-	"server.case_insensitive_paths":   false,
-	"server.forward_auth":             false,
-	"server.shutdown_grace":           15 * time.Second,
-	"upstream.url":                    "http://127.0.0.1:3000",
-	"upstream.timeout":                30 * time.Second,
-	"identity.source":                 "jwt",
-	"identity.login_url":              "/login?rd={rd}",
-	"identity.jwt.cookie":             "access_token",
-	"identity.jwt.algorithms":         []string{"HS256"},
-	"identity.jwt.hmac_secret":        "",
-	"identity.jwt.hmac_secret_file":   "",
-	"identity.jwt.public_key_file":    "",
-	"identity.jwt.jwks_url":           "",
-	"identity.jwt.issuer":             "",
-	"identity.jwt.audience":           "",
-	"identity.jwt.subject_claim":      "sub",
-	"identity.jwt.email_claim":        "email",
-	"identity.jwt.session_claim":      "sid",
-	"identity.header.user":            "X-Forwarded-User",
-	"identity.header.email":           "X-Forwarded-Email",
-	"identity.header.trusted_proxies": []string{"127.0.0.1/32"},
-	"second_factor.secret":            "",
-	"second_factor.secret_file":       "",
-	"second_factor.previous_secrets":  []string{},
-	"second_factor.cookie":            defaultCookie,
-	"second_factor.header":            "X-Second-Factor-Token",
-	"second_factor.ttl":               12 * time.Hour,
-	"otp.length":                      6,
-	"otp.ttl":                         5 * time.Minute,
-	"otp.max_attempts":                5,
-	"otp.resend_after":                30 * time.Second,
-	"otp.max_sends_per_hour":          5,
-	"otp.max_failures_per_hour":       20,
-	"otp.lockout":                     15 * time.Minute,
-	"mail.driver":                     "smtp",
-	"mail.from":                       "stepgate <no-reply@example.com>",
-	"mail.subject":                    "Your verification code",
-	"mail.smtp.host":                  "",
-	"mail.smtp.port":                  587,
-	"mail.smtp.username":              "",
-	"mail.smtp.password":              "",
-	"mail.smtp.password_file":         "",
-	"mail.smtp.tls":                   "starttls",
-	"mail.file.dir":                   "",
-	"store.driver":                    "memory",
-	"store.redis.addr":                "127.0.0.1:6379",
-	"store.redis.password":            "",
-	"store.redis.password_file":       "",
-	"store.redis.db":                  0,
-	"store.redis.key_prefix":          "stepgate:",
-	"store.redis.tls":                 false,
-	"store.redis.tls_ca_file":         "",
-	"store.redis.tls_server_name":     "",
-	"store.redis.timeout":             2 * time.Second,
-	"store.redis.pool_size":           0,
-	"policies.default":                "authenticate",
-	"log.level":                       "info",
-	"log.format":                      "json",
-	"log.access":                      false,
+	"server.listen":                    "127.0.0.1:8080",
+	"server.admin_listen":              "127.0.0.1:9090",
+	"server.public_url":                "http://127.0.0.1:8080",
+	"server.prefix":                    "/.stepup",
+	"server.trusted_proxies":           []string{},
+	"server.case_insensitive_paths":    false,
+	"server.forward_auth":              false,
+	"server.shutdown_grace":            15 * time.Second,
+	"upstream.url":                     "http://127.0.0.1:3000",
+	"upstream.timeout":                 30 * time.Second,
+	"identity.source":                  "jwt",
+	"identity.login_url":               "/login?rd={rd}",
+	"identity.jwt.cookie":              "access_token",
+	"identity.jwt.algorithms":          []string{"HS256"},
+	"identity.jwt.hmac_secret":         "",
+	"identity.jwt.hmac_secret_file":    "",
+	"identity.jwt.public_key_file":     "",
+	"identity.jwt.jwks_url":            "",
+	"identity.jwt.issuer":              "",
+	"identity.jwt.audience":            "",
+	"identity.jwt.subject_claim":       "sub",
+	"identity.jwt.email_claim":         "email",
+	"identity.jwt.session_claim":       "sid",
+	"identity.header.user":             "X-Forwarded-User",
+	"identity.header.email":            "X-Forwarded-Email",
+	"identity.header.trusted_proxies":  []string{"127.0.0.1/32"},
+	"second_factor.secret":             "",
+	"second_factor.secret_file":        "",
+	"second_factor.previous_secrets":   []string{},
+	"second_factor.cookie":             defaultCookie,
+	"second_factor.header":             "X-Second-Factor-Token",
+	"second_factor.ttl":                12 * time.Hour,
+	"otp.length":                       6,
+	"otp.ttl":                          5 * time.Minute,
+	"otp.max_attempts":                 5,
+	"otp.resend_after":                 30 * time.Second,
+	"otp.max_sends_per_hour":           5,
+	"otp.max_failures_per_hour":        20,
+	"otp.lockout":                      15 * time.Minute,
+	"mail.driver":                      "smtp",
+	"mail.from":                        "stepgate <no-reply@example.com>",
+	"mail.subject":                     "Your verification code",
+	"mail.smtp.host":                   "",
+	"mail.smtp.port":                   587,
+	"mail.smtp.username":               "",
+	"mail.smtp.password":               "",
+	"mail.smtp.password_file":          "",
+	"mail.smtp.tls":                    "starttls",
+	"mail.file.dir":                    "",
+	"store.driver":                     "memory",
+	"store.redis.addr":                 "127.0.0.1:6379",
+	"store.redis.password":             "",
+	"store.redis.password_file":        "",
+	"store.redis.db":                   0,
+	"store.redis.key_prefix":           "stepgate:",
+	"store.redis.tls":                  false,
+	"store.redis.tls_ca_file":          "",
+	"store.redis.tls_server_name":      "",
+	"store.redis.timeout":              2 * time.Second,
+	"store.redis.pool_size":            0,
+	"factors.enabled":                  []string{"email"},
+	"factors.driver":                   "sqlite",
+	"factors.sqlite.path":              "/var/lib/stepgate/factors.db",
+	"factors.postgres.dsn":             "",
+	"factors.postgres.dsn_file":        "",
+	"factors.encryption_key":           "",
+	"factors.encryption_key_file":      "",
+	"factors.previous_encryption_keys": []string{},
+	"factors.totp.issuer":              "stepgate",
+	"factors.totp.period":              30 * time.Second,
+	"factors.totp.digits":              6,
+	"factors.totp.skew":                1,
+	"policies.default":                 "authenticate",
+	"log.level":                        "info",
+	"log.format":                       "json",
+	"log.access":                       false,
 }
 
 const defaultCookie = "__Host-stepgate"
@@ -301,4 +317,48 @@ func (c *Config) applyDerivedDefaults() {
 	if !inFile && !inEnv && c.SecondFactor.Cookie == defaultCookie && strings.HasPrefix(strings.ToLower(c.Server.PublicURL), "http://") {
 		c.SecondFactor.Cookie = "stepgate"
 	}
+}
+
+// FactorsConfig is SPEC §11 factors: which second-factor methods exist
+// and the durable store of enrolled ones. The store is opened only when a
+// stored method (totp) is enabled.
+type FactorsConfig struct {
+	// Enabled lists the methods: email, totp. Default [email], so that a
+	// config written before factors existed keeps working unchanged.
+	Enabled []string `mapstructure:"enabled"`
+	// Driver is sqlite (default; one process) or postgres (replicas).
+	Driver   string                `mapstructure:"driver"`
+	SQLite   FactorsSQLiteConfig   `mapstructure:"sqlite"`
+	Postgres FactorsPostgresConfig `mapstructure:"postgres"`
+	// EncryptionKey seals factor secrets (AES-256-GCM); at least 32
+	// bytes; holds the key after load, whichever way it was given.
+	EncryptionKey     string `mapstructure:"encryption_key"`
+	EncryptionKeyFile string `mapstructure:"encryption_key_file"`
+	// PreviousEncryptionKeys still open secrets during a rotation, until
+	// `stepgate factors rekey` has sealed everything under the current key.
+	PreviousEncryptionKeys []string          `mapstructure:"previous_encryption_keys"`
+	TOTP                   FactorsTOTPConfig `mapstructure:"totp"`
+}
+
+// FactorsSQLiteConfig is factors.sqlite.
+type FactorsSQLiteConfig struct {
+	// Path of the database file, created 0600 when missing. Default
+	// /var/lib/stepgate/factors.db.
+	Path string `mapstructure:"path"`
+}
+
+// FactorsPostgresConfig is factors.postgres.
+type FactorsPostgresConfig struct {
+	// DSN is a libpq connection string or postgres:// URL; a secret.
+	DSN     string `mapstructure:"dsn"`
+	DSNFile string `mapstructure:"dsn_file"`
+}
+
+// FactorsTOTPConfig is factors.totp. SHA-1 is fixed (app compatibility).
+type FactorsTOTPConfig struct {
+	// Issuer names the account in authenticator apps. Default stepgate.
+	Issuer string        `mapstructure:"issuer"`
+	Period time.Duration `mapstructure:"period"` // default 30s
+	Digits int           `mapstructure:"digits"` // 6 (default) or 8
+	Skew   int           `mapstructure:"skew"`   // steps either side of now; default 1
 }

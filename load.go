@@ -24,6 +24,8 @@ var secretPairs = []struct{ key, fileKey string }{
 	{"identity.jwt.hmac_secret", "identity.jwt.hmac_secret_file"},
 	{"mail.smtp.password", "mail.smtp.password_file"},
 	{"store.redis.password", "store.redis.password_file"},
+	{"factors.encryption_key", "factors.encryption_key_file"},
+	{"factors.postgres.dsn", "factors.postgres.dsn_file"},
 }
 
 // maxConfigFile bounds the config file and every *_file read.
@@ -376,6 +378,10 @@ func (c *Config) secretField(key string) (*string, *string) {
 		return &c.Mail.SMTP.Password, &c.Mail.SMTP.PasswordFile
 	case "store.redis.password":
 		return &c.Store.Redis.Password, &c.Store.Redis.PasswordFile
+	case "factors.encryption_key":
+		return &c.Factors.EncryptionKey, &c.Factors.EncryptionKeyFile
+	case "factors.postgres.dsn":
+		return &c.Factors.Postgres.DSN, &c.Factors.Postgres.DSNFile
 	}
 	panic("unknown secret " + key)
 }

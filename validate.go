@@ -10,8 +10,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/stepgate/stepgate/factors"
+	"github.com/stepgate/stepgate/factors/totp"
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/policy"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // minSecret is the shortest accepted signing key: 256 bits, the HS256 key
@@ -32,6 +35,7 @@ func (c *Config) validate(ps *problems) {
 	c.validateOTP(ps)
 	c.validateMail(ps)
 	c.validateStore(ps)
+	c.validateFactors(ps)
 	c.validatePolicies(ps)
 	c.validateLog(ps)
 }
@@ -361,6 +365,7 @@ func (c *Config) validatePolicies(ps *problems) {
 		r := policy.Rule{
 			Name: rc.Name, Hosts: rc.Hosts, Paths: rc.Paths, Regex: rc.Regex,
 			Methods: rc.Methods, MaxAge: rc.MaxAge, ACR: rc.ACR,
+			Factors: c.ruleFactors(ps, key, rc),
 		}
 		if r.Action, err = policy.ParseAction(rc.Action); err != nil {
 			ps.add(key+".action", "unknown action %q (allow, authenticate, step_up or deny)", rc.Action)
@@ -440,4 +445,104 @@ func unjoin(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+// storedMethods are the methods whose factors live in the factor store.
+var storedMethods = []string{secondfactor.MethodTOTP}
+
+// knownMethods are the methods factors.enabled may list, strongest first
+// (the order the challenge page offers them in).
+var knownMethods = []string{secondfactor.MethodTOTP, secondfactor.MethodEmail}
+
+// factorStoreNeeded reports whether an enabled method keeps factors in the
+// factor store (and so needs the database and the encryption key).
+func (c *Config) factorStoreNeeded() bool {
+	for _, m := range c.Factors.Enabled {
+		if slices.Contains(storedMethods, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Config) validateFactors(ps *problems) {
+	f := c.Factors
+	if len(f.Enabled) == 0 {
+		ps.add("factors.enabled", "must list at least one method (email, totp)")
+	}
+	seen := map[string]bool{}
+	for i, m := range f.Enabled {
+		key := fmt.Sprintf("factors.enabled[%d]", i)
+		switch {
+		case !slices.Contains(knownMethods, m):
+			ps.add(key, "unknown method %q (email or totp)", m)
+		case seen[m]:
+			ps.add(key, "%q is listed twice", m)
+		}
+		seen[m] = true
+	}
+	if !c.factorStoreNeeded() {
+		return
+	}
+	switch f.Driver {
+	case "sqlite":
+		if f.SQLite.Path == "" {
+			ps.add("factors.sqlite.path", "required with factors.driver sqlite")
+		}
+	case "postgres":
+		if f.Postgres.DSN == "" {
+			ps.add(c.secretSource("factors.postgres.dsn", "factors.postgres.dsn_file"), "missing: set factors.postgres.dsn, factors.postgres.dsn_file or %s", envName("factors.postgres.dsn"))
+		}
+	default:
+		ps.add("factors.driver", "unknown driver %q (sqlite or postgres)", f.Driver)
+	}
+	src := c.secretSource("factors.encryption_key", "factors.encryption_key_file")
+	switch {
+	case f.EncryptionKey == "":
+		ps.add(src, "missing: totp is enabled, so factor secrets must be encrypted: set factors.encryption_key, factors.encryption_key_file or %s", envName("factors.encryption_key"))
+	case len(f.EncryptionKey) < factors.MinKeyLen:
+		ps.add(src, "key is %d bytes; at least %d are required", len(f.EncryptionKey), factors.MinKeyLen)
+	case f.EncryptionKey == c.SecondFactor.Secret:
+		ps.add(src, "must differ from second_factor.secret")
+	}
+	for i, k := range f.PreviousEncryptionKeys {
+		key := fmt.Sprintf("factors.previous_encryption_keys[%d]", i)
+		if len(k) < factors.MinKeyLen {
+			ps.add(key, "key is %d bytes; at least %d are required", len(k), factors.MinKeyLen)
+		} else if k == f.EncryptionKey {
+			ps.add(key, "is the current factors.encryption_key")
+		}
+	}
+	p := c.totpParams()
+	if err := p.Validate(); err != nil {
+		field, msg, _ := strings.Cut(err.Error(), ": ")
+		ps.add("factors.totp."+field, "%s", msg)
+	}
+	if strings.ContainsAny(f.TOTP.Issuer, ":\r\n") || f.TOTP.Issuer == "" {
+		ps.add("factors.totp.issuer", "must be a non-empty line without ':' (apps split the label on it)")
+	}
+}
+
+// totpParams is factors.totp as the totp package takes it.
+func (c *Config) totpParams() totp.Params {
+	t := c.Factors.TOTP
+	return totp.Params{Period: t.Period, Digits: t.Digits, Skew: t.Skew}
+}
+
+// ruleFactors checks a rule's factors list against factors.enabled and
+// returns what the policy decides with: the list, or every enabled method
+// when the rule has none.
+func (c *Config) ruleFactors(ps *problems, key string, rc RuleConfig) []string {
+	if len(rc.Factors) == 0 {
+		if rc.Action != "step_up" {
+			return nil
+		}
+		return c.Factors.Enabled
+	}
+	for j, m := range rc.Factors {
+		if !slices.Contains(c.Factors.Enabled, m) {
+			ps.add(fmt.Sprintf("%s.factors[%d]", key, j), "%q is not in factors.enabled %v", m, c.Factors.Enabled)
+		}
+	}
+	return rc.Factors
 }

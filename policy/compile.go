@@ -83,6 +83,14 @@ func compile(c Config) (*Policy, error) {
 		case r.Action == StepUp && r.MaxAge == 0 && c.DefaultMaxAge <= 0:
 			errf("max_age", -1, errors.New("is not set and there is no default max_age (second_factor.ttl)"))
 		}
+		for j, m := range r.Factors {
+			if m == "" || strings.ContainsAny(m, ", ") || !printable(m) {
+				errf("factors", j, fmt.Errorf("%q is not a method name", m))
+			}
+		}
+		if len(r.Factors) > 0 && r.Action != StepUp {
+			errf("factors", -1, fmt.Errorf("is only meaningful for step_up rules, and this rule is %s", r.Action))
+		}
 		if r.ACR != "" && (!printable(r.ACR) || strings.ContainsAny(r.ACR, `"\`)) {
 			errf("acr", -1, errors.New(`must be printable text without '"' or '\' (it is sent in a WWW-Authenticate header)`))
 		}
@@ -132,6 +140,7 @@ func compile(c Config) (*Policy, error) {
 
 		cr.dec = Decision{Rule: name, Index: i, Action: r.Action, Mode: r.Mode, ACR: r.ACR}
 		if r.Action == StepUp {
+			cr.dec.Factors = strings.Join(r.Factors, ",")
 			cr.dec.MaxAge = r.MaxAge
 			if cr.dec.MaxAge == 0 {
 				cr.dec.MaxAge = c.DefaultMaxAge

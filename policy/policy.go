@@ -98,6 +98,9 @@ type Rule struct {
 	MaxAge  time.Duration // step_up only; 0 means Config.DefaultMaxAge
 	ACR     string
 	Mode    Mode
+	// Factors lists the second-factor methods that satisfy a step_up rule
+	// (SPEC §11); nil means any method.
+	Factors []string
 }
 
 // Config is a whole policy.
@@ -191,6 +194,34 @@ type Decision struct {
 	Mode   Mode
 	MaxAge time.Duration // for StepUp: the rule's max_age (or DefaultMaxAge)
 	ACR    string
+	// Factors is, for StepUp, the methods whose second factor satisfies
+	// the rule, comma-separated in the rule's order ("totp,email"); ""
+	// means any. A string keeps Decision comparable and Match
+	// allocation-free; HasFactor reads it.
+	Factors string
+}
+
+// HasFactor reports whether method satisfies d ("" Factors: any does).
+func (d Decision) HasFactor(method string) bool {
+	if d.Factors == "" {
+		return true
+	}
+	for rest := d.Factors; rest != ""; {
+		var m string
+		m, rest, _ = strings.Cut(rest, ",")
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// FactorList is Factors as a list; nil for any.
+func (d Decision) FactorList() []string {
+	if d.Factors == "" {
+		return nil
+	}
+	return strings.Split(d.Factors, ",")
 }
 
 // Match decides r: first matching rule wins, else the default. With method

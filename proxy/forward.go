@@ -158,7 +158,7 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 		added += 2
 	}
 	if st.hasGrant {
-		added += 2
+		added += 3
 	}
 	if n := len(out.Header); n > 0 && n+added > 8 {
 		h := make(http.Header, n+added)
@@ -237,6 +237,8 @@ func (st *state) setHeaders(h http.Header) {
 		h["X-Stepup-Auth-Time"] = st.hv[hvAuthTime : hvAuthTime+1 : hvAuthTime+1]
 		st.hv[hvToken] = st.grant.Token
 		h["X-Stepup-Token"] = st.hv[hvToken : hvToken+1 : hvToken+1]
+		st.hv[hvMethod] = st.grant.Method
+		h["X-Stepup-Method"] = st.hv[hvMethod : hvMethod+1 : hvMethod+1]
 	}
 }
 

@@ -150,6 +150,7 @@ const (
 	hvEmail
 	hvAuthTime
 	hvToken
+	hvMethod
 	numHV
 )
 
@@ -354,11 +355,13 @@ func (g *Gate) evaluate(r *http.Request, st *state, d policy.Decision) outcome {
 		}
 		return outForwarded
 	}
-	maxAge := anyAge
+	maxAge, methods := anyAge, ""
 	if d.Action == policy.StepUp {
-		maxAge = d.MaxAge
+		// SPEC §11: a token from a method the rule does not list does not
+		// satisfy it; the challenge then offers only the listed methods.
+		maxAge, methods = d.MaxAge, d.Factors
 	}
-	st.grant, st.hasGrant = g.cfg.SecondFactor.Check(r, id, maxAge)
+	st.grant, st.hasGrant = g.cfg.SecondFactor.CheckMethods(r, id, maxAge, methods)
 	if d.Action == policy.StepUp && !st.hasGrant {
 		return outChallenged
 	}

@@ -16,6 +16,7 @@ type verifiedToken struct {
 	session   string
 	jti       string
 	epoch     string
+	method    string
 	authTime  time.Time
 	expiresAt time.Time
 }

@@ -61,7 +61,17 @@ type Grant struct {
 	Session   string
 	AuthTime  time.Time
 	ExpiresAt time.Time
+	// Method is the factor that granted it: MethodEmail, MethodTOTP,
+	// MethodPasskey (the token's "method" claim).
+	Method string
 }
+
+// Methods (SPEC §11). A rule's factors list names them.
+const (
+	MethodEmail   = "email"
+	MethodTOTP    = "totp"
+	MethodPasskey = "passkey"
+)
 
 var (
 	// ErrTokenInvalid is wrapped by every refusal of a token.

@@ -34,7 +34,19 @@ const (
 	authTimeSkew = time.Minute
 )
 
-var tokenAMR = []string{"otp", "email"}
+// amrOf is the RFC 8176 amr claim of a method. Email keeps the values
+// tokens had before methods existed; "email" is not registered, so the
+// gate decides by the "method" claim, never by amr.
+func amrOf(method string) []string {
+	switch method {
+	case MethodTOTP:
+		return []string{"otp"} // RFC 8176 §2 otp: a one-time password (RFC 6238)
+	case MethodPasskey:
+		return []string{"hwk", "user"} // RFC 8176 §2: proof of a hardware key, user presence
+	default:
+		return []string{"otp", "email"}
+	}
+}
 
 // tokenClaims are the claims of a second-factor token (SPEC §8).
 type tokenClaims struct {
@@ -46,6 +58,10 @@ type tokenClaims struct {
 	// (Revocations.Epoch). A token from another epoch is refused: the
 	// store has lost the revocations that might concern it.
 	Epoch string `json:"epoch"`
+	// Method is the factor that granted the token. Tokens minted before
+	// methods existed have none and count as MethodEmail, the only method
+	// there was.
+	Method string `json:"method,omitempty"`
 }
 
 // newJTI returns 128 random bits, base64url.
@@ -57,9 +73,14 @@ func newJTI() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// Mint signs a token for id, authenticated now, naming the store's
-// current epoch.
+// Mint signs a token for id, authenticated now by an email code, naming
+// the store's current epoch.
 func (t *Tokens) Mint(ctx context.Context, id identity.Identity) (Grant, error) {
+	return t.MintMethod(ctx, id, MethodEmail)
+}
+
+// MintMethod signs a token for id, authenticated now by method.
+func (t *Tokens) MintMethod(ctx context.Context, id identity.Identity, method string) (Grant, error) {
 	jti, err := newJTI()
 	if err != nil {
 		return Grant{}, fmt.Errorf("token id: %w", err)
@@ -82,8 +103,9 @@ func (t *Tokens) Mint(ctx context.Context, id identity.Identity) (Grant, error) 
 		},
 		Session:  id.Session,
 		AuthTime: now.Unix(),
-		AMR:      tokenAMR,
 		Epoch:    epoch,
+		AMR:      amrOf(method),
+		Method:   method,
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
 	tok.Header["typ"] = tokenType
@@ -98,6 +120,7 @@ func (t *Tokens) Mint(ctx context.Context, id identity.Identity) (Grant, error) 
 		Session:   id.Session,
 		AuthTime:  now,
 		ExpiresAt: exp,
+		Method:    method,
 	}, nil
 }
 
@@ -131,11 +154,16 @@ func (t *Tokens) parse(tok string, now time.Time) (*verifiedToken, error) {
 	if c.Subject == "" || c.ID == "" || c.AuthTime <= 0 || c.ExpiresAt == nil || c.Epoch == "" {
 		return nil, fmt.Errorf("%w: missing claims", ErrTokenInvalid)
 	}
+	method := c.Method
+	if method == "" {
+		method = MethodEmail
+	}
 	v := &verifiedToken{
 		subject:   c.Subject,
 		session:   c.Session,
 		jti:       c.ID,
 		epoch:     c.Epoch,
+		method:    method,
 		authTime:  time.Unix(c.AuthTime, 0),
 		expiresAt: c.ExpiresAt.Time,
 	}
@@ -145,11 +173,14 @@ func (t *Tokens) parse(tok string, now time.Time) (*verifiedToken, error) {
 
 // verify checks tok for id and maxAge, revocation included. A store
 // failure is returned as ErrUnavailable; callers deny on any error.
-func (t *Tokens) verify(ctx context.Context, tok string, id identity.Identity, maxAge time.Duration) (Grant, error) {
+func (t *Tokens) verify(ctx context.Context, tok string, id identity.Identity, maxAge time.Duration, methods string) (Grant, error) {
 	now := t.now()
 	v, err := t.parse(tok, now)
 	if err != nil {
 		return Grant{}, err
+	}
+	if !methodAllowed(methods, v.method) {
+		return Grant{}, fmt.Errorf("%w: method %s not allowed here", ErrTokenInvalid, v.method)
 	}
 	// Both comparisons run in constant time and both always run, so the
 	// time taken does not tell which one failed (STYLE 11).
@@ -176,6 +207,7 @@ func (t *Tokens) verify(ctx context.Context, tok string, id identity.Identity, m
 		Session:   v.session,
 		AuthTime:  v.authTime,
 		ExpiresAt: v.expiresAt,
+		Method:    v.method,
 	}, nil
 }
 
@@ -187,6 +219,14 @@ func (t *Tokens) verify(ctx context.Context, tok string, id identity.Identity, m
 // Several cookies of the same name can arrive (one per Path or Domain); any
 // valid one counts and an invalid one never hides a valid one.
 func (t *Tokens) Check(r *http.Request, id identity.Identity, maxAge time.Duration) (Grant, bool) {
+	return t.CheckMethods(r, id, maxAge, "")
+}
+
+// CheckMethods is Check for a rule that lists the methods satisfying it
+// (SPEC §11 factors): a token granted by another method does not count.
+// methods is comma-separated ("totp,email", as policy.Decision.Factors
+// holds it, so the hot path does not allocate); "" means any.
+func (t *Tokens) CheckMethods(r *http.Request, id identity.Identity, maxAge time.Duration, methods string) (Grant, bool) {
 	ctx := r.Context()
 	n := 0
 	for _, line := range r.Header["Cookie"] {
@@ -199,7 +239,7 @@ func (t *Tokens) Check(r *http.Request, id identity.Identity, maxAge time.Durati
 			if n++; n > maxCandidates {
 				return Grant{}, false
 			}
-			if g, err := t.verify(ctx, v, id, maxAge); err == nil {
+			if g, err := t.verify(ctx, v, id, maxAge, methods); err == nil {
 				return g, true
 			}
 		}
@@ -208,7 +248,7 @@ func (t *Tokens) Check(r *http.Request, id identity.Identity, maxAge time.Durati
 		if n++; n > maxCandidates {
 			return Grant{}, false
 		}
-		if g, err := t.verify(ctx, h, id, maxAge); err == nil {
+		if g, err := t.verify(ctx, h, id, maxAge, methods); err == nil {
 			return g, true
 		}
 	}
@@ -219,7 +259,7 @@ func (t *Tokens) Check(r *http.Request, id identity.Identity, maxAge time.Durati
 // within its TTL is accepted; errors wrap ErrTokenInvalid, or
 // ErrUnavailable when the revocation list cannot be read.
 func (t *Tokens) Validate(ctx context.Context, token string, id identity.Identity) (Grant, error) {
-	return t.verify(ctx, token, id, t.cfg.TTL)
+	return t.verify(ctx, token, id, t.cfg.TTL, "")
 }
 
 // nextCookie reads the first "name=value" pair of a Cookie header line
@@ -243,4 +283,20 @@ func nextCookie(line, name string) (value, rest string, ok bool) {
 		v = v[1 : len(v)-1]
 	}
 	return v, rest, true
+}
+
+// methodAllowed reports whether method is in the comma-separated list
+// methods ("" allows any).
+func methodAllowed(methods, method string) bool {
+	if methods == "" {
+		return true
+	}
+	for methods != "" {
+		var m string
+		m, methods, _ = strings.Cut(methods, ",")
+		if m == method {
+			return true
+		}
+	}
+	return false
 }

@@ -44,7 +44,7 @@ func goodClaims(now time.Time) tokenClaims {
 		},
 		Session:  alice.Session,
 		AuthTime: now.Unix(),
-		AMR:      tokenAMR,
+		AMR:      amrOf(MethodEmail),
 		Epoch:    testEpoch,
 	}
 }
@@ -143,7 +143,7 @@ func TestTokenVerify(t *testing.T) {
 			// Twice: the second run is served by the verified-token cache,
 			// which must not change the outcome.
 			for i := 0; i < 2; i++ {
-				g, err := e.s.verify(ctx, tt.token, tt.id, tt.maxAge)
+				g, err := e.s.verify(ctx, tt.token, tt.id, tt.maxAge, "")
 				if got := err == nil; got != tt.ok {
 					t.Fatalf("run %d: got ok=%v (err %v); want ok=%v", i, got, err, tt.ok)
 				}
@@ -322,7 +322,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, tok string) {
-		got, err := e.s.verify(context.Background(), tok, alice, time.Hour)
+		got, err := e.s.verify(context.Background(), tok, alice, time.Hour, "")
 		if err != nil {
 			return
 		}
