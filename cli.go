@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"time"
 
@@ -110,7 +111,12 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 	if fs.NArg() > 0 {
 		return fmt.Errorf("check: unexpected arguments %q", fs.Args())
 	}
-	cfg, err := loadConfig(*path, getenv)
+	cfg, err := load(*path, getenv)
+	if cfg != nil {
+		for _, w := range cfg.warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+	}
 	if err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
@@ -119,9 +125,27 @@ func runCheck(args []string, getenv func(string) string, stdout, stderr io.Write
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "config OK: %d rule%s, %d policy test%s passed\n",
+	fmt.Fprintf(stdout, "config OK: %d rule%s, %d policy test%s passed",
 		cfg.policy.Len(), plural(cfg.policy.Len()), len(cfg.Policies.Tests), plural(len(cfg.Policies.Tests)))
+	if n := len(cfg.warnings); n > 0 {
+		fmt.Fprintf(stdout, ", %d warning%s", n, plural(n))
+	}
+	fmt.Fprintln(stdout)
+	if names := envOverrides(cfg); len(names) > 0 {
+		// Names only: the values may be secrets.
+		fmt.Fprintf(stdout, "environment overrides: %s\n", strings.Join(names, ", "))
+	}
 	return nil
+}
+
+// envOverrides lists, sorted, the STEPGATE_ variables that set a key.
+func envOverrides(cfg *Config) []string {
+	names := make([]string, 0, len(cfg.meta.env))
+	for _, n := range cfg.meta.env {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func plural(n int) string {

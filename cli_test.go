@@ -64,7 +64,7 @@ policies:
 	for _, want := range []string{
 		fmt.Sprintf("%s:%d: otp.ttl: ", path, lineOf(text, "ttl: soon")),
 		fmt.Sprintf("%s:%d: server.prefix: ", path, lineOf(text, "prefix: stepup")),
-		fmt.Sprintf("%s:%d: policies.rules[0].action: ", path, lineOf(text, "action: stepup")),
+		fmt.Sprintf(`%s:%d: rule "admin": action "stepup": is not an action: want allow, authenticate, step_up or deny (did you mean step_up?)`, path, lineOf(text, "action: stepup")),
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)

@@ -25,6 +25,9 @@ type Config struct {
 
 	// meta locates keys in the file for error messages.
 	meta configMeta
+	// warnings are what validate found suspicious but valid; check
+	// prints them, serve and reload log them.
+	warnings []Problem
 	// policy is compiled by validate; nil until validate succeeds.
 	policy *policy.Policy
 	// publicKeyPEM is the content of identity.jwt.public_key_file.

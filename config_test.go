@@ -32,6 +32,7 @@ const (
 // baseSections are the sections a runnable config needs besides policies.
 var baseSections = `
 identity:
+  login_url: "https://login.example.com/?rd={rd}"
   jwt:
     hmac_secret: "` + testHMACSecret + `"
 second_factor:
@@ -71,7 +72,16 @@ func markedLine(text string) int {
 }
 
 func envMap(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+	return func(k string) string {
+		if k == environKey {
+			names := make([]string, 0, len(m))
+			for n := range m {
+				names = append(names, n)
+			}
+			return strings.Join(names, "\n")
+		}
+		return m[k]
+	}
 }
 
 func noEnv(string) string { return "" }
@@ -123,8 +133,8 @@ policies:
     - name: admin
       paths: ["/admin/**"]
       action: stepup #<
-`, "policies.rules[0].action", `unknown action "stepup"`},
-		{"unknown default action", baseSections + "policies:\n  default: maybe #<\n", "policies.default", `unknown action "maybe"`},
+`, "policies.rules[0].action", `is not an action: want allow, authenticate, step_up or deny (did you mean step_up?)`},
+		{"unknown default action", baseSections + "policies:\n  default: maybe #<\n", "policies.default", `"maybe" is not an action`},
 		{"unknown mode", baseSections + `
 policies:
   rules:
@@ -132,7 +142,7 @@ policies:
       paths: ["/admin/**"]
       action: step_up
       mode: observe #<
-`, "policies.rules[0].mode", `unknown mode "observe"`},
+`, "policies.rules[0].mode", `is not a mode: want enforce or audit`},
 		{"unknown mail driver", strings.Replace(baseSections, "driver: log", "driver: pigeon #<", 1) + baseRules, "mail.driver", `unknown driver "pigeon"`},
 		{"unknown store driver", baseSections + baseRules + "store:\n  driver: etcd #<\n", "store.driver", `unknown driver "etcd"`},
 		{"unknown identity source", strings.Replace(baseSections, "identity:\n", "identity:\n  source: saml #<\n", 1) + baseRules, "identity.source", `unknown source "saml"`},
@@ -140,7 +150,7 @@ policies:
 		{"unknown test expectation", baseSections + baseRules + `  tests:
     - request: "GET http://x/admin"
       expect: stepup #<
-`, "policies.tests[0].expect", `unknown action "stepup"`},
+`, "policies.tests[0].expect", `is not an action`},
 		{"duplicate rule names", baseSections + `
 policies:
   rules:
@@ -260,9 +270,13 @@ policies:
 			if !strings.Contains(found.Msg, tc.msg) {
 				t.Errorf("message: got %q; want it to contain %q", found.Msg, tc.msg)
 			}
-			want := fmt.Sprintf("%s: %s: ", path, tc.key)
+			where := tc.key
+			if found.Label != "" {
+				where = found.Label
+			}
+			want := fmt.Sprintf("%s: %s: ", path, where)
 			if found.Line > 0 {
-				want = fmt.Sprintf("%s:%d: %s: ", path, found.Line, tc.key)
+				want = fmt.Sprintf("%s:%d: %s: ", path, found.Line, where)
 			}
 			if got := found.String(); !strings.HasPrefix(got, want) {
 				t.Errorf("got %q; want prefix %q", got, want)
@@ -298,7 +312,10 @@ policies:
 }
 
 func TestDefaults(t *testing.T) {
-	cfg, err := loadConfig(writeConfig(t, baseSections), noEnv)
+	// The default login_url, with the rule it needs (checkLoginLoop).
+	text := strings.Replace(baseSections, "  login_url: \"https://login.example.com/?rd={rd}\"\n", "", 1) +
+		"policies:\n  rules:\n    - {name: login, paths: [/login], action: allow}\n"
+	cfg, err := loadConfig(writeConfig(t, text), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,6 +470,7 @@ func TestSecretFiles(t *testing.T) {
 	redis := write("redis", "redis-pass")
 	text := fmt.Sprintf(`
 identity:
+  login_url: ""
   jwt:
     hmac_secret_file: %s
 second_factor:

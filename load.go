@@ -129,6 +129,7 @@ func defaultConfig(name string) (*Config, error) {
 func (c *Config) finish(ps *problems) error {
 	c.applyDerivedDefaults()
 	c.validate(ps)
+	c.warnings = ps.warnings
 	return ps.err()
 }
 
@@ -318,6 +319,68 @@ func envName(key string) string {
 	return "STEPGATE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
+// environKey is the one name getenv answers that is not a variable: the
+// names of every variable set, one per line, so that load can warn about a
+// STEPGATE_ variable it does not know (a typo that would otherwise be
+// ignored in silence). No variable can have this name (it holds a NUL).
+// processEnv answers it from the process; a getenv that does not (an
+// empty answer) just means no such warnings.
+const environKey = "\x00environ"
+
+// processEnv is os.Getenv that also answers environKey.
+func processEnv(k string) string {
+	if k != environKey {
+		return os.Getenv(k)
+	}
+	var names []string
+	for _, kv := range os.Environ() {
+		if name, _, ok := strings.Cut(kv, "="); ok && name != "" {
+			names = append(names, name)
+		}
+	}
+	return strings.Join(names, "\n")
+}
+
+// notConfigEnv are STEPGATE_ variables that are not config keys: the
+// test suite's switches (STEPGATE_REQUIRE_REDIS, …) and screenshot
+// directories, read by tests, never by the binary.
+var notConfigEnv = []string{"STEPGATE_REQUIRE_", "STEPGATE_DEMO_SCREENSHOTS", "STEPGATE_PAGE_SCREENSHOTS"}
+
+// warnUnknownEnv warns about each STEPGATE_ variable that names no key,
+// with the closest known name.
+func warnUnknownEnv(getenv func(string) string, known map[string]bool, ps *problems) {
+	list := getenv(environKey)
+	if list == "" {
+		return
+	}
+	names := strings.Split(list, "\n")
+	sort.Strings(names)
+	for _, name := range names {
+		if !strings.HasPrefix(name, "STEPGATE_") || known[name] || getenv(name) == "" {
+			continue
+		}
+		skip := false
+		for _, p := range notConfigEnv {
+			skip = skip || strings.HasPrefix(name, p)
+		}
+		if skip {
+			continue
+		}
+		best, bestD := "", 4
+		for k := range known {
+			if d := editDistance(name, k); d < bestD || (d == bestD && k < best) {
+				best, bestD = k, d
+			}
+		}
+		hint := ""
+		if best != "" {
+			hint = fmt.Sprintf(" (did you mean %s?)", best)
+		}
+		ps.warnings = append(ps.warnings, Problem{Key: name,
+			Msg: fmt.Sprintf("environment variable names no config key, so it is ignored%s; lists of rules and tests cannot be set from the environment", hint)})
+	}
+}
+
 // applyEnv overrides keys from the environment. An empty variable counts as
 // unset. Lists are comma-separated.
 func applyEnv(v *viper.Viper, getenv func(string) string, cfg *Config, ps *problems) {
@@ -327,6 +390,11 @@ func applyEnv(v *viper.Viper, getenv func(string) string, cfg *Config, ps *probl
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	known := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		known[envName(k)] = true
+	}
+	warnUnknownEnv(getenv, known, ps)
 	for _, k := range keys {
 		name := envName(k)
 		val := getenv(name)

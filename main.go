@@ -14,7 +14,7 @@ func main() {
 	// SIGTERM is how containers are stopped; both signals start a graceful
 	// shutdown (SPEC §10).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], processEnv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "stepgate:", err)

@@ -21,7 +21,11 @@ type Problem struct {
 	Line int    // 1-based; 0 when the key is not in the file
 	Key  string // e.g. policies.rules[2].paths[0]
 	Env  string // the environment variable that set the value, if any
-	Msg  string
+	// Label, when set, is printed instead of Key: it names a rule by its
+	// name and quotes the offending entry (`rule "admin": paths[0]
+	// "/files/**x"`), which a reader finds faster than an index.
+	Label string
+	Msg   string
 }
 
 func (p Problem) String() string {
@@ -33,7 +37,11 @@ func (p Problem) String() string {
 		}
 		b.WriteString(": ")
 	}
-	b.WriteString(p.Key)
+	if p.Label != "" {
+		b.WriteString(p.Label)
+	} else {
+		b.WriteString(p.Key)
+	}
 	if p.Env != "" {
 		fmt.Fprintf(&b, " (from %s)", p.Env)
 	}
@@ -59,6 +67,36 @@ func (e *ConfigError) Error() string {
 type problems struct {
 	meta *configMeta
 	list []Problem
+	// warnings are things that work but are probably mistakes: check
+	// prints them and passes, serve logs them.
+	warnings []Problem
+}
+
+// has reports whether key already has a problem.
+func (ps *problems) has(key string) bool {
+	for _, p := range ps.list {
+		if p.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// addLabeled is add with a Label printed instead of the key.
+func (ps *problems) addLabeled(key, label, format string, args ...any) {
+	ps.add(key, format, args...)
+	ps.list[len(ps.list)-1].Label = label
+}
+
+// warn records a warning at key, with an optional label.
+func (ps *problems) warn(key, label, format string, args ...any) {
+	p := Problem{File: ps.meta.file, Key: key, Label: label, Msg: fmt.Sprintf(format, args...)}
+	if env, ok := ps.meta.env[key]; ok {
+		p.Env = env
+	} else {
+		p.Line = ps.meta.line(key)
+	}
+	ps.warnings = append(ps.warnings, p)
 }
 
 func (ps *problems) add(key, format string, args ...any) {
@@ -80,15 +118,15 @@ func (ps *problems) addAt(key string, line int, format string, args ...any) {
 	ps.list = append(ps.list, Problem{File: ps.meta.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
-// addOnce adds a problem unless key already has one: policy.Compile may
-// find again what validate found first.
-func (ps *problems) addOnce(key, format string, args ...any) {
+// addOnce adds a labeled problem unless key already has one:
+// policy.Compile may find again what validate found first.
+func (ps *problems) addOnce(key, label, format string, args ...any) {
 	for _, p := range ps.list {
 		if p.Key == key {
 			return
 		}
 	}
-	ps.add(key, format, args...)
+	ps.addLabeled(key, label, format, args...)
 }
 
 func (ps *problems) err() error {

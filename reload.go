@@ -149,6 +149,7 @@ func (rl *reloader) reload(reason string, force bool) error {
 	}
 	rl.log.Info("config reloaded", "reason", reason, "rules", cfg.policy.Len(),
 		"sha256", hex.EncodeToString(sum[:8]))
+	logWarnings(rl.log, cfg)
 	return nil
 }
 

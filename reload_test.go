@@ -130,7 +130,7 @@ policies:
   default: allow
   rules: []
 `, []string{"policies.rules: the new config has no rules"}},
-		{"two problems at once", strings.Replace(good, "action: deny", "action: nope", 1) + "bogus: 1\n", []string{"policies.rules[0].action", "bogus", "unknown key"}},
+		{"two problems at once", strings.Replace(good, "action: deny", "action: nope", 1) + "bogus: 1\n", []string{`rule "x": action "nope": is not an action`, "bogus", "unknown key"}},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -94,6 +94,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	logger, level := newLogger(cfg.Log, stderr)
+	logWarnings(logger, cfg)
 
 	// SIGHUP reloads the config (SPEC §10). Signals arriving during a
 	// reload are folded into one more reload.
@@ -119,6 +120,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return serveWith(sctx, serveOptions{
 		cfg: cfg, path: *path, getenv: getenv, logger: logger, level: level, reload: trigger,
 	})
+}
+
+// logWarnings logs what check would print as warnings: a config that
+// works but is probably not what its author meant.
+func logWarnings(logger *slog.Logger, cfg *Config) {
+	for _, w := range cfg.warnings {
+		logger.Warn("config warning", "warning", w.String())
+	}
 }
 
 // serveOptions is what serveWith runs.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/mail"
 	"net/url"
 	"os"
@@ -138,9 +139,12 @@ func (c *Config) validateIdentity(ps *problems) {
 				public = true
 			}
 		}
-		if j.HMACSecret == "" && j.PublicKeyFile == "" && j.JWKSURL == "" {
+		switch {
+		case ps.has("identity.jwt.hmac_secret_file") || ps.has("identity.jwt.public_key_file"):
+			// The key file could not be read: that one problem says it.
+		case j.HMACSecret == "" && j.PublicKeyFile == "" && j.JWKSURL == "":
 			ps.add("identity.jwt", "no key source: set hmac_secret(_file), public_key_file or jwks_url")
-		} else {
+		default:
 			if hmac && j.HMACSecret == "" {
 				ps.add("identity.jwt.algorithms", "HS* algorithms need identity.jwt.hmac_secret or hmac_secret_file")
 			}
@@ -197,6 +201,8 @@ func (c *Config) validateSecondFactor(ps *problems) {
 	sf := c.SecondFactor
 	src := c.secretSource("second_factor.secret", "second_factor.secret_file")
 	switch {
+	case ps.has("second_factor.secret_file"):
+		// The secret file could not be read: that one problem says it.
 	case sf.Secret == "":
 		ps.add(src, "missing: set second_factor.secret, second_factor.secret_file or %s", envName("second_factor.secret"))
 	case len(sf.Secret) < minSecret:
@@ -358,25 +364,37 @@ func (c *Config) validatePolicies(ps *problems) {
 	}
 	var err error
 	if pc.Default, err = policy.ParseAction(c.Policies.Default); err != nil {
-		ps.add("policies.default", "unknown action %q (allow, authenticate, step_up or deny)", c.Policies.Default)
+		ps.add("policies.default", "%q is not an action: want allow, authenticate, step_up or deny%s", c.Policies.Default, suggestWord(c.Policies.Default, actionWords))
 	}
 	for i, rc := range c.Policies.Rules {
 		key := fmt.Sprintf("policies.rules[%d]", i)
+		rule := policy.RuleLabel(i, rc.Name)
 		r := policy.Rule{
 			Name: rc.Name, Hosts: rc.Hosts, Paths: rc.Paths, Regex: rc.Regex,
 			Methods: rc.Methods, MaxAge: rc.MaxAge, ACR: rc.ACR,
 			Factors: c.ruleFactors(ps, key, rc),
 		}
-		if r.Action, err = policy.ParseAction(rc.Action); err != nil {
-			ps.add(key+".action", "unknown action %q (allow, authenticate, step_up or deny)", rc.Action)
+		if r.Action, err = policy.ParseAction(rc.Action); err != nil && rc.Action != "" {
+			ps.addLabeled(key+".action", fmt.Sprintf("%s: action %q", rule, rc.Action),
+				"is not an action: want allow, authenticate, step_up or deny%s", suggestWord(rc.Action, actionWords))
 		}
 		if r.Mode, err = policy.ParseMode(rc.Mode); err != nil {
-			ps.add(key+".mode", "unknown mode %q (enforce or audit)", rc.Mode)
+			ps.addLabeled(key+".mode", fmt.Sprintf("%s: mode %q", rule, rc.Mode),
+				"is not a mode: want enforce or audit%s", suggestWord(rc.Mode, []string{"enforce", "audit"}))
 		}
 		for j, h := range rc.Hosts {
 			if strings.Contains(h, "://") || strings.ContainsAny(h, "/?#@") {
-				ps.add(fmt.Sprintf("%s.hosts[%d]", key, j), "%q must be a host name only, without scheme or path", h)
+				ps.addLabeled(fmt.Sprintf("%s.hosts[%d]", key, j), fmt.Sprintf("%s: hosts[%d] %q", rule, j, h),
+					"must be a host name only, without scheme or path")
 			}
+		}
+		if rc.MaxAge > c.SecondFactor.TTL && c.SecondFactor.TTL > 0 {
+			// A second-factor token lives second_factor.ttl at most, so a
+			// longer max_age can never be reached: it reads as "once a
+			// day" but means "once per token".
+			ps.warn(key+".max_age", fmt.Sprintf("%s: max_age %s", rule, shortDuration(rc.MaxAge)),
+				"is longer than second_factor.ttl (%s): a second factor is never that old, since its token expires first; the rule asks for a new code every %s",
+				shortDuration(c.SecondFactor.TTL), shortDuration(c.SecondFactor.TTL))
 		}
 		pc.Rules[i] = r
 	}
@@ -385,7 +403,8 @@ func (c *Config) validatePolicies(ps *problems) {
 	for i, tc := range c.Policies.Tests {
 		a, err := policy.ParseAction(tc.Expect)
 		if err != nil {
-			ps.add(fmt.Sprintf("policies.tests[%d].expect", i), "unknown action %q (allow, authenticate, step_up or deny)", tc.Expect)
+			ps.addLabeled(fmt.Sprintf("policies.tests[%d].expect", i), fmt.Sprintf("policies.tests[%d] %q: expect %q", i, tc.Request, tc.Expect),
+				"is not an action: want allow, authenticate, step_up or deny%s", suggestWord(tc.Expect, actionWords))
 			testsOK = false
 		}
 		testKeys[i] = policy.Test{Request: tc.Request, Expect: a, Rule: tc.Rule}
@@ -396,25 +415,98 @@ func (c *Config) validatePolicies(ps *problems) {
 		for _, e := range unjoin(err) {
 			var re *policy.RuleError
 			if !errors.As(e, &re) {
-				ps.addOnce("policies", "%v", e)
+				ps.addOnce("policies", "", "%v", e)
 				continue
 			}
-			ps.addOnce(ruleErrorKey(re), "%v", re.Err)
+			label := re.Where()
+			if re.Rule < 0 {
+				label = ""
+			}
+			ps.addOnce(ruleErrorKey(re), label, "%v", re.Err)
 		}
 		return
 	}
 	c.policy = p
+	for _, w := range policy.Warnings(pc) {
+		ps.warn(ruleErrorKey(w), w.Where(), "%v", w.Err)
+	}
+	if len(c.Policies.Tests) == 0 {
+		ps.warn("policies.tests", "", "there are no policy tests: add a few (request, expect) so that check catches a rule change that opens or closes a page by mistake, e.g. - {request: \"GET http://app.example.com/admin\", expect: step_up}")
+	}
+	c.checkLoginLoop(ps)
 	if !testsOK {
 		return
 	}
 	for _, e := range p.RunTests(testKeys) {
 		var te *policy.TestError
 		if errors.As(e, &te) {
-			ps.add(fmt.Sprintf("policies.tests[%d]", te.Test), "%v", te.Err)
+			ps.addLabeled(fmt.Sprintf("policies.tests[%d]", te.Test), fmt.Sprintf("policies.tests[%d] %q", te.Test, te.Request), "%v", te.Err)
 		} else {
 			ps.add("policies.tests", "%v", e)
 		}
 	}
+}
+
+var actionWords = []string{"allow", "authenticate", "step_up", "deny"}
+
+// suggestWord is " (did you mean step_up?)" for the word of words closest
+// to s, or "" when none is close.
+func suggestWord(s string, words []string) string {
+	best, bestD := "", 3
+	norm := strings.ToLower(strings.NewReplacer("-", "_", " ", "_").Replace(s))
+	for _, w := range words {
+		d := min(editDistance(s, w), editDistance(norm, w))
+		if d < bestD {
+			best, bestD = w, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+// checkLoginLoop refuses a policy that does not allow the login page when
+// identity.login_url is on this origin: stepgate would send a signed-out
+// browser to the login page, decide that page needs a sign-in, and send it
+// there again, forever.
+func (c *Config) checkLoginLoop(ps *problems) {
+	lu := c.Identity.LoginURL
+	if lu == "" || c.policy == nil {
+		return
+	}
+	pub, err := url.Parse(c.Server.PublicURL)
+	if err != nil {
+		return
+	}
+	target, host := lu, pub.Host
+	if !strings.HasPrefix(lu, "/") || strings.HasPrefix(lu, "//") {
+		u, err := url.Parse(lu)
+		if err != nil || !strings.EqualFold(u.Scheme, pub.Scheme) || !strings.EqualFold(u.Host, pub.Host) {
+			return // another origin: the identity provider's page
+		}
+		target = u.RequestURI()
+	}
+	target, _, _ = strings.Cut(target, "?")
+	target = strings.ReplaceAll(target, "{rd}", "x")
+	if p := c.Server.Prefix; target == p || strings.HasPrefix(target, p+"/") {
+		return // stepgate's own pages are not decided by the policy
+	}
+	t, err := policy.ParseTarget(target)
+	if err != nil {
+		ps.add("identity.login_url", "the path %q would be refused by the proxy: %v", target, err)
+		return
+	}
+	d := c.policy.Match(policy.Request{Method: http.MethodGet, Host: host, Path: t.MatchPath})
+	if d.Action == policy.Allow {
+		return
+	}
+	by := "policies.default"
+	if d.Index >= 0 {
+		by = policy.RuleLabel(d.Index, d.Rule)
+	}
+	ps.add("identity.login_url", "the policy decides GET %s %s (by %s), so a signed-out browser sent to the login page is sent there again, forever; allow it with a rule before the others: {name: login, paths: [%q], action: allow}",
+		t.Path, d.Action, by, t.Path)
 }
 
 // ruleErrorKey turns a *policy.RuleError into its key path.

@@ -252,7 +252,7 @@ func TestMatchEqualsLinear(t *testing.T) {
 	}
 	for _, fold := range []bool{false, true} {
 		for _, n := range []int{10, 300} {
-			p := mustCompile(t, Config{Rules: genRules(n), CaseInsensitivePaths: fold})
+			p := mustCompileLoose(t, Config{Rules: genRules(n), CaseInsensitivePaths: fold})
 			reqs := genRequests(n, rnd)
 			reqs = append(reqs,
 				Request{Method: "GET", Path: "/x/.git/config"},
@@ -263,7 +263,7 @@ func TestMatchEqualsLinear(t *testing.T) {
 			)
 			check(fmt.Sprintf("genRules fold=%v n=%d", fold, n), p, reqs)
 
-			p = mustCompile(t, Config{Rules: genHostWideRules(n), CaseInsensitivePaths: fold})
+			p = mustCompileLoose(t, Config{Rules: genHostWideRules(n), CaseInsensitivePaths: fold})
 			reqs = genHostWideRequests(n, rnd)
 			for k := range reqs {
 				switch k % 4 {
@@ -277,7 +277,7 @@ func TestMatchEqualsLinear(t *testing.T) {
 		}
 		for _, n := range []int{5, 40, 400} {
 			for range 5 {
-				p := mustCompile(t, Config{Rules: genHostRules(n, rnd), CaseInsensitivePaths: fold})
+				p := mustCompileLoose(t, Config{Rules: genHostRules(n, rnd), CaseInsensitivePaths: fold})
 				check(fmt.Sprintf("genHostRules fold=%v n=%d", fold, n), p, genHostRequests(rnd))
 			}
 		}
@@ -289,7 +289,7 @@ func TestMatchEqualsLinear(t *testing.T) {
 // the number of rules), and that rules with a wildcard or IP host stay in
 // it.
 func TestHostIndex(t *testing.T) {
-	p := mustCompile(t, Config{Rules: genHostWideRules(1000)})
+	p := mustCompileLoose(t, Config{Rules: genHostWideRules(1000)})
 	for _, i := range p.root.rules {
 		if p.rules[i].exactHosts() {
 			t.Errorf("rule %d (%s) with exact hosts is in the root's plain list", i, p.rules[i].name)
@@ -321,7 +321,7 @@ func TestMatchNoAlloc(t *testing.T) {
 		t.Skip("under -race sync.Pool drops items, so regexp allocates; run without -race")
 	}
 	for _, fold := range []bool{false, true} {
-		p := mustCompile(t, Config{Rules: genRules(1000), CaseInsensitivePaths: fold})
+		p := mustCompileLoose(t, Config{Rules: genRules(1000), CaseInsensitivePaths: fold})
 		for _, r := range genRequests(1000, rand.New(rand.NewPCG(5, 6)))[:40] {
 			if allocs := testing.AllocsPerRun(20, func() { p.Match(r) }); allocs != 0 {
 				t.Errorf("fold=%v Match(%+v): got %v allocations; want 0", fold, r, allocs)
@@ -329,7 +329,7 @@ func TestMatchNoAlloc(t *testing.T) {
 		}
 		// Host-wide rules: the host is lowered into a stack buffer and
 		// looked up in byHost, also for every AnyMethod decision.
-		p = mustCompile(t, Config{Rules: genHostWideRules(1000), CaseInsensitivePaths: fold})
+		p = mustCompileLoose(t, Config{Rules: genHostWideRules(1000), CaseInsensitivePaths: fold})
 		for k, r := range genHostWideRequests(1000, rand.New(rand.NewPCG(5, 6)))[:40] {
 			switch k % 4 {
 			case 1:

@@ -22,19 +22,22 @@ type rule struct {
 
 // compile implements Compile: it reports every problem it finds, not only
 // the first, so `stepgate check` can list them all at once (SPEC §2).
-func compile(c Config) (*Policy, error) {
+//
+// With loose, rules shadowed by earlier ones are accepted: only the
+// package's own tests of matching on random policies ask for it.
+func compile(c Config, loose bool) (*Policy, error) {
 	var errs []error
-	add := func(rule int, name, field string, index int, err error) {
-		errs = append(errs, &RuleError{Rule: rule, Name: name, Field: field, Index: index, Err: err})
+	add := func(rule int, name, field string, index int, value string, err error) {
+		errs = append(errs, &RuleError{Rule: rule, Name: name, Field: field, Index: index, Value: value, Err: err})
 	}
 	if !c.Default.valid() {
-		add(-1, "", "default", -1, fmt.Errorf("%s is not an action: want allow, authenticate, step_up or deny", c.Default))
+		add(-1, "", "default", -1, "", errors.New("is missing or not an action: want allow, authenticate, step_up or deny"))
 	}
 	if c.DefaultMaxAge < 0 {
-		add(-1, "", "default_max_age", -1, fmt.Errorf("%s is negative", c.DefaultMaxAge))
+		add(-1, "", "default_max_age", -1, "", fmt.Errorf("%s is negative", c.DefaultMaxAge))
 	}
 	if c.Default == StepUp && c.DefaultMaxAge <= 0 {
-		add(-1, "", "default_max_age", -1, errors.New("the default action is step_up but there is no default max_age (second_factor.ttl)"))
+		add(-1, "", "default_max_age", -1, "", errors.New("the default action is step_up but there is no default max_age (second_factor.ttl)"))
 	}
 
 	p := &Policy{fold: c.CaseInsensitivePaths, rules: make([]rule, len(c.Rules))}
@@ -46,7 +49,8 @@ func compile(c Config) (*Policy, error) {
 	seen := make(map[string]int, len(c.Rules))
 	for i, r := range c.Rules {
 		name := r.Name
-		errf := func(field string, index int, err error) { add(i, name, field, index, err) }
+		errf := func(field string, index int, err error) { add(i, name, field, index, "", err) }
+		errv := func(field string, index int, value string, err error) { add(i, name, field, index, value, err) }
 		cr := &p.rules[i]
 		cr.name = name
 
@@ -69,16 +73,16 @@ func compile(c Config) (*Policy, error) {
 			if r.Action == 0 {
 				errf("action", -1, errors.New("is missing: want allow, authenticate, step_up or deny"))
 			} else {
-				errf("action", -1, fmt.Errorf("%s is not an action: want allow, authenticate, step_up or deny", r.Action))
+				errf("action", -1, errors.New("is not an action: want allow, authenticate, step_up or deny"))
 			}
 		}
 		if r.Mode != Enforce && r.Mode != Audit {
-			errf("mode", -1, fmt.Errorf("%s is not a mode: want enforce or audit", r.Mode))
+			errf("mode", -1, errors.New("is not a mode: want enforce or audit"))
 		}
 		switch {
 		case r.MaxAge < 0:
 			errf("max_age", -1, fmt.Errorf("%s is negative", r.MaxAge))
-		case r.MaxAge > 0 && r.Action != StepUp:
+		case r.MaxAge > 0 && r.Action.valid() && r.Action != StepUp:
 			errf("max_age", -1, fmt.Errorf("is only meaningful for step_up rules, and this rule is %s", r.Action))
 		case r.Action == StepUp && r.MaxAge == 0 && c.DefaultMaxAge <= 0:
 			errf("max_age", -1, errors.New("is not set and there is no default max_age (second_factor.ttl)"))
@@ -98,14 +102,14 @@ func compile(c Config) (*Policy, error) {
 		for j, h := range r.Hosts {
 			hp, err := compileHost(h)
 			if err != nil {
-				errf("hosts", j, err)
+				errv("hosts", j, h, err)
 				continue
 			}
 			cr.hosts = append(cr.hosts, hp)
 		}
 		for j, m := range r.Methods {
 			if err := checkMethod(m); err != nil {
-				errf("methods", j, err)
+				errv("methods", j, m, err)
 				continue
 			}
 			cr.methods = append(cr.methods, m)
@@ -123,7 +127,7 @@ func compile(c Config) (*Policy, error) {
 			}
 			re, err := regexp.Compile(expr)
 			if err != nil {
-				errf("regex", -1, fmt.Errorf("is not a valid RE2 expression: %w", err))
+				errv("regex", -1, r.Regex, fmt.Errorf("is not a valid RE2 expression: %w", err))
 				break
 			}
 			cr.re = re
@@ -131,7 +135,7 @@ func compile(c Config) (*Policy, error) {
 			for j, s := range r.Paths {
 				g, err := compileGlob(s, c.CaseInsensitivePaths)
 				if err != nil {
-					errf("paths", j, err)
+					errv("paths", j, s, err)
 					continue
 				}
 				cr.globs = append(cr.globs, g)
@@ -147,12 +151,32 @@ func compile(c Config) (*Policy, error) {
 			}
 		}
 	}
+	if len(errs) == 0 && !loose {
+		for j, by := range shadowed(p.rules, c.Rules, c.CaseInsensitivePaths) {
+			if by != nil {
+				add(j, c.Rules[j].Name, "", -1, "", shadowError(p.rules, by))
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	p.root = buildIndex(p.rules, c.Rules, c.CaseInsensitivePaths)
 	p.named = namedMethods(p.rules)
 	return p, nil
+}
+
+// shadowError says which earlier rules decide everything a rule matches.
+func shadowError(rules []rule, by []int) error {
+	names := make([]string, len(by))
+	for k, i := range by {
+		names[k] = RuleLabel(i, rules[i].name)
+	}
+	which := names[0]
+	if len(names) > 1 {
+		which = strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	}
+	return fmt.Errorf("can never decide: every request it matches is matched first by %s (the first matching rule wins); move it above, or narrow the earlier rule", which)
 }
 
 // namedMethods returns every method the rules name, sorted, without
@@ -178,9 +202,9 @@ func checkMethod(m string) error {
 		switch {
 		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
 		case 'a' <= c && c <= 'z':
-			return fmt.Errorf("%q is not upper-case; methods compare exactly as sent, so it would not match %q", m, strings.ToUpper(m))
+			return fmt.Errorf("is not upper-case; methods compare exactly as sent, so it would not match %q", strings.ToUpper(m))
 		default:
-			return fmt.Errorf("%q is not a method name (RFC 9110 §9.1: a token such as GET or POST)", m)
+			return errors.New("is not a method name (RFC 9110 §9.1: a token such as GET or POST)")
 		}
 	}
 	return nil

@@ -42,15 +42,15 @@ func compileGlob(s string, fold bool) (glob, error) {
 	case s == "":
 		return glob{}, errors.New("is empty; a glob starts with '/'")
 	case s[0] != '/':
-		return glob{}, fmt.Errorf("%q does not start with '/'", s)
+		return glob{}, errors.New("does not start with '/'")
 	case strings.IndexByte(s, '?') >= 0:
-		return glob{}, fmt.Errorf("%q contains '?', which starts the query; the query never takes part in matching", s)
+		return glob{}, errors.New("contains '?', which starts the query; the query never takes part in matching")
 	case strings.IndexByte(s, ';') >= 0:
-		return glob{}, fmt.Errorf("%q contains ';', which starts path parameters; they are removed before matching, so it could never match", s)
+		return glob{}, errors.New("contains ';', which starts path parameters; they are removed before matching, so it could never match")
 	}
 	cp, why := canonicalPath(s)
 	if why != "" {
-		return glob{}, fmt.Errorf("%q is not a path a request could have: %s", s, why)
+		return glob{}, fmt.Errorf("is not a path a request could have: %s", why)
 	}
 	g := glob{src: s}
 	for pos := 0; ; {
@@ -65,7 +65,7 @@ func compileGlob(s string, fold bool) (glob, error) {
 		case seg == "**":
 			g.segs = append(g.segs, globSeg{kind: segAny})
 		case strings.IndexByte(seg, '*') >= 0:
-			return glob{}, fmt.Errorf("%q mixes * with other characters in one segment; use * or ** as a whole segment", seg)
+			return glob{}, fmt.Errorf("segment %q mixes * with other characters; use * or ** as a whole segment", seg)
 		default:
 			if fold {
 				seg = strings.ToLower(seg)

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 )
@@ -33,14 +32,14 @@ func compileHost(s string) (hostPat, error) {
 	case s == "":
 		return hostPat{}, errors.New("is empty")
 	case strings.Contains(s, "://"):
-		return hostPat{}, fmt.Errorf("%q is a URL; write the host name only, without scheme", s)
+		return hostPat{}, errors.New("is a URL; write the host name only, without scheme")
 	case strings.ContainsAny(s, "/?#@"):
-		return hostPat{}, fmt.Errorf("%q is not a host name; write it without path, query or user", s)
+		return hostPat{}, errors.New("is not a host name; write it without path, query or user")
 	}
 	if strings.HasPrefix(s, "[") {
 		a, err := netip.ParseAddr(strings.TrimSuffix(s[1:], "]"))
 		if err != nil || !strings.HasSuffix(s, "]") || !a.Is6() {
-			return hostPat{}, fmt.Errorf("%q is not a bracketed IPv6 address (a port is not allowed: hosts match without port)", s)
+			return hostPat{}, errors.New("is not a bracketed IPv6 address (a port is not allowed: hosts match without port)")
 		}
 		return hostPat{ip: a}, nil
 	}
@@ -48,7 +47,7 @@ func compileHost(s string) (hostPat, error) {
 		return hostPat{ip: a}, nil
 	}
 	if strings.IndexByte(s, ':') >= 0 {
-		return hostPat{}, fmt.Errorf("%q has a port; hosts match without port, so leave it out", s)
+		return hostPat{}, errors.New("has a port; hosts match without port, so leave it out")
 	}
 	name := strings.TrimSuffix(strings.ToLower(s), ".")
 	h := hostPat{name: name}
@@ -57,10 +56,10 @@ func compileHost(s string) (hostPat, error) {
 		name = rest
 	}
 	if strings.IndexByte(name, '*') >= 0 {
-		return hostPat{}, fmt.Errorf("%q: '*' is only allowed as the whole first label, as in *.example.com", s)
+		return hostPat{}, errors.New("'*' is only allowed as the whole first label, as in *.example.com")
 	}
 	if !validHostname(name) {
-		return hostPat{}, fmt.Errorf("%q is not a valid host name (letters, digits, '-' and '_' in dot-separated labels)", s)
+		return hostPat{}, errors.New("is not a valid host name (letters, digits, '-' and '_' in dot-separated labels)")
 	}
 	return h, nil
 }

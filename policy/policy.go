@@ -52,7 +52,9 @@ func (a Action) String() string {
 	case Deny:
 		return "deny"
 	}
-	return fmt.Sprintf("action(%d)", uint8(a))
+	// Never a number: this reaches messages (`stepgate check`), and a
+	// user wrote a word.
+	return "an unknown action"
 }
 
 // valid reports whether a is one of the four actions; the zero value is not.
@@ -84,7 +86,7 @@ func (m Mode) String() string {
 	case Audit:
 		return "audit"
 	}
-	return fmt.Sprintf("mode(%d)", uint8(m))
+	return "an unknown mode"
 }
 
 // Rule is one policy rule as written in the config.
@@ -118,17 +120,33 @@ type RuleError struct {
 	Index int    // index within a list field, or -1
 	Err   error
 	Name  string // the rule's name when it has one, for the message; "" otherwise
+	// Value is the offending entry as written (the whole glob, host,
+	// method or regex), quoted in the message; "" when the problem is not
+	// one entry's.
+	Value string
 }
 
+// Error reads `rule "admin": paths[1] "/files/**x": <Err>`; a rule
+// without a name is "rule 3".
 func (e *RuleError) Error() string {
+	b := []byte(e.Where())
+	b = append(b, ": "...)
+	if e.Err != nil {
+		b = append(b, e.Err.Error()...)
+	} else {
+		b = append(b, "invalid"...)
+	}
+	return string(b)
+}
+
+// Where is the message's location part: `rule "admin": paths[1]
+// "/files/**x"`, `rule 3`, or `policy: default`.
+func (e *RuleError) Where() string {
 	var b strings.Builder
 	if e.Rule < 0 {
 		b.WriteString("policy")
 	} else {
-		fmt.Fprintf(&b, "rule %d", e.Rule)
-		if e.Name != "" {
-			fmt.Fprintf(&b, " (%q)", e.Name)
-		}
+		b.WriteString(RuleLabel(e.Rule, e.Name))
 	}
 	if e.Field != "" {
 		b.WriteString(": ")
@@ -137,13 +155,19 @@ func (e *RuleError) Error() string {
 			fmt.Fprintf(&b, "[%d]", e.Index)
 		}
 	}
-	b.WriteString(": ")
-	if e.Err != nil {
-		b.WriteString(e.Err.Error())
-	} else {
-		b.WriteString("invalid")
+	if e.Value != "" {
+		fmt.Fprintf(&b, " %q", e.Value)
 	}
 	return b.String()
+}
+
+// RuleLabel names a rule in messages: `rule "admin"`, or `rule 3` (its
+// index) when it has no usable name.
+func RuleLabel(i int, name string) string {
+	if name == "" || !printable(name) {
+		return fmt.Sprintf("rule %d", i)
+	}
+	return fmt.Sprintf("rule %q", name)
 }
 func (e *RuleError) Unwrap() error { return e.Err }
 
@@ -162,7 +186,10 @@ type Policy struct {
 
 // Compile validates and compiles c. Every problem is reported: the error is
 // an errors.Join of *RuleError values.
-func Compile(c Config) (*Policy, error) { return compile(c) }
+//
+// A rule that can never decide, because earlier rules match every request
+// it matches (shadow.go), is an error too.
+func Compile(c Config) (*Policy, error) { return compile(c, false) }
 
 // Len reports the number of rules.
 func (p *Policy) Len() int { return len(p.rules) }
@@ -274,8 +301,10 @@ type TestError struct {
 	Err     error
 }
 
+// Error reads `test 6 "GET http://app.example/x": got allow by rule
+// "public"; want deny`.
 func (e *TestError) Error() string {
-	return fmt.Sprintf("test %d (%s): %v", e.Test, e.Request, e.Err)
+	return fmt.Sprintf("test %d %q: %v", e.Test, e.Request, e.Err)
 }
 func (e *TestError) Unwrap() error { return e.Err }
 
