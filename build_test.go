@@ -53,6 +53,7 @@ func TestJWKSFetchFailureLogged(t *testing.T) {
 	defer jwks.Close()
 	gate, logs := buildWithLog(t, `
 identity:
+  login_url: ""
   jwt:
     algorithms: [RS256]
     jwks_url: `+jwks.URL+`/jwks.json
@@ -111,6 +112,7 @@ func TestSMTPFailureLogged(t *testing.T) {
 	ln.Close() // nothing listens there now: every dial is refused
 	gate, logs := buildWithLog(t, `
 identity:
+  login_url: ""
   jwt:
     hmac_secret: "`+testHMACSecret+`"
 second_factor:
