@@ -24,6 +24,7 @@ type MemoryStore struct {
 	sends      *cache.Cache // user -> *memSends
 	fails      *cache.Cache // user -> *memFails
 	revoked    *cache.Cache // jti -> struct{}
+	ceremonies *cache.Cache // key -> []byte
 	maxPending int
 	// epoch is random per store, so per process: tokens minted before a
 	// restart (whose revocations the restart lost) are refused after it.
@@ -68,6 +69,7 @@ func NewMemoryStore(maxPending int) *MemoryStore {
 		sends:      cache.New(cache.NoExpiration, janitor),
 		fails:      cache.New(cache.NoExpiration, janitor),
 		revoked:    cache.New(cache.NoExpiration, janitor),
+		ceremonies: cache.New(cache.NoExpiration, janitor),
 		maxPending: maxPending,
 	}
 }
@@ -145,6 +147,36 @@ func (c *memCode) code() Code {
 		Attempts:  int(c.attempts),
 		ExpiresAt: c.expiresAt,
 	}
+}
+
+// PutCeremony implements Store. Pending ceremonies share the maxPending
+// bound with codes, counted separately.
+func (s *MemoryStore) PutCeremony(_ context.Context, key string, state []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return errBadCode
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ceremonies.ItemCount() >= s.maxPending {
+		s.ceremonies.DeleteExpired()
+		if s.ceremonies.ItemCount() >= s.maxPending {
+			return ErrStoreFull
+		}
+	}
+	s.ceremonies.Set(key, append([]byte(nil), state...), ttl)
+	return nil
+}
+
+// TakeCeremony implements Store: the get and the delete run under one lock.
+func (s *MemoryStore) TakeCeremony(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.ceremonies.Get(key)
+	if !ok {
+		return nil, ErrNoCeremony
+	}
+	s.ceremonies.Delete(key)
+	return v.([]byte), nil
 }
 
 // PeekCode implements Store.

@@ -62,6 +62,17 @@ type Store interface {
 	// hot path.
 	Revoked(ctx context.Context, jti, epoch string) (bool, error)
 
+	// PutCeremony stores the server-side state of a pending ceremony (a
+	// passkey challenge) under key for ttl. Keys are never reused: a new
+	// ceremony gets a new key. It returns ErrStoreFull when a bounded store
+	// holds too many.
+	PutCeremony(ctx context.Context, key string, state []byte, ttl time.Duration) error
+
+	// TakeCeremony atomically returns and deletes the state under key: of
+	// concurrent callers exactly one gets it, the others ErrNoCeremony (as
+	// after expiry), so one challenge is never used twice.
+	TakeCeremony(ctx context.Context, key string) ([]byte, error)
+
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 
@@ -87,6 +98,9 @@ type CheckResult struct {
 var (
 	// ErrNoCode means no pending code (never sent, expired, consumed or dead).
 	ErrNoCode = errors.New("no pending code")
+	// ErrNoCeremony means no pending ceremony under the key (never begun,
+	// expired, or already taken).
+	ErrNoCeremony = errors.New("no pending ceremony")
 	// ErrStoreFull means a bounded store refused a new code.
 	ErrStoreFull = errors.New("too many pending codes")
 	// ErrThrottled is wrapped by a *LimitError when a send is refused.

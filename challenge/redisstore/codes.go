@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/stepgate/stepgate/challenge"
 )
 
@@ -132,4 +134,32 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	return time.Unix(0, n), nil
+}
+
+// PutCeremony stores a pending ceremony's state under key for ttl.
+func (s *Store) PutCeremony(ctx context.Context, key string, state []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("redisstore: put ceremony: ttl %v must be positive", ttl)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.client.Set(ctx, s.key(kindCeremony, key), state, ceilMS(ttl)).Err(); err != nil {
+		return fmt.Errorf("redisstore: put ceremony: %w", err)
+	}
+	return nil
+}
+
+// TakeCeremony returns and deletes the state under key in one GETDEL
+// (Redis 6.2+), atomic across replicas.
+func (s *Store) TakeCeremony(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	b, err := s.client.GetDel(ctx, s.key(kindCeremony, key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, challenge.ErrNoCeremony
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: take ceremony: %w", err)
+	}
+	return b, nil
 }

@@ -168,11 +168,12 @@ func clientTLS(c *tls.Config, addr string) (*tls.Config, error) {
 
 // Key kinds, one per kind of state.
 const (
-	kindSend    = "send"    // sorted set of send times (ms) in the rolling hour
-	kindCode    = "code"    // hash: mac, email, attempts, exp
-	kindFail    = "fail"    // sorted set of failure times (ms) in the rolling hour
-	kindLock    = "lock"    // string: lockout end (ms), with PX the lockout
-	kindRevoked = "revoked" // string "1", with PX the token's remaining life
+	kindSend     = "send"     // sorted set of send times (ms) in the rolling hour
+	kindCode     = "code"     // hash: mac, email, attempts, exp
+	kindFail     = "fail"     // sorted set of failure times (ms) in the rolling hour
+	kindLock     = "lock"     // string: lockout end (ms), with PX the lockout
+	kindRevoked  = "revoked"  // string "1", with PX the token's remaining life
+	kindCeremony = "ceremony" // string: a pending passkey ceremony's state, with PX its life
 )
 
 // key builds KeyPrefix + kind + ":" + hex(sha256(id)). Hashing makes any

@@ -237,6 +237,8 @@ func methods(ctx context.Context, s challenge.Store) map[string]error {
 	errs["Revoke"] = s.Revoke(ctx, "jti", time.Minute)
 	_, errs["Epoch"] = s.Epoch(ctx)
 	_, errs["Revoked"] = s.Revoked(ctx, "jti", "e")
+	errs["PutCeremony"] = s.PutCeremony(ctx, "k", []byte("x"), time.Minute)
+	_, errs["TakeCeremony"] = s.TakeCeremony(ctx, "k")
 	errs["Ping"] = s.Ping(ctx)
 	return errs
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/subtle"
 	"sync"
 	"testing"
@@ -27,6 +28,33 @@ type refStore struct {
 	fails   map[string][]time.Time
 	locks   map[string]time.Time // real-time end of lockout
 	revoked map[string]time.Time // real-time end of revocation
+	cer     map[string]refCeremony
+}
+
+type refCeremony struct {
+	state []byte
+	dies  time.Time
+}
+
+func (s *refStore) PutCeremony(_ context.Context, key string, state []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return errors.New("ttl must be positive")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cer[key] = refCeremony{bytes.Clone(state), time.Now().Add(ttl)}
+	return nil
+}
+
+func (s *refStore) TakeCeremony(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.cer[key]
+	delete(s.cer, key)
+	if !ok || !time.Now().Before(c.dies) {
+		return nil, challenge.ErrNoCeremony
+	}
+	return c.state, nil
 }
 
 type refCode struct {
@@ -40,6 +68,7 @@ func newRefStore() *refStore {
 	return &refStore{
 		sends: map[string][]time.Time{}, codes: map[string]refCode{},
 		fails: map[string][]time.Time{}, locks: map[string]time.Time{}, revoked: map[string]time.Time{},
+		cer: map[string]refCeremony{},
 	}
 }
 

@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) challenge.Store) {
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, newStore) })
 	t.Run("Failures", func(t *testing.T) { testFailures(t, newStore) })
 	t.Run("Revoke", func(t *testing.T) { testRevoke(t, newStore) })
+	t.Run("Ceremony", func(t *testing.T) { testCeremony(t, newStore) })
 	t.Run("OpaqueKeys", func(t *testing.T) { testOpaqueKeys(t, newStore) })
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(t.Context()); err != nil {
