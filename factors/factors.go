@@ -103,6 +103,17 @@ type Store interface {
 	// was already used, or the factor is gone or pending.
 	Advance(ctx context.Context, user, id string, counter int64, now time.Time) (bool, error)
 
+	// Touch sets the confirmed factor's LastUsedAt to now if and only if
+	// its Counter is still 0: a passkey whose authenticator keeps no
+	// signature counter (WebAuthn §6.1.1, both counters zero) is used
+	// without Advance. It reports whether it did; false means the factor
+	// has a counter (so a zero count is a regression), is gone or pending.
+	Touch(ctx context.Context, user, id string, now time.Time) (bool, error)
+
+	// SetPublic replaces the factor's Public data (a passkey's backup
+	// state, or its possibly-cloned mark). A missing factor is ErrNotFound.
+	SetPublic(ctx context.Context, user, id string, public []byte) error
+
 	// ReplaceSecret sets the factor's sealed secret to next if it is still
 	// prev (compare and swap, for rekey). It reports whether it did.
 	ReplaceSecret(ctx context.Context, user, id string, prev, next []byte) (bool, error)

@@ -224,6 +224,21 @@ func (s *Store) Advance(ctx context.Context, user, id string, counter int64, now
 		counter, micros(now), user, id)
 }
 
+// Touch implements factors.Store.
+func (s *Store) Touch(ctx context.Context, user, id string, now time.Time) (bool, error) {
+	return s.exec(ctx, `UPDATE stepgate_factors SET last_used_at = $1 WHERE user_id = $2 AND id = $3 AND confirmed AND counter = 0`,
+		micros(now), user, id)
+}
+
+// SetPublic implements factors.Store.
+func (s *Store) SetPublic(ctx context.Context, user, id string, public []byte) error {
+	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET public = $1 WHERE user_id = $2 AND id = $3`, public, user, id)
+	if err == nil && !ok {
+		return factors.ErrNotFound
+	}
+	return err
+}
+
 // ReplaceSecret implements factors.Store.
 func (s *Store) ReplaceSecret(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
 	return s.exec(ctx, `UPDATE stepgate_factors SET secret = $1 WHERE user_id = $2 AND id = $3 AND secret = $4`, next, user, id, prev)

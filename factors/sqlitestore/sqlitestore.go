@@ -228,6 +228,21 @@ func (s *Store) Advance(ctx context.Context, user, id string, counter int64, now
 		counter, micros(now), user, id, counter)
 }
 
+// Touch implements factors.Store.
+func (s *Store) Touch(ctx context.Context, user, id string, now time.Time) (bool, error) {
+	return s.exec(ctx, `UPDATE stepgate_factors SET last_used_at = ? WHERE user_id = ? AND id = ? AND confirmed = 1 AND counter = 0`,
+		micros(now), user, id)
+}
+
+// SetPublic implements factors.Store.
+func (s *Store) SetPublic(ctx context.Context, user, id string, public []byte) error {
+	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET public = ? WHERE user_id = ? AND id = ?`, public, user, id)
+	if err == nil && !ok {
+		return factors.ErrNotFound
+	}
+	return err
+}
+
 // ReplaceSecret implements factors.Store.
 func (s *Store) ReplaceSecret(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
 	return s.exec(ctx, `UPDATE stepgate_factors SET secret = ? WHERE user_id = ? AND id = ? AND secret = ?`, next, user, id, prev)

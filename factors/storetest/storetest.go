@@ -33,6 +33,8 @@ func Run(t *testing.T, newStore func(t *testing.T) factors.Store) {
 	t.Run("Confirm", func(t *testing.T) { testConfirm(t, newStore(t)) })
 	t.Run("Advance", func(t *testing.T) { testAdvance(t, newStore(t)) })
 	t.Run("AdvanceConcurrent", func(t *testing.T) { testAdvanceConcurrent(t, newStore) })
+	t.Run("Touch", func(t *testing.T) { testTouch(t, newStore(t)) })
+	t.Run("SetPublic", func(t *testing.T) { testSetPublic(t, newStore(t)) })
 	t.Run("ReplaceSecret", func(t *testing.T) { testReplaceSecret(t, newStore(t)) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("Counts", func(t *testing.T) { testCounts(t, newStore(t)) })
@@ -273,6 +275,58 @@ func testAdvanceConcurrent(t *testing.T, newStore func(t *testing.T) factors.Sto
 		if n := wins.Load(); n != 1 {
 			t.Fatalf("round %d: %d concurrent Advance calls won; want exactly 1", round, n)
 		}
+	}
+}
+
+// testTouch: a factor without a counter is used by Touch; once it has a
+// counter, Touch refuses (a zero count from it would be a regression).
+func testTouch(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	user := unique(t)
+	now := clock()
+	f := create(t, s, newFactor(t, user, factors.TypePasskey, now, true))
+	at := now.Add(time.Minute)
+	if ok, err := s.Touch(ctx, user, f.ID, at); !ok || err != nil {
+		t.Fatalf("Touch at counter 0 = %v, %v; want true, nil", ok, err)
+	}
+	got, err := s.Get(ctx, user, f.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Counter != 0 || !got.LastUsedAt.Equal(at) {
+		t.Fatalf("after Touch: counter %d, last used %v; want 0, %v", got.Counter, got.LastUsedAt, at)
+	}
+	if ok, err := s.Touch(ctx, "other "+user, f.ID, at); ok || err != nil {
+		t.Fatalf("Touch of another user's factor = %v, %v; want false, nil", ok, err)
+	}
+	if ok, err := s.Advance(ctx, user, f.ID, 5, at); !ok || err != nil {
+		t.Fatalf("Advance(5) = %v, %v; want true, nil", ok, err)
+	}
+	if ok, err := s.Touch(ctx, user, f.ID, at.Add(time.Minute)); ok || err != nil {
+		t.Fatalf("Touch at counter 5 = %v, %v; want false, nil", ok, err)
+	}
+	pending := create(t, s, newFactor(t, user, factors.TypePasskey, now, false))
+	if ok, err := s.Touch(ctx, user, pending.ID, at); ok || err != nil {
+		t.Fatalf("Touch of a pending factor = %v, %v; want false, nil", ok, err)
+	}
+}
+
+func testSetPublic(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	user := unique(t)
+	f := create(t, s, newFactor(t, user, factors.TypePasskey, clock(), true))
+	if err := s.SetPublic(ctx, user, f.ID, []byte(`{"cloned":true}`)); err != nil {
+		t.Fatalf("SetPublic: %v", err)
+	}
+	got, err := s.Get(ctx, user, f.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Public) != `{"cloned":true}` || string(got.Secret) != string(f.Secret) {
+		t.Fatalf("after SetPublic: public %q secret %q; want the new public and the old secret", got.Public, got.Secret)
+	}
+	if err := s.SetPublic(ctx, "other "+user, f.ID, []byte(`{}`)); !errors.Is(err, factors.ErrNotFound) {
+		t.Fatalf("SetPublic of another user's factor: %v; want ErrNotFound", err)
 	}
 }
 
