@@ -354,3 +354,93 @@ func TestNoQueryInLogs(t *testing.T) {
 		t.Fatalf("the requests did not log what this test checks:\n%s", out)
 	}
 }
+
+// rawPost is a raw POST of body with the given Content-Type line (none
+// when ct is "-") and extra header lines.
+func rawPost(target, ct, body string, headers ...string) string {
+	var b strings.Builder
+	b.WriteString("POST " + target + " HTTP/1.1\r\nHost: app.example.com\r\n")
+	if ct != "-" {
+		b.WriteString("Content-Type: " + ct + "\r\n")
+	}
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body)
+	return b.String()
+}
+
+// TestOverrideSpellings sends method overrides spelt the way PHP, Rack,
+// Laravel and ASP.NET read them, on raw connections so that the bytes are
+// exactly these, to a path where POST is allowed and DELETE denied. Each
+// must be decided as DELETE (403) and never forwarded; the controls, which
+// no framework reads as DELETE, are forwarded.
+func TestOverrideSpellings(t *testing.T) {
+	up := newUpstream(t)
+	_, srv := newGate(t, Config{Policy: mustPolicy(t, formRules()), Upstream: mustURL(t, up.URL)})
+	const form = "application/x-www-form-urlencoded"
+	mp := func(disposition string) (string, string) {
+		return "multipart/form-data; boundary=XyZ",
+			"--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nx\r\n" +
+				"--XyZ\r\nContent-Disposition: " + disposition + "\r\n\r\nDELETE\r\n--XyZ--\r\n"
+	}
+	mpCT, mpSingle := mp(`form-data; name='_method'`)
+	_, mpSpace := mp(`form-data; name=" _method"`)
+	_, mpDot := mp(`form-data; name=".method"`)
+	_, mpNul := mp("form-data; name=\"_method\x00x\"")
+	_, mpASP := mp(`form-data; name="X-HTTP-Method-Override"`)
+	tests := []struct {
+		name, req string
+		want      int
+	}{
+		// The form Content-Type as PHP (';' ',' ' ') and Rack (';' ',') cut it.
+		{"type cut at comma", rawPost("/posts/1", form+", text/plain", "_method=DELETE"), 403},
+		{"type cut at space", rawPost("/posts/1", form+" x", "_method=DELETE"), 403},
+		{"type cut at tab", rawPost("/posts/1", form+"\tx", "_method=DELETE"), 403},
+		{"type upper case", rawPost("/posts/1", "APPLICATION/X-WWW-FORM-URLENCODED", "_method=DELETE"), 403},
+		{"no type", rawPost("/posts/1", "-", "_method=DELETE"), 403},
+		// PHP name mangling in form fields.
+		{"leading spaces", rawPost("/posts/1", form, "+++_method=DELETE"), 403},
+		{"leading encoded spaces", rawPost("/posts/1", form, "%20%20_method=DELETE"), 403},
+		{"NUL ends the name", rawPost("/posts/1", form, "_method%00junk=DELETE"), 403},
+		{"dot to underscore", rawPost("/posts/1", form, ".method=DELETE"), 403},
+		{"space to underscore", rawPost("/posts/1", form, "+method=DELETE"), 403},
+		{"PHP array", rawPost("/posts/1", form, "_method[x]=DELETE"), 403},
+		{"Rack 2 leading brackets", rawPost("/posts/1", form, "[_method]=DELETE"), 403},
+		{"ASP.NET form field", rawPost("/posts/1", form, "X-HTTP-Method-Override=DELETE"), 403},
+		// The same in the query.
+		{"query leading spaces", rawPost("/posts/1?++_method=DELETE", "-", ""), 403},
+		{"query NUL", rawPost("/posts/1?_method%00x=DELETE", "-", ""), 403},
+		{"query ASP.NET", rawPost("/posts/1?x-http-method-override=DELETE", "-", ""), 403},
+		// Multipart part names, as PHP's rfc1867 reads them.
+		{"multipart single quotes", rawPost("/posts/1", mpCT, mpSingle), 403},
+		{"multipart leading space", rawPost("/posts/1", mpCT, mpSpace), 403},
+		{"multipart dot", rawPost("/posts/1", mpCT, mpDot), 403},
+		{"multipart NUL", rawPost("/posts/1", mpCT, mpNul), 403},
+		{"multipart ASP.NET", rawPost("/posts/1", mpCT, mpASP), 403},
+		{"multipart type cut at comma", rawPost("/posts/1", "multipart/form-data, x; boundary=XyZ", mpSingle), 403},
+		{"multipart two boundaries", rawPost("/posts/1", "multipart/form-data; xboundary=XyZ; boundary=other", mpSingle), 403},
+		// Laravel's JSON input.
+		{"JSON", rawPost("/posts/1", "application/json", `{"_method":"DELETE"}`), 403},
+		{"JSON in a form type list", rawPost("/posts/1", "text/plain; x=/json", `{"_method":"DELETE"}`), 403},
+		// Controls: no framework reads DELETE here.
+		{"plain form", rawPost("/posts/1", form, "title=x&method=DELETE"), 200},
+		{"text body", rawPost("/posts/1", "text/plain", "_method=DELETE"), 200},
+		{"name elsewhere", rawPost("/posts/1", form, "my_method=DELETE&_methods=DELETE"), 200},
+		{"multipart other name", rawPost("/posts/1", mpCT, strings.ReplaceAll(mpSingle, "'_method'", `"title2"`)), 200},
+		{"JSON nested", rawPost("/posts/1", "application/json", `{"data":{"_method":"DELETE"}}`), 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := raw(t, srv, tt.req)
+			if res.Status != tt.want {
+				t.Errorf("got status %d; want %d", res.Status, tt.want)
+			}
+			if tt.want == 200 {
+				up.take(t)
+			} else {
+				up.none(t)
+			}
+		})
+	}
+}

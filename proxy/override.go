@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,25 +15,52 @@ import (
 	"github.com/stepgate/stepgate/policy"
 )
 
-// Method overrides in form bodies (SPEC §4).
+// Method overrides (SPEC §4): how stepgate reads them, in one place.
 //
-// Rails (Rack::MethodOverride), Laravel and Symfony
-// (Request::getMethod with enableHttpMethodParameterOverride) run a POST
-// as the method named by a `_method` field of the form body, which is how
-// their HTML forms send PUT, PATCH and DELETE. The header and query forms
-// are read by BuildRequest; without reading the body too, a rule for
-// DELETE would be bypassed by a plain form POST carrying `_method=delete`.
+// Frameworks behind stepgate run a request as another method when it
+// names one; a rule for DELETE must catch every spelling any of them
+// honours, or it is bypassed. Every value found is an effective method
+// (policy.Request.Overrides) and the strictest decision wins; where the
+// request cannot be read for sure, every method is (AnyMethod).
+//
+//	what                      rule                                                 from
+//	------------------------  ---------------------------------------------------  -----------------------------------------------
+//	headers                   X-HTTP-Method-Override, X-HTTP-Method,               Symfony, Rack, Express method-override,
+//	                          X-Method-Override; any case, '_' read as '-'          ASP.NET (Core), Spring; CGI/PHP merge '_' '-'
+//	header values             each value, and each ','-separated part              Express takes the first part, proxies merge lines
+//	query                     pairs split at '&' and ';', %XX and '+' decoded      PHP, Rack 2 and Django < 3.2 also split at ';'
+//	body: is it a form?       POST (any case) only; Content-Type cut at the        PHP SAPI cuts at ';' ',' ' '; Rack::MediaType at
+//	                          first ';' ',' or white space, case ignored           ';' ','; Tomcat, Django at ';'
+//	  urlencoded              that type, or no Content-Type at all                 Rack form_data? (POST without type is a form)
+//	  multipart               any multipart/* subtype                              Rack parseable_data?, PHP rfc1867
+//	  JSON                    Content-Type containing "/json" or "+json", any      Laravel Request::isJson + getInputSource:
+//	                          case, even beside a form type: top-level key         Symfony getMethod reads _method from it
+//	names (query, form,       `_method` or `X-HTTP-Method-Override`, case          Rails/Rack, Laravel/Symfony, Spring
+//	JSON, multipart)          ignored, in any reading of isMethodKey: as is, cut   HiddenHttpMethodFilter, Express; ASP.NET MVC
+//	                          at '['; PHP: NUL ends it, leading spaces dropped,    GetHttpMethodOverride (form, query); PHP
+//	                          ' ' '.' -> '_'; Rack 2: leading '[' ']' dropped      php_register_variable_ex; Rack normalize_params
+//	multipart part names      name= as Go's mime reads it and as PHP's rfc1867     PHP php_ap_getword(_conf): ' quotes too
+//	                          does ('"' or '\'' quotes, backslash escapes)
+//
+// Doubt, decided as every method the rules name (AnyMethod), or refused:
+//
+//   - a query key that may be an override but does not decode: 400 (the
+//     target is refused, as malformed targets are);
+//   - several Content-Type lines, a content coding, a multipart type
+//     without one usable boundary (Go and PHP take the first "boundary",
+//     Rack the last: two are doubt), a body longer than maxFormPeek or cut
+//     short, a form, multipart or JSON body that does not parse, a part
+//     header naming an override that Go's parser did not read, a JSON
+//     override that is not a string: AnyMethod.
 //
 // Reading the body costs, so it is read only when the answer can change
 // the decision: the policy restricts methods (policy.MethodSensitive), the
 // request is a POST (any case: Symfony upper-cases the real method before
-// it checks for POST), and the body is a form the frameworks parse. Only
-// the first maxFormPeek bytes are inspected; the upstream gets every byte
-// unchanged. When what was inspected cannot rule out a `_method` (the
-// body is longer, or malformed), the request is decided as if it could be
-// any method (policy.Request.AnyMethod): deny on doubt. The trade-off: a
-// form or upload larger than maxFormPeek to a path where some method is
-// stricter than POST gets that stricter decision.
+// it checks for POST), and the body is a form or JSON as above. Only the
+// first maxFormPeek bytes are inspected; the upstream gets every byte
+// unchanged. The trade-off: a form, upload or JSON document larger than
+// maxFormPeek to a path where some method is stricter than POST gets that
+// stricter decision.
 
 // maxFormPeek bounds the body bytes inspected for `_method`.
 const maxFormPeek = 64 << 10
@@ -59,21 +87,29 @@ const (
 	notForm formKind = iota
 	urlencodedForm
 	multipartForm
-	doubtfulForm // a form whose encoding cannot be read: AnyMethod
+	doubtfulForm // a body whose encoding cannot be read: AnyMethod
 )
 
-// formOverrides adds to pr the `_method` values of r's form body, or sets
-// pr.AnyMethod when they cannot all be known. It replaces r.Body with one
-// that replays the inspected bytes, so the upstream gets the body as sent.
+// bodyKind says how the frameworks may parse a POST body: as a form (of
+// kind form, with boundary for multipart), and also as JSON.
+type bodyKind struct {
+	form     formKind
+	boundary string
+	json     bool
+}
+
+// formOverrides adds to pr the overrides of r's body, or sets pr.AnyMethod
+// when they cannot all be known. It replaces r.Body with one that replays
+// the inspected bytes, so the upstream gets the body as sent.
 func formOverrides(r *http.Request, p *policy.Policy, pr *policy.Request) error {
 	if !p.MethodSensitive() || !strings.EqualFold(r.Method, http.MethodPost) {
 		return nil
 	}
-	kind, boundary := classifyForm(r.Header)
-	if kind == notForm || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	kind := classifyBody(r.Header)
+	if (kind.form == notForm && !kind.json) || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
-	if kind == doubtfulForm {
+	if kind.form == doubtfulForm {
 		pr.AnyMethod = true
 		return nil
 	}
@@ -85,14 +121,19 @@ func formOverrides(r *http.Request, p *policy.Policy, pr *policy.Request) error 
 		return fmt.Errorf("%w: %v", errUnreadableBody, err)
 	}
 	head := (*bp)[:n]
-	var doubt bool
-	if kind == urlencodedForm {
+	var doubt, d bool
+	switch kind.form {
+	case urlencodedForm:
 		pr.Overrides, doubt = urlencodedOverrides(pr.Overrides, head, complete)
-	} else {
-		pr.Overrides, doubt = multipartOverrides(pr.Overrides, head, boundary)
+	case multipartForm:
+		pr.Overrides, doubt = multipartOverrides(pr.Overrides, head, kind.boundary)
 	}
-	// Rack, PHP and Symfony keep the last of repeated fields, so a
-	// `_method` beyond the inspected bytes would win over one inside them.
+	if kind.json {
+		pr.Overrides, d = jsonOverrides(pr.Overrides, head, complete)
+		doubt = doubt || d
+	}
+	// Rack, PHP and Symfony keep the last of repeated fields, so an
+	// override beyond the inspected bytes would win over one inside them.
 	pr.AnyMethod = pr.AnyMethod || doubt || !complete
 
 	rb := &replayBody{bp: bp, head: head, rest: r.Body, eof: eof}
@@ -103,42 +144,105 @@ func formOverrides(r *http.Request, p *policy.Policy, pr *policy.Request) error 
 	return nil
 }
 
-// classifyForm reads Content-Type and Content-Encoding as the frameworks
-// would. Rack parses a POST without Content-Type as a urlencoded form, and
-// any multipart type with its multipart parser. A body whose form cannot be
-// read here (several Content-Type lines, a content coding, a multipart type
-// without a usable boundary) is doubtful.
-func classifyForm(h http.Header) (formKind, string) {
+// mediaType is the media type of a Content-Type as the most lenient
+// framework reads it: cut at the first ';', ',' or white space (PHP's SAPI
+// cuts at all three, Rack::MediaType at ';' and ','), spaces trimmed.
+func mediaType(ct string) string {
+	if i := strings.IndexAny(ct, ";, \t"); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.TrimSpace(ct)
+}
+
+// classifyBody reads Content-Type and Content-Encoding as the frameworks
+// would (the table above).
+func classifyBody(h http.Header) bodyKind {
 	cts := h["Content-Type"]
 	if len(cts) > 1 {
-		return doubtfulForm, ""
+		return bodyKind{form: doubtfulForm}
 	}
 	var ct string
 	if len(cts) == 1 {
 		ct = cts[0]
 	}
-	mt, _, _ := strings.Cut(ct, ";")
-	mt = strings.TrimSpace(mt)
-	var kind formKind
+	mt := mediaType(ct)
+	var k bodyKind
 	switch {
 	case mt == "", strings.EqualFold(mt, "application/x-www-form-urlencoded"):
-		kind = urlencodedForm
+		k.form = urlencodedForm
 	case len(mt) > len("multipart/") && strings.EqualFold(mt[:len("multipart/")], "multipart/"):
-		kind = multipartForm
-	default:
-		return notForm, ""
+		k.form = multipartForm
+	}
+	// Laravel's isJson: Str::contains(CONTENT_TYPE, ['/json', '+json']).
+	k.json = containsFold(ct, "/json") || containsFold(ct, "+json")
+	if k.form == notForm && !k.json {
+		return k
 	}
 	if ce := h["Content-Encoding"]; len(ce) > 0 && (len(ce) > 1 || !strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
-		return doubtfulForm, ""
+		return bodyKind{form: doubtfulForm}
 	}
-	if kind == urlencodedForm {
-		return kind, ""
+	if k.form != multipartForm {
+		return k
 	}
+	// PHP takes the first "boundary" in the header (even inside another
+	// parameter's name), Rack's regex the last: two are doubt.
 	_, params, err := mime.ParseMediaType(ct)
-	if err != nil || params["boundary"] == "" {
-		return doubtfulForm, ""
+	if err != nil || params["boundary"] == "" || countFold(ct, "boundary") != 1 {
+		return bodyKind{form: doubtfulForm}
 	}
-	return kind, params["boundary"]
+	k.boundary = params["boundary"]
+	return k
+}
+
+// countFold counts the occurrences of sub (lower case) in s, ASCII case
+// ignored.
+func countFold(s, sub string) int {
+	n := 0
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// jsonOverrides adds the string values of top-level keys of a JSON body
+// that may be read as an override (Laravel reads `_method` there). The
+// body must be complete and parse; a top-level value that is not an
+// object names no override. Doubt: cut, malformed, or an override that is
+// not a string (Symfony would then keep POST, older versions fail).
+func jsonOverrides(dst []string, body []byte, complete bool) ([]string, bool) {
+	if !complete {
+		return dst, true
+	}
+	if !json.Valid(body) {
+		return dst, true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, _ := dec.Token()
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return dst, false // a scalar or an array has no key to read
+	}
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return dst, true
+		}
+		key, _ := kt.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return dst, true
+		}
+		if !isMethodKey(key) {
+			continue
+		}
+		var m string
+		if err := json.Unmarshal(v, &m); err != nil {
+			return dst, true
+		}
+		dst = appendOverrides(dst, []string{m})
+	}
+	return dst, false
 }
 
 // peekBody reads the start of r.Body into buf: up to len(buf) bytes, or
@@ -178,11 +282,13 @@ func urlencodedOverrides(dst []string, body []byte, complete bool) ([]string, bo
 	return out, err != nil
 }
 
-// multipartOverrides reads `_method` parts from a multipart body, which
-// may be cut short. It reports doubt when the body does not end with its
-// closing boundary, is malformed, or carries more Content-Disposition
-// lines naming a `_method` than the parts it parsed (another parser could
-// find parts this one does not, e.g. after the closing boundary).
+// multipartOverrides reads override parts from a multipart body, which
+// may be cut short. A part counts when any name it has to Go's parser or
+// to PHP's (partNames) may be an override. It reports doubt when the body
+// does not end with its closing boundary, is malformed, or carries more
+// Content-Disposition lines naming an override than the parts it parsed
+// (another parser could find parts this one does not, e.g. after the
+// closing boundary).
 func multipartOverrides(dst []string, body []byte, boundary string) ([]string, bool) {
 	found := 0
 	doubt := false
@@ -196,12 +302,12 @@ func multipartOverrides(dst []string, body []byte, boundary string) ([]string, b
 			doubt = true
 			break
 		}
-		name, ok := partName(part.Header.Get("Content-Disposition"))
+		isOverride, ok := partNames(part.Header.Get("Content-Disposition"))
 		if !ok {
 			doubt = true
 			break
 		}
-		if !isMethodKey(name) {
+		if !isOverride {
 			continue
 		}
 		found++
@@ -219,22 +325,29 @@ func multipartOverrides(dst []string, body []byte, boundary string) ([]string, b
 	return dst, doubt
 }
 
-// partName returns the name parameter of a part's Content-Disposition,
-// whatever its disposition type (Rack reads the name of any part). ok is
-// false when the header does not parse.
-func partName(cd string) (name string, ok bool) {
+// partNames reports whether a part's Content-Disposition names an override,
+// as Go's mime.ParseMediaType reads its name parameter (whatever the
+// disposition type: Rack reads the name of any part) or as PHP's rfc1867
+// does. ok is false when Go cannot parse the header.
+func partNames(cd string) (isOverride, ok bool) {
 	if cd == "" {
-		return "", true
+		return false, true
+	}
+	var buf [2]string
+	for _, n := range phpDispositionNames(cd, buf[:0]) {
+		if isMethodKey(n) {
+			isOverride = true
+		}
 	}
 	_, params, err := mime.ParseMediaType(cd)
 	if err != nil {
-		return "", false
+		return isOverride, false
 	}
-	return params["name"], true
+	return isOverride || isMethodKey(params["name"]), true
 }
 
 // methodDispositions counts the lines of body that are a Content-Disposition
-// header naming a `_method` field, or one that does not parse but mentions
+// header naming an override, or one that does not parse but mentions
 // "method".
 func methodDispositions(body []byte) int {
 	const prefix = "content-disposition:"
@@ -244,7 +357,7 @@ func methodDispositions(body []byte) int {
 			continue
 		}
 		cd := strings.TrimSpace(string(line[len(prefix):]))
-		if name, ok := partName(cd); ok && isMethodKey(name) || !ok && containsFold(cd, "method") {
+		if isOverride, ok := partNames(cd); isOverride || !ok && containsFold(cd, "method") {
 			count++
 		}
 	}

@@ -146,7 +146,18 @@ func TestFormMethodOverrideEndToEnd(t *testing.T) {
 		{"multipart upload under the limit", "/posts/1", mpSmallCT, mpSmall, false, 200},
 		{"urlencoded without _method", "/posts/1", form, []byte("title=hello+world&body=%E2%9C%93&method=x"), false, 200},
 		{"urlencoded _method=put", "/posts/1", form, []byte("_method=put"), false, 200},
-		{"JSON is not read", "/posts/1", "application/json", []byte(`{"_method":"delete"}`), false, 200},
+		// Laravel reads _method from a JSON body (Request::isJson).
+		{"JSON _method", "/posts/1", "application/json", []byte(`{"title":"x","_method":"delete"}`), false, 403},
+		{"JSON +json type", "/posts/1", "application/vnd.api+json; charset=utf-8", []byte(`{"_method":"DELETE"}`), false, 403},
+		{"JSON escaped key", "/posts/1", "application/json", []byte(`{"\u005fmethod":"delete"}`), false, 403},
+		{"JSON repeated key", "/posts/1", "application/json", []byte(`{"_method":"put","_method":"delete"}`), false, 403},
+		{"JSON beside a form type", "/posts/1", "application/x-www-form-urlencoded, application/json", []byte(`{"_method":"delete"}`), false, 403},
+		{"JSON non-string _method", "/posts/1", "application/json", []byte(`{"_method":["delete"]}`), false, 403},
+		{"JSON malformed", "/posts/1", "application/json", []byte(`{"_method":"put"`), false, 403},
+		{"JSON without _method", "/posts/1", "application/json", []byte(`{"title":"x","nested":{"_method":"delete"}}`), false, 200},
+		{"JSON _method=put", "/posts/1", "application/json", []byte(`{"_method":"put"}`), false, 200},
+		{"JSON array", "/posts/1", "application/json", []byte(`[{"_method":"delete"}]`), false, 200},
+		{"JSON too big", "/posts/1", "application/json", []byte(`{"big":"` + big + `","_method":"delete"}`), false, 403},
 		{"a big form where no method is stricter", "/other/1", form, []byte("big=" + big + "&_method=DELETE"), false, 200},
 		{"a big upload where no method is stricter", "/other/1", mpBigCT, mpBig, true, 200},
 	}
@@ -222,7 +233,8 @@ func TestFormBodyNotReadWhenUnneeded(t *testing.T) {
 		{"policy without methods", noMethods, "POST", "application/x-www-form-urlencoded"},
 		{"GET with a form body", getDenied, "GET", "application/x-www-form-urlencoded"},
 		{"PUT with a form body", getDenied, "PUT", "application/x-www-form-urlencoded"},
-		{"POST with JSON", getDenied, "POST", "application/json"},
+		{"POST with text/plain", getDenied, "POST", "text/plain"},
+		{"POST with XML", getDenied, "POST", "application/xml"},
 	}
 	for _, tt := range tests {
 		g, err := New(Config{Policy: tt.policy, Upstream: mustURL(t, "http://upstream.invalid"), Transport: fixedTransport{}, Logger: quietLogger()})

@@ -74,11 +74,10 @@ func appendOverrides(dst, vs []string) []string {
 }
 
 // queryOverrides adds the values of every query parameter a framework may
-// read as `_method`. The raw query is split on both '&' and ';' (older
-// parsers accept either). Keys are read leniently: PHP turns a leading ' '
-// or '.' into '_', and keys compare case-insensitively; a key followed by
-// "[...]" (a PHP array) counts too. This errs on the side of seeing more
-// overrides, which can only make the decision stricter.
+// read as a method override, by the rules of override.go (isMethodKey).
+// The raw query is split on both '&' and ';' (older parsers accept
+// either). This errs on the side of seeing more overrides, which can only
+// make the decision stricter.
 func queryOverrides(dst []string, rawQuery string) ([]string, error) {
 	if !containsFold(rawQuery, "method") && !strings.Contains(rawQuery, "%") {
 		return dst, nil // fast path: no key can spell method
@@ -104,22 +103,6 @@ func queryOverrides(dst []string, rawQuery string) ([]string, error) {
 		dst = appendOverrides(dst, []string{val})
 	}
 	return dst, nil
-}
-
-// isMethodKey reports whether a decoded query key may be read as _method.
-func isMethodKey(k string) bool {
-	if i := strings.IndexByte(k, '['); i > 0 {
-		k = k[:i]
-	}
-	if len(k) != len("_method") {
-		return false
-	}
-	switch k[0] {
-	case '_', ' ', '.', '[':
-	default:
-		return false
-	}
-	return strings.EqualFold(k[1:], "method")
 }
 
 // cutAny splits s at the first byte in seps.
