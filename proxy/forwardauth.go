@@ -178,7 +178,7 @@ func originalRequest(r *http.Request, st *state, o original) (*http.Request, err
 // bodyUnseen reports whether r, an original request whose body the
 // forward-auth endpoints never see, may carry a method override in its
 // body: a POST (in any case, as formOverrides) whose body a framework
-// parses as a form (classifyForm, which counts a POST without Content-Type
+// parses as a form (classifyBody, which counts a POST without Content-Type
 // as one, as Rack does) or as JSON (Laravel reads `_method` from JSON
 // input). decide then decides it as every method the rules name, and the
 // strictest decision wins: deny on doubt (SPEC §4).
@@ -186,7 +186,7 @@ func bodyUnseen(r *http.Request) bool {
 	if !strings.EqualFold(r.Method, http.MethodPost) {
 		return false
 	}
-	if kind, _ := classifyForm(r.Header); kind != notForm {
+	if k := classifyBody(r.Header); k.form != notForm || k.json {
 		return true
 	}
 	for _, ct := range r.Header["Content-Type"] {
