@@ -305,6 +305,7 @@ func buildGate(cfg *Config, shared *sharedParts) (http.Handler, error) {
 		ForwardAuth:     cfg.Server.ForwardAuth,
 		Identity:        auth,
 		SecondFactor:    tokens,
+		ForwardToken:    cfg.Upstream.ForwardToken,
 		Internal:        ch.Handler(),
 		LoginURL:        cfg.Identity.LoginURL,
 		Pages:           pages,

@@ -82,6 +82,9 @@ type UpstreamConfig struct {
 	URL string `mapstructure:"url"`
 	// Timeout bounds an upstream exchange up to its response headers.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// ForwardToken sends the valid second-factor token upstream in
+	// X-Stepup-Token (SPEC §7). Default false.
+	ForwardToken bool `mapstructure:"forward_token"`
 }
 
 // IdentityConfig is SPEC §3 identity.
@@ -240,6 +243,7 @@ var configDefaults = map[string]any{
 	"server.shutdown_grace":            15 * time.Second,
 	"upstream.url":                     "http://127.0.0.1:3000",
 	"upstream.timeout":                 30 * time.Second,
+	"upstream.forward_token":           false,
 	"identity.source":                  "jwt",
 	"identity.login_url":               "/login?rd={rd}",
 	"identity.jwt.cookie":              "access_token",

@@ -330,6 +330,7 @@ func TestDefaults(t *testing.T) {
 		{"server.case_insensitive_paths", cfg.Server.CaseInsensitivePaths, false},
 		{"upstream.url", cfg.Upstream.URL, "http://127.0.0.1:3000"},
 		{"upstream.timeout", cfg.Upstream.Timeout, 30 * time.Second},
+		{"upstream.forward_token", cfg.Upstream.ForwardToken, false},
 		{"identity.source", cfg.Identity.Source, "jwt"},
 		{"identity.login_url", cfg.Identity.LoginURL, "/login?rd={rd}"},
 		{"identity.jwt.cookie", cfg.Identity.JWT.Cookie, "access_token"},

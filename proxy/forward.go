@@ -158,7 +158,10 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 		added += 2
 	}
 	if st.hasGrant {
-		added += 3
+		added += 2 // X-Stepup-Auth-Time, -Method
+		if g.cfg.ForwardToken {
+			added++
+		}
 	}
 	if n := len(out.Header); n > 0 && n+added > 8 {
 		h := make(http.Header, n+added)
@@ -171,6 +174,12 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 		if g.strip(name, st.peerTrusted, idTrusted) {
 			delete(out.Header, name)
 		}
+	}
+	if g.cfg.SecondFactor != nil {
+		// SPEC §7: the token is the client's credential towards stepgate;
+		// the upstream gets X-Stepup-Auth-Time instead (and the token only
+		// with ForwardToken).
+		g.cfg.SecondFactor.StripCookie(out.Header)
 	}
 
 	out.URL.Path = st.path
@@ -235,10 +244,12 @@ func (st *state) setHeaders(h http.Header) {
 	if st.hasGrant {
 		st.hv[hvAuthTime] = strconv.FormatInt(st.grant.AuthTime.Unix(), 10)
 		h["X-Stepup-Auth-Time"] = st.hv[hvAuthTime : hvAuthTime+1 : hvAuthTime+1]
-		st.hv[hvToken] = st.grant.Token
-		h["X-Stepup-Token"] = st.hv[hvToken : hvToken+1 : hvToken+1]
 		st.hv[hvMethod] = st.grant.Method
 		h["X-Stepup-Method"] = st.hv[hvMethod : hvMethod+1 : hvMethod+1]
+		if g.cfg.ForwardToken {
+			st.hv[hvToken] = st.grant.Token
+			h["X-Stepup-Token"] = st.hv[hvToken : hvToken+1 : hvToken+1]
+		}
 	}
 }
 
@@ -255,6 +266,9 @@ func (g *Gate) strip(name string, peerTrusted, idTrusted bool) bool {
 		}
 	}
 	switch {
+	case g.sfHeader != "" && headerIs(name, g.sfHeader):
+		// SPEC §7: the client's second-factor header is never forwarded.
+		return true
 	case headerHasPrefix(name, "x-stepup-"),
 		headerIs(name, "x-original-url"),
 		headerIs(name, "x-rewrite-url"),

@@ -47,8 +47,13 @@ type Config struct {
 	// step_up decision answers 401.
 	Identity *identity.Authenticator
 	// SecondFactor finds a request's second-factor token; nil means every
-	// step_up decision answers 401.
+	// step_up decision answers 401. Its cookie and header are never
+	// forwarded (SPEC §7).
 	SecondFactor *secondfactor.Tokens
+	// ForwardToken sends a valid second-factor token upstream in
+	// X-Stepup-Token (upstream.forward_token), for back ends that validate
+	// it themselves. False (the default) sends only X-Stepup-Auth-Time.
+	ForwardToken bool
 	// Internal serves Prefix (the challenge pages and API, whose
 	// challenge page step_up answers link to); nil means Prefix answers
 	// 404 and step_up answers carry no link.
@@ -70,6 +75,7 @@ type Gate struct {
 	log       *slog.Logger
 	counters  *requestCounters
 	idHeaders []string // lower-case identity header names, stripped from untrusted peers
+	sfHeader  string   // lower-case second-factor header name, never forwarded; "" without SecondFactor
 	basePath  string   // Upstream's escaped path without a trailing '/'
 }
 
@@ -123,6 +129,9 @@ func New(cfg Config) (*Gate, error) {
 		for _, h := range cfg.Identity.IdentityHeaders() {
 			g.idHeaders = append(g.idHeaders, strings.ReplaceAll(strings.ToLower(h), "_", "-"))
 		}
+	}
+	if cfg.SecondFactor != nil {
+		g.sfHeader = strings.ReplaceAll(strings.ToLower(cfg.SecondFactor.HeaderName()), "_", "-")
 	}
 	g.rp = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,

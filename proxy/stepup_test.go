@@ -210,12 +210,24 @@ func TestStepUp(t *testing.T) {
 			want := map[string]string{"X-Stepup-User": tt.user, "X-Stepup-Email": tt.email, "X-Stepup-Rule": tt.rule}
 			if tt.withGrant {
 				want["X-Stepup-Auth-Time"] = strconv.FormatInt(g.AuthTime.Unix(), 10)
-				want["X-Stepup-Token"] = g.Token
 			}
+			// X-Stepup-Token only with upstream.forward_token (off here).
 			for _, k := range []string{"X-Stepup-User", "X-Stepup-Email", "X-Stepup-Rule", "X-Stepup-Auth-Time", "X-Stepup-Token"} {
 				if got := strings.Join(h[k], ","); got != want[k] {
 					t.Errorf("upstream %s: got %q; want %q", k, got, want[k])
 				}
+			}
+			// SPEC §7: neither the second-factor header nor its cookie
+			// reaches the upstream; the access token cookie does.
+			if v, ok := h["X-Second-Factor-Token"]; ok {
+				t.Errorf("upstream got X-Second-Factor-Token %q", v)
+			}
+			cookies := strings.Join(h["Cookie"], "; ")
+			if strings.Contains(cookies, sfCookie+"=") || (g.Token != "" && strings.Contains(cookies, g.Token)) {
+				t.Errorf("upstream Cookie %q carries the second-factor cookie", cookies)
+			}
+			if strings.Contains(tt.req, cookieAT) && !strings.Contains(cookies, "access_token="+at) {
+				t.Errorf("upstream Cookie %q lost the access token cookie", cookies)
 			}
 		})
 	}
