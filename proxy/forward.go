@@ -219,13 +219,13 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 		pr.SetXForwarded()
 	}
 
-	st.setHeaders(out.Header)
+	st.setHeaders(out.Header, g.cfg.ForwardToken)
 }
 
 // setHeaders sets the headers of SPEC §7 that say what was decided and
 // for whom, on the request to the upstream (rewrite) or on a forward-auth
 // answer for the outer proxy to copy upstream (forwardauth.go).
-func (st *state) setHeaders(h http.Header) {
+func (st *state) setHeaders(h http.Header, forwardToken bool) {
 	// Header values point into st's array so that setting them does not
 	// allocate; the three-index slices keep an Add from overwriting a
 	// neighbour.
@@ -246,7 +246,7 @@ func (st *state) setHeaders(h http.Header) {
 		h["X-Stepup-Auth-Time"] = st.hv[hvAuthTime : hvAuthTime+1 : hvAuthTime+1]
 		st.hv[hvMethod] = st.grant.Method
 		h["X-Stepup-Method"] = st.hv[hvMethod : hvMethod+1 : hvMethod+1]
-		if g.cfg.ForwardToken {
+		if forwardToken {
 			st.hv[hvToken] = st.grant.Token
 			h["X-Stepup-Token"] = st.hv[hvToken : hvToken+1 : hvToken+1]
 		}

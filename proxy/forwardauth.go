@@ -117,7 +117,7 @@ func (g *Gate) serveAuthz(w http.ResponseWriter, r *http.Request, st *state, ep 
 	}
 	switch out {
 	case outForwarded:
-		allow(w, st)
+		allow(w, st, g.cfg.ForwardToken)
 	case outDenied:
 		g.deny(w, orig, st)
 	case outUnauthenticated:
@@ -131,9 +131,9 @@ func (g *Gate) serveAuthz(w http.ResponseWriter, r *http.Request, st *state, ep 
 // with the headers the upstream would get from the gate (SPEC §7), which
 // the outer proxy copies onto the forwarded request. The answer is
 // per-user and per-moment, so no cache may keep it.
-func allow(w http.ResponseWriter, st *state) {
+func allow(w http.ResponseWriter, st *state, forwardToken bool) {
 	h := w.Header()
-	st.setHeaders(h)
+	st.setHeaders(h, forwardToken)
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
