@@ -90,6 +90,9 @@ mail:
 policies:
   default: authenticate
   rules:
+    - name: login
+      paths: ["/login"]
+      action: allow
     - name: public
       paths: ["/public/**"]
       action: allow
