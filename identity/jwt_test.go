@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -445,5 +446,27 @@ func TestCritRefused(t *testing.T) {
 	// The same token without crit is accepted: the refusal is crit's.
 	if _, err := a.Authenticate(request(nil, hs256(t, claims()))); err != nil {
 		t.Errorf("without crit: got %v; want accepted", err)
+	}
+}
+
+// TestTokenCacheKeyIsACopy checks that a cached access token does not keep
+// its Cookie header reachable: the cache holds a clone whose length is the
+// token's, not a substring of the (here 64 KiB) header line.
+func TestTokenCacheKeyIsACopy(t *testing.T) {
+	c := newClock()
+	a := newAuth(t, hsConfig(c))
+	tok := hs256(t, claims("exp", t0.Add(time.Minute).Unix()))
+	line := "theme=dark; access_token=" + tok + "; padding=" + strings.Repeat("x", 64<<10)
+	if _, err := a.Authenticate(request([]string{line}, "")); err != nil {
+		t.Fatalf("Authenticate: %v", err)
+	}
+	keys := a.jwt.cache.keys()
+	if len(keys) != 1 || keys[0] != tok || len(keys[0]) != len(tok) {
+		t.Fatalf("cache keys: got %d keys; want one of the token's %d bytes", len(keys), len(tok))
+	}
+	p := uintptr(unsafe.Pointer(unsafe.StringData(keys[0])))
+	b := uintptr(unsafe.Pointer(unsafe.StringData(line)))
+	if p >= b && p < b+uintptr(len(line)) {
+		t.Error("the cache key points into the Cookie header; want a copy")
 	}
 }

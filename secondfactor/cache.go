@@ -1,8 +1,10 @@
 package secondfactor
 
 import (
-	"sync"
+	"strings"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
 // tokenCacheSize bounds the verified-token cache.
@@ -21,47 +23,42 @@ type verifiedToken struct {
 	expiresAt time.Time
 }
 
-// tokenCache remembers verified tokens by their exact string so that the
-// hot path (Check on every step_up request) skips base64, JSON and HMAC.
-// Only tokens that passed full verification are stored; entries die at the
-// token's exp. When full, arbitrary entries are dropped (Go's map order);
-// a dropped entry only costs one full verification.
+// tokenCache remembers verified tokens by a copy of their exact string so
+// that the hot path (Check on every step_up request) skips base64, JSON and
+// HMAC. Only tokens that passed full verification are stored; an entry is
+// used only before the token's exp. When full, the least recently used
+// entry goes; a dropped entry only costs one full verification.
+//
+// It is a bounded LRU (hashicorp/golang-lru expirable, as identity's
+// cache). The library's own TTL is off because each token carries its exp,
+// and because its cleanup goroutine never exits (v2.0.7) while Tokens are
+// built per config load: a TTL would leak one goroutine and one whole cache
+// per reload.
 type tokenCache struct {
-	mu sync.RWMutex
-	m  map[string]*verifiedToken
+	lru *expirable.LRU[string, *verifiedToken]
+}
+
+func newTokenCache() *tokenCache {
+	return &tokenCache{lru: expirable.NewLRU[string, *verifiedToken](tokenCacheSize, nil, 0)}
 }
 
 func (c *tokenCache) get(tok string, now time.Time) *verifiedToken {
-	c.mu.RLock()
-	v := c.m[tok]
-	c.mu.RUnlock()
-	if v == nil || !now.Before(v.expiresAt) {
+	v, ok := c.lru.Get(tok)
+	if !ok {
+		return nil
+	}
+	if !now.Before(v.expiresAt) {
+		c.lru.Remove(tok)
 		return nil
 	}
 	return v
 }
 
-func (c *tokenCache) put(tok string, v *verifiedToken, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[string]*verifiedToken)
-	}
-	if len(c.m) >= tokenCacheSize {
-		// Drop expired entries first, then arbitrary ones, down to 7/8.
-		for k, e := range c.m {
-			if !now.Before(e.expiresAt) {
-				delete(c.m, k)
-			}
-		}
-		for k := range c.m {
-			if len(c.m) < tokenCacheSize*7/8 {
-				break
-			}
-			delete(c.m, k)
-		}
-	}
-	c.m[tok] = v
+// put caches v under a copy of tok: tok is usually a substring of a Cookie
+// header line (nextCookie), which the cache must not keep reachable.
+func (c *tokenCache) put(tok string, v *verifiedToken) {
+	c.lru.Add(strings.Clone(tok), v)
 }
 
-func newTokenCache() *tokenCache { return &tokenCache{} }
+// keys lists the cached keys, for tests.
+func (c *tokenCache) keys() []string { return c.lru.Keys() }

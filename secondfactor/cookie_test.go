@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // cookieCandidates lists what Check tries from the Cookie lines, in order.
@@ -137,5 +138,39 @@ func TestSetCookie(t *testing.T) {
 		if c.Name != "stepgate" || c.Value != "" || c.Path != "/" || c.MaxAge >= 0 || !c.HttpOnly || c.Secure != secure {
 			t.Errorf("secure=%v: got clearing cookie %q; want an expired cookie with the same attributes", secure, w.Header().Get("Set-Cookie"))
 		}
+	}
+}
+
+// within reports whether sub's bytes lie inside s's memory.
+func within(sub, s string) bool {
+	p := uintptr(unsafe.Pointer(unsafe.StringData(sub)))
+	b := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	return p >= b && p < b+uintptr(len(s))
+}
+
+// TestCacheKeyIsACopy checks that a cached token does not keep its Cookie
+// header reachable: the cache holds a clone whose length is the token's,
+// not a substring of the (here 64 KiB) header line.
+func TestCacheKeyIsACopy(t *testing.T) {
+	e := newEnv(t)
+	g, err := e.s.Mint(context.Background(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := "session=abc; __Host-stepgate=" + g.Token + "; padding=" + strings.Repeat("x", 64<<10)
+	r := httptest.NewRequest("GET", "/admin", nil)
+	r.Header["Cookie"] = []string{line}
+	if _, ok := e.s.Check(r, alice, time.Hour); !ok {
+		t.Fatal("Check: got false; want the minted token")
+	}
+	keys := e.s.cache.keys()
+	if len(keys) != 1 {
+		t.Fatalf("cache keys: got %d; want 1", len(keys))
+	}
+	if keys[0] != g.Token || len(keys[0]) != len(g.Token) {
+		t.Errorf("cache key: got %d bytes; want the token's %d", len(keys[0]), len(g.Token))
+	}
+	if within(keys[0], line) {
+		t.Error("the cache key points into the Cookie header; want a copy")
 	}
 }

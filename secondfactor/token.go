@@ -167,7 +167,7 @@ func (t *Tokens) parse(tok string, now time.Time) (*verifiedToken, error) {
 		authTime:  time.Unix(c.AuthTime, 0),
 		expiresAt: c.ExpiresAt.Time,
 	}
-	t.cache.put(tok, v, now)
+	t.cache.put(tok, v)
 	return v, nil
 }
 
