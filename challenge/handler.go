@@ -90,6 +90,9 @@ func (s *Service) initHandler() error {
 		"PUT /api/email-otp":  s.apiVerify,
 		"GET /api/validate":   s.apiValidate,
 	}
+	for p, f := range s.passkeyRoutes() {
+		routes[p] = f
+	}
 	for p, f := range routes {
 		h.mux.Handle(p, f)
 	}

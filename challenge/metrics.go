@@ -10,6 +10,10 @@ type Metrics struct {
 	// Verified counts verifications by result: ok, invalid, expired,
 	// locked, store_error.
 	Verified *prometheus.CounterVec
+	// Passkey counts passkey ceremonies (stepgate_passkey_total) by
+	// ceremony (assert: step-up; register: adding one) and result: ok,
+	// invalid, expired, cloned, locked, not_allowed, store_error.
+	Passkey *prometheus.CounterVec
 }
 
 // Result label values of stepgate_otp_sent_total.
@@ -46,6 +50,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "One-time code verifications by result.",
 		}, []string{"result"}),
 	}
+	m.Passkey = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stepgate_passkey_total",
+		Help: "Passkey ceremonies (assert = step-up, register = adding one) by result.",
+	}, []string{"ceremony", "result"})
+	for _, r := range []string{verifyOK, verifyInvalid, verifyExpired, passkeyCloned, verifyLocked, verifyStoreError} {
+		m.Passkey.WithLabelValues("assert", r)
+	}
+	for _, r := range []string{verifyOK, verifyInvalid, verifyExpired, "not_allowed", verifyStoreError} {
+		m.Passkey.WithLabelValues("register", r)
+	}
 	for _, r := range []string{sentOK, sentThrottled, sentLocked, sentMailError, sentStoreError, sentBadEmail} {
 		m.Sent.WithLabelValues(r)
 	}
@@ -53,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Verified.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Sent, m.Verified)
+		reg.MustRegister(m.Sent, m.Verified, m.Passkey)
 	}
 	return m
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/challenge/mailer"
+	"github.com/stepgate/stepgate/factors/passkey"
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/secondfactor"
 )
@@ -55,6 +56,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Passkeys is the WebAuthn relying party (factors/passkey); nil means
+	// passkeys are off and their pages and API answer 404.
+	Passkeys *passkey.RP
 }
 
 // Service is safe for concurrent use.

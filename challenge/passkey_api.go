@@ -1,0 +1,170 @@
+package challenge
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/stepgate/stepgate/respond"
+)
+
+// readPasskeyJSON reads a passkey call's body: Content-Type
+// application/json (the API's CSRF defence, see decodeJSON), at most
+// maxPasskeyJSON bytes, one JSON value. The WebAuthn library parses it
+// strictly itself. It answers and returns false on failure.
+func readPasskeyJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		apiError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
+		return nil, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPasskeyJSON))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			apiError(w, http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+			return nil, false
+		}
+		apiError(w, http.StatusBadRequest, "invalid_request", "the body could not be read")
+		return nil, false
+	}
+	if !json.Valid(b) {
+		apiError(w, http.StatusBadRequest, "invalid_request", "the body must be JSON")
+		return nil, false
+	}
+	return b, true
+}
+
+// apiPasskeyBegin is POST /api/passkey/begin (body {} or empty JSON
+// object): the options for navigator.credentials.get.
+func (s *Service) apiPasskeyBegin(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, true)
+	if !ok {
+		return
+	}
+	if _, ok := readPasskeyJSON(w, r); !ok {
+		return
+	}
+	opts, err := s.BeginPasskey(r.Context(), id)
+	if err != nil {
+		passkeyError(err).WriteJSON(w, s.h.log)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, opts)
+}
+
+// apiPasskeyFinish is POST /api/passkey/finish (body: the
+// PublicKeyCredential from navigator.credentials.get, as JSON): the same
+// answer as PUT /api/email-otp, and the cookie.
+func (s *Service) apiPasskeyFinish(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, true)
+	if !ok {
+		return
+	}
+	body, ok := readPasskeyJSON(w, r)
+	if !ok {
+		return
+	}
+	g, err := s.FinishPasskey(r.Context(), id, body, meta(r))
+	if err != nil {
+		passkeyError(err).WriteJSON(w, s.h.log)
+		return
+	}
+	s.cfg.Tokens.SetCookie(w, g)
+	respond.JSON(w, http.StatusOK, verifyResponse{
+		SecondFactorAuthenticationToken: g.Token,
+		ExpiresIn:                       max(0, int(g.ExpiresAt.Sub(s.h.now())/time.Second)),
+	})
+}
+
+// passkeyBeginRequest is POST /api/factors/passkey/begin.
+type passkeyBeginRequest struct {
+	Name string `json:"name"`
+}
+
+// PasskeyView is a registered passkey as the API shows it.
+type PasskeyView struct {
+	ID             string `json:"id"`
+	Type           string `json:"type"`
+	Name           string `json:"name"`
+	CreatedAt      int64  `json:"created_at"`
+	AAGUID         string `json:"aaguid"`
+	BackupEligible bool   `json:"backup_eligible"`
+	BackupState    bool   `json:"backup_state"`
+}
+
+// apiPasskeyRegisterBegin is POST /api/factors/passkey/begin {"name"}:
+// the options for navigator.credentials.create. It needs a second factor
+// no older than 5 minutes.
+func (s *Service) apiPasskeyRegisterBegin(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, true)
+	if !ok {
+		return
+	}
+	body, ok := readPasskeyJSON(w, r)
+	if !ok {
+		return
+	}
+	var req passkeyBeginRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", `send {"name": "..."}`)
+		return
+	}
+	if !s.freshFor(r, id) {
+		passkeyError(errPasskeyNotFresh).WriteJSON(w, s.h.log)
+		return
+	}
+	opts, err := s.BeginPasskeyRegistration(r.Context(), id, req.Name)
+	if err != nil {
+		passkeyError(err).WriteJSON(w, s.h.log)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, opts)
+}
+
+// apiPasskeyRegisterFinish is POST /api/factors/passkey/finish (body: the
+// PublicKeyCredential from navigator.credentials.create): 201 with the
+// new passkey. Freshness is checked again: the begin may be 5 minutes old.
+func (s *Service) apiPasskeyRegisterFinish(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, true)
+	if !ok {
+		return
+	}
+	body, ok := readPasskeyJSON(w, r)
+	if !ok {
+		return
+	}
+	if !s.freshFor(r, id) {
+		passkeyError(errPasskeyNotFresh).WriteJSON(w, s.h.log)
+		return
+	}
+	c, err := s.FinishPasskeyRegistration(r.Context(), id, body, meta(r))
+	if err != nil {
+		passkeyError(err).WriteJSON(w, s.h.log)
+		return
+	}
+	respond.JSON(w, http.StatusCreated, PasskeyView{
+		ID: c.Factor.ID, Type: c.Factor.Type, Name: c.Factor.Name, CreatedAt: c.Factor.CreatedAt.Unix(),
+		AAGUID: c.AAGUID.String(), BackupEligible: c.BackupEligible, BackupState: c.BackupState,
+	})
+}
+
+// writeRawJSON writes b (already JSON) with the API's headers.
+func writeRawJSON(w http.ResponseWriter, status int, b []byte) {
+	respond.SecureHeaders(w.Header())
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// passkeyRoutes are the passkey pages and API, below the prefix.
+func (s *Service) passkeyRoutes() map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{
+		"POST /api/passkey/begin":          s.apiPasskeyBegin,
+		"POST /api/passkey/finish":         s.apiPasskeyFinish,
+		"POST /api/factors/passkey/begin":  s.apiPasskeyRegisterBegin,
+		"POST /api/factors/passkey/finish": s.apiPasskeyRegisterFinish,
+	}
+}
