@@ -3,8 +3,8 @@ package storetest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/subtle"
+	"errors"
 	"sync"
 	"testing"
 	"time"
