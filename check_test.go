@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -94,7 +95,7 @@ func TestCheckLoginLoop(t *testing.T) {
 		want       string // "" means check passes
 	}{
 		{"default login_url, default authenticate", noLogin + baseRules + oneTest,
-			`identity.login_url: the policy decides GET /login authenticate (by policies.default), so a signed-out browser sent to the login page is sent there again, forever; allow it with a rule before the others: {name: login, paths: ["/login"], action: allow}`},
+			`identity.login_url (default "/login?rd={rd}"): the policy decides GET /login authenticate (by policies.default), so a signed-out browser sent to the login page is sent there again, forever; allow it with a rule before the others: {name: login, paths: ["/login"], action: allow}`},
 		{"same-origin absolute login_url caught by a rule", strings.Replace(noLogin, "identity:\n", "identity:\n  login_url: \"http://127.0.0.1:8080/sso/start?next={rd}\"\n", 1) +
 			"policies:\n  default: allow\n  rules:\n    - {name: sso, paths: [/sso/**], action: authenticate}\n" + baseRules[len("\npolicies:\n  rules:\n"):] + oneTest,
 			`identity.login_url: the policy decides GET /sso/start authenticate (by rule "sso")`},
@@ -226,4 +227,125 @@ policies:
 	if want := fmt.Sprintf(`%s:%d: policies.tests[0] "GET http://app.example/public/page-x": got allow by rule "public-pages"; want deny`, path, markedLine(text)); !strings.Contains(errOut, want) {
 		t.Errorf("stderr lacks %q:\n%s", want, errOut)
 	}
+}
+
+// TestExplainPath: explain takes a path as policy tests do ("GET
+// /static/app.css"), decides it as a policy test with that line would,
+// and says that rules with hosts cannot match it.
+func TestExplainPath(t *testing.T) {
+	text := baseSections + `
+policies:
+  rules:
+    - name: static
+      paths: ["/static/**"]
+      action: allow
+    - name: admin-host
+      hosts: [admin.example.com]
+      paths: ["/**"]
+      action: deny
+` + "  tests:\n    - request: \"GET /static/app.css\"\n      expect: allow\n      rule: static\n"
+	path := writeConfig(t, text)
+	out, errOut, err := runCmd(t, nil, "explain", "-config", path, "GET", "/static/app.css#top")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, errOut)
+	}
+	for _, want := range []string{
+		"request: GET /static/app.css (no Host: rules with hosts do not match",
+		`decision: allow by rule "static"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// A Host header picks a host, as for a full URL.
+	out, _, err = runCmd(t, nil, "explain", "-config", path, "-H", "Host: admin.example.com", "GET", "/x")
+	if err != nil || !strings.Contains(out, `decision: deny by rule "admin-host"`) {
+		t.Errorf("explain with -H Host: got %v\n%s; want deny by admin-host", err, out)
+	}
+	if _, _, err := runCmd(t, nil, "check", "-config", path); err != nil {
+		t.Errorf("check: the same line as a policy test fails: %v", err)
+	}
+}
+
+// TestCheckYAMLSyntax: the common YAML mistakes are reported at the line
+// to fix, with the hint, in the file:line: message form; yaml.v3 names
+// another line for most of them.
+func TestCheckYAMLSyntax(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"key mis-indented in a list item", baseSections + `
+policies:
+  rules:
+    - name: admin
+      paths: ["/admin/**"]
+     action: step_up #<
+`, "this line's indentation (5 spaces) matches no section above it: indent it like the keys it belongs with (4 or 6 spaces) (YAML: did not find expected '-' indicator)"},
+		{"key indented under a value", baseSections + `
+policies:
+  rules:
+    - name: admin
+      paths: ["/admin/**"]
+        action: step_up #<
+`, "this line is indented more (8 spaces) than the line above, which does not open a section"},
+		{"key at the level of the items", baseSections + `
+policies:
+  rules:
+    - name: admin
+    action: step_up #<
+`, "this key is at the indentation of the list items above (4 spaces) but is not an item: indent it under the item (6 spaces)"},
+		{"tab", baseSections + "otp:\n\tttl: 5m #<\n", "a tab in the indentation: YAML indents with spaces only"},
+		{"regex escape in double quotes", baseSections + `
+policies:
+  rules:
+    - name: api
+      regex: "^/api\.v1/" #<
+      action: step_up
+`, `"\." is not an escape YAML knows inside double quotes; write the value in single quotes`},
+		{"quote left open", baseSections + "mail:\n  from: \"stepgate <a@example.com> #<\n", "the value's opening \" has no closing"},
+	}
+	for _, tt := range tests {
+		path, out, errOut, ok := checkOut(t, tt.text, nil)
+		if ok {
+			t.Errorf("%s: check passed (%q)", tt.name, out)
+			continue
+		}
+		if want := fmt.Sprintf("%s:%d: %s", path, markedLine(tt.text), tt.want); !strings.Contains(errOut, want) {
+			t.Errorf("%s: stderr lacks %q:\n%s", tt.name, want, errOut)
+		}
+	}
+}
+
+// TestCheckMisplacedTopLevelKey: a section's key at the top level names
+// the section to indent it under, the one just above it first.
+func TestCheckMisplacedTopLevelKey(t *testing.T) {
+	text := baseSections + baseRules + oneTest + "otp:\n  length: 6\nttl: 5m #<\n"
+	path, _, errOut, ok := checkOut(t, text, nil)
+	if ok {
+		t.Fatal("check passed; want the top-level ttl refused")
+	}
+	want := fmt.Sprintf("%s:%d: ttl: unknown key (did you mean otp.ttl or second_factor.ttl? indent it under otp:)", path, markedLine(text))
+	if !strings.Contains(errOut, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errOut)
+	}
+}
+
+// FuzzYAMLSyntaxProblem: the YAML mistake finder never panics and names a
+// line of the text, on any text yaml refuses.
+func FuzzYAMLSyntaxProblem(f *testing.F) {
+	for _, s := range []string{
+		"a:\n  b: 1\n   c: 2\n", "a:\n\tb: 1\n", "a: \"\\.\"\n", "a: 'x\n", "- a\n b: [1,\n  2]\n",
+		"k: |\n  text\n x: 1\n", "- - a\n  -\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := yamlSyntaxProblem("f.yaml", []byte(s), errors.New("yaml: line 1: x"))
+		if n := strings.Count(s, "\n") + 1; p.Line < 0 || p.Line > n {
+			t.Errorf("line %d outside the text's %d lines", p.Line, n)
+		}
+		if p.Msg == "" {
+			t.Error("empty message")
+		}
+	})
 }

@@ -25,7 +25,7 @@ const usage = `stepgate: a reverse proxy that enforces step-up authentication.
 Usage:
   stepgate serve -config FILE      run the proxy (also: stepgate -config FILE)
   stepgate check -config FILE      validate the config and run its policy tests
-  stepgate explain -config FILE [-H 'Name: value']... METHOD URL
+  stepgate explain -config FILE [-H 'Name: value']... METHOD URL|PATH
                                    which rule decides a request, why, and what it requires
   stepgate demo                    a complete local demo with no setup
   stepgate version                 version and build info
@@ -200,7 +200,11 @@ func runExplain(args []string, getenv func(string) string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "request: %s %s (Host %s)\n", r.Method, r.RequestURI, r.Host)
+	if r.Host == "" {
+		fmt.Fprintf(stdout, "request: %s %s (no Host: rules with hosts do not match; give a full URL or -H 'Host: …' to pick one)\n", r.Method, r.RequestURI)
+	} else {
+		fmt.Fprintf(stdout, "request: %s %s (Host %s)\n", r.Method, r.RequestURI, r.Host)
+	}
 	t, err := policy.ParseTarget(r.RequestURI)
 	if err != nil {
 		fmt.Fprintf(stdout, "refused: %v\n", err)
@@ -281,22 +285,36 @@ func shortDuration(d time.Duration) string {
 // explainRequest builds the request explain decides. The request target is
 // taken verbatim from URL (after scheme and host), so that explain sees
 // what a client sending it would, ambiguities included.
+//
+// As in policy tests, URL may also be a path ("/static/app.css"): the
+// request then has no Host (rules with hosts do not match it) unless -H
+// 'Host: …' gives one.
 func explainRequest(method, rawURL string, headers []string) (*http.Request, error) {
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok || (scheme != "http" && scheme != "https") {
-		return nil, fmt.Errorf("explain: %q must be an absolute http:// or https:// URL", rawURL)
-	}
-	host, target := rest, "/"
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		host, target = rest[:i], rest[i:]
-		if !strings.HasPrefix(target, "/") {
-			target = "/" + target
+	scheme, host, target := "http", "", rawURL
+	if !strings.HasPrefix(rawURL, "/") {
+		var rest string
+		var ok bool
+		scheme, rest, ok = strings.Cut(rawURL, "://")
+		if !ok || (scheme != "http" && scheme != "https") {
+			return nil, fmt.Errorf("explain: %q must be an absolute http:// or https:// URL, or a path starting with '/'", rawURL)
+		}
+		host, target = rest, "/"
+		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+			host, target = rest[:i], rest[i:]
+			if !strings.HasPrefix(target, "/") {
+				target = "/" + target
+			}
+		}
+		if host == "" {
+			return nil, fmt.Errorf("explain: %q has no host", rawURL)
 		}
 	}
-	if host == "" {
-		return nil, fmt.Errorf("explain: %q has no host", rawURL)
+	// A fragment is never sent by clients; policy tests drop it too.
+	target, _, _ = strings.Cut(target, "#")
+	if target == "" {
+		target = "/"
 	}
-	r, err := http.NewRequest(method, scheme+"://"+host+"/", nil)
+	r, err := http.NewRequest(method, scheme+"://placeholder/", nil)
 	if err != nil {
 		return nil, fmt.Errorf("explain: %w", err)
 	}

@@ -187,7 +187,8 @@ func TestExplainUsageErrors(t *testing.T) {
 	path := writeConfig(t, baseSections+baseRules)
 	for _, args := range [][]string{
 		{"explain", "-config", path, "GET"},
-		{"explain", "-config", path, "GET", "/admin"},
+		{"explain", "-config", path, "GET", "admin"},
+		{"explain", "-config", path, "GET", "ftp://x/admin"},
 		{"explain", "-config", path, "-H", "no colon", "GET", "http://x/admin"},
 		{"explain", "GET", "http://x/"},
 	} {

@@ -59,7 +59,7 @@ func load(path string, getenv func(string) string) (*Config, error) {
 	// Offending nodes are removed so that one mistake does not hide others.
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, &ConfigError{Problems: []Problem{yamlSyntaxProblem(path, raw, err)}}
 	}
 	var root *yaml.Node
 	if len(doc.Content) > 0 {
@@ -213,7 +213,19 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, ps *problems) bool {
 			seen[k.Value] = k.Line
 			ft, ok := fields[k.Value]
 			if !ok {
-				ps.add(p, "unknown key%s", suggest(k.Value, fields))
+				hint := suggest(k.Value, fields)
+				if path == "" {
+					// A section's key at the top level: most often a line
+					// that lost its indentation.
+					before := ""
+					if i >= 2 {
+						before = n.Content[i-2].Value
+					}
+					if h := misplacedHint(k.Value, before); h != "" {
+						hint = h
+					}
+				}
+				ps.add(p, "unknown key%s", hint)
 				continue
 			}
 			if checkNode(val, ft, p, ps) {

@@ -37,15 +37,18 @@ func (p Problem) String() string {
 		}
 		b.WriteString(": ")
 	}
-	if p.Label != "" {
+	switch {
+	case p.Label != "":
 		b.WriteString(p.Label)
-	} else {
+	case p.Key != "":
 		b.WriteString(p.Key)
 	}
 	if p.Env != "" {
 		fmt.Fprintf(&b, " (from %s)", p.Env)
 	}
-	b.WriteString(": ")
+	if p.Label != "" || p.Key != "" || p.Env != "" {
+		b.WriteString(": ")
+	}
 	b.WriteString(p.Msg)
 	return b.String()
 }

@@ -505,7 +505,14 @@ func (c *Config) checkLoginLoop(ps *problems) {
 	if d.Index >= 0 {
 		by = policy.RuleLabel(d.Index, d.Rule)
 	}
-	ps.add("identity.login_url", "the policy decides GET %s %s (by %s), so a signed-out browser sent to the login page is sent there again, forever; allow it with a rule before the others: {name: login, paths: [%q], action: allow}",
+	key, label := "identity.login_url", ""
+	if _, inFile := c.meta.lines[key]; !inFile {
+		if _, inEnv := c.meta.env[key]; !inEnv {
+			// The default login_url: the fix is in the policies.
+			key, label = "policies", fmt.Sprintf("identity.login_url (default %q)", lu)
+		}
+	}
+	ps.addLabeled(key, label, "the policy decides GET %s %s (by %s), so a signed-out browser sent to the login page is sent there again, forever; allow it with a rule before the others: {name: login, paths: [%q], action: allow}",
 		t.Path, d.Action, by, t.Path)
 }
 
