@@ -12,7 +12,7 @@
 #   WARMUP [2s]      one unmeasured wrk run per scenario before round 1 (0 = none)
 #   THREADS [2] CONNECTIONS [64]   wrk -t and -c
 #   RULES [1000]     rules in the generated stepgate policy
-#   SCENARIOS        subset of: bare sg-allow sg-stepup sg-stepup-redis nginx
+#   SCENARIOS        subset of: bare sg-allow sg-stepup sg-stepup-redis nginx nginx-fa
 #   NGINX_WORKERS [auto]   nginx worker_processes
 #   KEEP_TMP=1       keep the temporary directory (logs, configs, wrk output)
 #   BENCH_STEPGATE_BIN   an already built stepgate binary to benchmark (for
@@ -27,7 +27,7 @@ WARMUP=${WARMUP:-2s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 RULES=${RULES:-1000}
-SCENARIOS=${SCENARIOS:-bare sg-allow sg-stepup sg-stepup-redis nginx}
+SCENARIOS=${SCENARIOS:-bare sg-allow sg-stepup sg-stepup-redis nginx nginx-fa}
 NGINX_WORKERS=${NGINX_WORKERS:-auto}
 
 die() {
@@ -61,16 +61,18 @@ declare -A what=(
 	[sg-stepup]="stepgate, step_up rule, access + 2FA token, memory store"
 	[sg-stepup-redis]="stepgate, step_up rule, access + 2FA token, redis store"
 	[nginx]="nginx reverse proxy"
+	[nginx-fa]="nginx + stepgate forward-auth (auth_request), step_up rule, access + 2FA token, memory store"
 )
 read -r -a scenarios <<<"$SCENARIOS"
 ((${#scenarios[@]} > 0)) || die "SCENARIOS is empty"
-need_stepgate=0 need_redis=0 need_nginx=0 need_bare=0
+need_stepgate=0 need_redis=0 need_nginx=0 need_bare=0 need_fa=0
 for s in "${scenarios[@]}"; do
 	[[ -n ${what[$s]:-} ]] || die "unknown scenario '$s' in SCENARIOS (known: ${!what[*]})"
 	case $s in
 	sg-stepup-redis) need_stepgate=1 need_redis=1 ;;
 	sg-*) need_stepgate=1 ;;
 	nginx) need_nginx=1 ;;
+	nginx-fa) need_nginx=1 need_stepgate=1 need_fa=1 ;;
 	bare) need_bare=1 ;;
 	esac
 done
@@ -211,16 +213,17 @@ if ((need_bare)); then
 	procs[bare]=bare
 fi
 
-if ((need_nginx)); then
+# As root, nginx would switch its workers to "nobody", who cannot enter the
+# private temporary directory; keep them as the invoking user.
+nginx_user=""
+if [[ $(id -u) == 0 ]]; then nginx_user="user $(id -un) $(id -gn);"; fi
+
+if [[ " ${scenarios[*]} " == *" nginx "* ]]; then
 	ndir=$tmp/nginx
 	mkdir -p "$ndir"
 	free_port
 	nginx_port=$PORT
-	user_directive=""
-	# As root, nginx would switch its workers to "nobody", who cannot enter
-	# the private temporary directory; keep them as the invoking user.
-	if [[ $(id -u) == 0 ]]; then user_directive="user $(id -un) $(id -gn);"; fi
-	sed -e "s|@USER_DIRECTIVE@|$user_directive|" -e "s|@WORKERS@|$NGINX_WORKERS|" \
+	sed -e "s|@USER_DIRECTIVE@|$nginx_user|" -e "s|@WORKERS@|$NGINX_WORKERS|" \
 		-e "s|@DIR@|$ndir|g" -e "s|@UPSTREAM@|127.0.0.1:$up_port|" \
 		-e "s|@LISTEN@|127.0.0.1:$nginx_port|" "$repo/bench/nginx.conf.tmpl" >"$ndir/nginx.conf"
 	"$NGINX" -t -e "$ndir/nginx-error.log" -p "$ndir" -c "$ndir/nginx.conf" >"$tmp/nginx-test.log" 2>&1 || {
@@ -237,14 +240,32 @@ if ((need_stepgate)); then
 	# Random secrets, as printable hex with no line end, readable only by us.
 	(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$tmp/jwt.secret")
 	(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$tmp/second-factor.secret")
-	mkdir -p "$tmp/mail"
 	tokens=$("$bin/mint-tokens" -jwt-secret-file "$tmp/jwt.secret" \
 		-second-factor-secret-file "$tmp/second-factor.secret" -ttl 2h) || die "mint-tokens failed"
 	ACCESS_TOKEN=$(sed -n 's/^ACCESS_TOKEN=//p' <<<"$tokens")
-	SECOND_FACTOR_TOKEN=$(sed -n 's/^SECOND_FACTOR_TOKEN=//p' <<<"$tokens")
-	[[ -n $ACCESS_TOKEN && -n $SECOND_FACTOR_TOKEN ]] || die "mint-tokens printed no tokens"
-	cookie_full="Cookie: access_token=$ACCESS_TOKEN; stepgate_2fa=$SECOND_FACTOR_TOKEN"
+	[[ -n $ACCESS_TOKEN ]] || die "mint-tokens printed no access token"
 	cookie_access="Cookie: access_token=$ACCESS_TOKEN"
+
+	# second_factor_token PORT MAILDIR: a second-factor token from the
+	# stepgate at PORT, got as a user gets one: a code sent through the
+	# JSON API (file mail driver), read from the mail, and verified. A
+	# token names its store's epoch, which a memory store draws at start,
+	# so none can be minted ahead.
+	second_factor_token() {
+		local port=$1 dir=$2 code="" body i
+		local api="http://127.0.0.1:$port/.stepup/api/email-otp"
+		curl_q -f -o /dev/null -H "Authorization: Bearer $ACCESS_TOKEN" -H 'Content-Type: application/json' \
+			-d '{"index":0}' "$api" || die "stepgate on $port: sending a code failed"
+		for ((i = 0; i < 50; i++)); do
+			code=$(cat "$dir"/*.eml 2>/dev/null | tr '\r\n' '  ' | grep -oE 'is:[[:space:]]+[0-9]{6}' | grep -oE '[0-9]{6}' | head -n 1 || true)
+			[[ -z $code ]] || break
+			sleep 0.1
+		done
+		[[ -n $code ]] || die "stepgate on $port: no code mailed to $dir"
+		body=$(curl_q -f -X PUT -H "Authorization: Bearer $ACCESS_TOKEN" -H 'Content-Type: application/json' \
+			-d "{\"otp\":\"$code\"}" "$api") || die "stepgate on $port: verifying the code failed"
+		sed -n 's/.*"SecondFactorAuthenticationToken":"\([^"]*\)".*/\1/p' <<<"$body"
+	}
 
 	# start_stepgate NAME STORE [gen-policy flags...]
 	start_stepgate() {
@@ -255,9 +276,10 @@ if ((need_stepgate)); then
 		free_port
 		admin=$PORT
 		cfg=$tmp/$name.yaml
+		mkdir -p "$tmp/mail-$name"
 		"$bin/gen-policy" -out "$cfg" -rules "$RULES" -store "$store" "$@" \
 			-listen "127.0.0.1:$port" -admin-listen "127.0.0.1:$admin" \
-			-upstream "http://127.0.0.1:$up_port" -mail-dir "$tmp/mail" \
+			-upstream "http://127.0.0.1:$up_port" -mail-dir "$tmp/mail-$name" \
 			-jwt-secret-file "$tmp/jwt.secret" -second-factor-secret-file "$tmp/second-factor.secret" ||
 			die "gen-policy failed"
 		"$bin/stepgate" check -config "$cfg" >"$tmp/$name-check.log" 2>&1 || {
@@ -267,13 +289,17 @@ if ((need_stepgate)); then
 		start "$name" "$bin/stepgate" serve -config "$cfg"
 		wait_until "$name" 30 curl_q -o /dev/null "http://127.0.0.1:$port/public/bench"
 		SG_PORT=$port
+		SG_TOKEN=$(second_factor_token "$port" "$tmp/mail-$name")
+		[[ -n $SG_TOKEN ]] || die "$name: no second-factor token"
+		SG_COOKIE="Cookie: access_token=$ACCESS_TOKEN; stepgate_2fa=$SG_TOKEN"
 	}
 
 	if [[ " ${scenarios[*]} " == *" sg-allow "* || " ${scenarios[*]} " == *" sg-stepup "* ]]; then
 		start_stepgate sg-mem memory
 		url[sg-allow]="http://127.0.0.1:$SG_PORT/public/bench"
 		url[sg-stepup]="http://127.0.0.1:$SG_PORT/admin/bench"
-		hdr[sg-stepup]=$cookie_full
+		hdr[sg-allow]=$SG_COOKIE
+		hdr[sg-stepup]=$SG_COOKIE
 		procs[sg-allow]=sg-mem
 		procs[sg-stepup]=sg-mem
 	fi
@@ -285,19 +311,49 @@ if ((need_stepgate)); then
 		wait_until redis 20 redis-cli -h 127.0.0.1 -p "$redis_port" ping
 		start_stepgate sg-redis redis -redis-addr "127.0.0.1:$redis_port"
 		url[sg-stepup-redis]="http://127.0.0.1:$SG_PORT/admin/bench"
-		hdr[sg-stepup-redis]=$cookie_full
+		hdr[sg-stepup-redis]=$SG_COOKIE
 		procs[sg-stepup-redis]=sg-redis
 		aux[sg-stepup-redis]=redis
 	fi
+	if ((need_fa)); then
+		# deploy/nginx/stepgate.conf as shipped, with the addresses filled
+		# in and the upstream pools tuned like the nginx baseline's.
+		start_stepgate sg-fa memory -forward-auth
+		fdir=$tmp/nginx-fa
+		mkdir -p "$fdir"
+		free_port
+		fa_port=$PORT
+		sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:$SG_PORT;|" -e "s|server 127.0.0.1:3000;|server 127.0.0.1:$up_port;|" \
+			-e "s|listen 80;|listen 127.0.0.1:$fa_port;|" \
+			-e "s|keepalive 32;|keepalive 256; keepalive_requests 1000000; keepalive_timeout 120s;|" \
+			"$repo/deploy/nginx/stepgate.conf" >"$fdir/stepgate.conf"
+		grep -q "127.0.0.1:$SG_PORT" "$fdir/stepgate.conf" && grep -q "127.0.0.1:$fa_port" "$fdir/stepgate.conf" ||
+			die "deploy/nginx/stepgate.conf no longer has the addresses bench/run.sh replaces"
+		sed -e "s|@USER_DIRECTIVE@|$nginx_user|" -e "s|@WORKERS@|$NGINX_WORKERS|" -e "s|@DIR@|$fdir|g" \
+			"$repo/bench/nginx-forwardauth.conf.tmpl" >"$fdir/nginx.conf"
+		"$NGINX" -t -e "$fdir/nginx-error.log" -p "$fdir" -c "$fdir/nginx.conf" >"$tmp/nginx-fa-test.log" 2>&1 || {
+			cat "$tmp/nginx-fa-test.log" >&2
+			die "nginx rejected $fdir/nginx.conf"
+		}
+		start nginx-fa "$NGINX" -e "$fdir/nginx-error.log" -p "$fdir" -c "$fdir/nginx.conf"
+		wait_until nginx-fa 20 curl_q -o /dev/null "http://127.0.0.1:$fa_port/public/bench"
+		url[nginx-fa]="http://127.0.0.1:$fa_port/admin/bench"
+		procs[nginx-fa]=nginx-fa
+		hdr[nginx-fa]=$SG_COOKIE
+		aux[nginx-fa]=sg-fa
+	fi
+	cookie_full=$SG_COOKIE
 fi
 
 # Every scenario sends the same request, cookies included: the apps behind
 # a bare proxy or nginx would receive the same session cookies, and a ratio
 # only means something between equal traffic (the step_up cookies are about
-# 700 bytes that every proxy must read, parse and forward).
+# 700 bytes that every proxy must read, parse and forward). Each stepgate
+# has its own second-factor token (of the same length); the baselines get
+# the last one.
 if [[ -n ${cookie_full:-} ]]; then
 	for s in "${scenarios[@]}"; do
-		hdr[$s]=$cookie_full
+		[[ -n ${hdr[$s]:-} ]] || hdr[$s]=$cookie_full
 	done
 fi
 
@@ -321,7 +377,7 @@ for s in "${scenarios[@]}"; do
 	fi
 	# The step_up scenarios must measure a gate that is shut without the
 	# second factor; else they would measure an unguarded path.
-	if [[ $s == sg-stepup* ]]; then
+	if [[ $s == sg-stepup* || $s == nginx-fa ]]; then
 		out=$(status_of "$s" "$cookie_access") || die "$s: request to ${url[$s]} failed"
 		read -r code size <<<"$out"
 		[[ $code == 401 ]] || die "$s: without the second-factor token ${url[$s]} answered $code; want 401 (is /admin/** really step_up?)"
@@ -458,11 +514,12 @@ median() { # median SCENARIO COLUMN
 		awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }'; }
-# paired SCENARIO COLUMN: the scenario's value divided by bare's in the
-# same round, as "median (min–max)". Neighbours in time share the machine's
-# mood, so on a noisy machine these ratios scatter less than medians do.
+# paired SCENARIO COLUMN [BASE]: the scenario's value divided by BASE's
+# (default bare) in the same round, as "median (min–max)". Neighbours in
+# time share the machine's mood, so on a noisy machine these ratios
+# scatter less than medians do.
 paired() {
-	awk -F'\t' -v s="$1" -v c="$2" '$1 == "bare" { b[$2] = $c } $1 == s { v[$2] = $c }
+	awk -F'\t' -v s="$1" -v c="$2" -v base="${3:-bare}" '$1 == base { b[$2] = $c } $1 == s { v[$2] = $c }
 		END { for (r in v) if ((r in b) && b[r] + 0 > 0) print v[r] / b[r] }' "$results" | sort -g |
 		awk '{ a[NR] = $1 } END { if (NR == 0) { print "n/a"; exit }
 			m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
@@ -495,12 +552,20 @@ for s in "${scenarios[@]}"; do
 		"$(ratio "$rps" "$base_rps")" "$(ratio "$p99" "$base_p99")" "$(paired "$s" 3)" "$(paired "$s" 5)"
 done
 
+if [[ " ${scenarios[*]} " == *" nginx-fa "* ]]; then
+	echo
+	for b in nginx sg-stepup; do
+		[[ " ${scenarios[*]} " == *" $b "* ]] || continue
+		echo "nginx-fa ÷ $b, per round (median (min–max)): req/s $(paired nginx-fa 3 "$b"), p99 $(paired nginx-fa 5 "$b")."
+	done
+fi
+
 echo
 echo "Peak memory after the runs (VmHWM; nginx: master + workers summed):"
 echo
 echo "| process | VmHWM MiB | VmRSS MiB |"
 echo "|---|--:|--:|"
-for name in bare nginx sg-mem sg-redis; do
+for name in bare nginx sg-mem sg-redis nginx-fa sg-fa; do
 	[[ -n ${pid_of[$name]:-} ]] || continue
 	read -r -a p <<<"$(pids_of "$name")"
 	printf '| %s | %.1f | %.1f |\n' "$name" "$(awk -v k="$(status_kb VmHWM "${p[@]}")" 'BEGIN { print k / 1024 }')" \

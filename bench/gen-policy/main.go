@@ -28,6 +28,7 @@ type options struct {
 	store, redisAddr, jwtSecretFile, sfSecretFile string
 	cookie, mailDir                               string
 	rules                                         int
+	forwardAuth                                   bool
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -46,6 +47,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.sfSecretFile, "second-factor-secret-file", "", "second_factor.secret_file (required)")
 	fs.StringVar(&o.cookie, "cookie", "stepgate_2fa", "second_factor.cookie (no __Host- prefix: public_url is http)")
 	fs.StringVar(&o.mailDir, "mail-dir", os.TempDir(), "mail.file.dir (the benchmark sends no mail)")
+	fs.BoolVar(&o.forwardAuth, "forward-auth", false, "server.forward_auth, answering 127.0.0.1 (server.trusted_proxies)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,9 +80,11 @@ type config struct {
 }
 
 type server struct {
-	Listen      string `yaml:"listen"`
-	AdminListen string `yaml:"admin_listen"`
-	PublicURL   string `yaml:"public_url"`
+	Listen         string   `yaml:"listen"`
+	AdminListen    string   `yaml:"admin_listen"`
+	PublicURL      string   `yaml:"public_url"`
+	TrustedProxies []string `yaml:"trusted_proxies,omitempty"`
+	ForwardAuth    bool     `yaml:"forward_auth,omitempty"`
 }
 
 type upstream struct {
@@ -171,8 +175,12 @@ func build(o options) (config, error) {
 	if public == "" {
 		public = "http://" + o.listen
 	}
+	srv := server{Listen: o.listen, AdminListen: o.adminListen, PublicURL: public}
+	if o.forwardAuth {
+		srv.ForwardAuth, srv.TrustedProxies = true, []string{"127.0.0.1/32"}
+	}
 	return config{
-		Server:   server{Listen: o.listen, AdminListen: o.adminListen, PublicURL: public},
+		Server:   srv,
 		Upstream: upstream{URL: o.upstream, Timeout: "30s"},
 		Identity: identity{
 			Source: "jwt",
