@@ -127,6 +127,11 @@ policies:
       max_age: ten #<
 `, "policies.rules[0].max_age", "not a duration"},
 		{"bad int", baseSections + baseRules + "otp:\n  length: six #<\n", "otp.length", "not a whole number"},
+		// NIST SP 800-63B §5.1.4: six digits at least; the challenge
+		// package once allowed four, this is the one rule.
+		{"otp length 4", baseSections + baseRules + "otp:\n  length: 4 #<\n", "otp.length", "between 6 and 10"},
+		{"otp length 11", baseSections + baseRules + "otp:\n  length: 11 #<\n", "otp.length", "between 6 and 10"},
+		{"otp resend negative", baseSections + baseRules + "otp:\n  resend_after: -1s #<\n", "otp.resend_after", "negative"},
 		{"unknown action", baseSections + `
 policies:
   rules:

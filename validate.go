@@ -193,7 +193,9 @@ func (c *Config) checkAuthenticator(ps *problems, key string) {
 		_, err = identity.New(ic)
 	}
 	if err != nil {
-		ps.add(key, "%v", err)
+		// key already says identity.<source>; identity's own prefix
+		// ("identity: jwt: ") would say it again.
+		ps.add(key, "%s", strings.TrimPrefix(err.Error(), "identity: "+c.Identity.Source+": "))
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/stepgate/stepgate/challenge/mailer"
@@ -30,8 +29,9 @@ type OTPConfig struct {
 	Lockout            time.Duration
 }
 
-// Config configures a Service. Zero values are not defaulted here: the
-// config loader sets every default.
+// Config configures a Service. Zero values are not defaulted here, and
+// values are not validated: the config loader (package main) sets every
+// default and checks every value, once, at load.
 type Config struct {
 	// Secret keys code MACs and CSRF tokens (second_factor.secret); at
 	// least 32 bytes.
@@ -120,49 +120,25 @@ func newService(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// validate reports every problem at once.
+// validate checks that the required dependencies are there. Values (OTP
+// length, TTLs, limits, the subject line) are validated once, where the
+// config is loaded (package main); a zero value here is not defaulted.
 func (c *Config) validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if len(c.Secret) < 32 {
-		bad("second_factor.secret: must be at least 32 bytes, got %d", len(c.Secret))
+	if len(c.Secret) == 0 {
+		errs = append(errs, errors.New("challenge: no secret"))
 	}
 	if c.Tokens == nil {
-		bad("second factor: no tokens")
-	}
-	o := c.OTP
-	if o.Length < 4 || o.Length > 10 {
-		bad("otp.length: must be 4..10, got %d", o.Length)
-	}
-	if o.TTL <= 0 {
-		bad("otp.ttl: must be positive")
-	}
-	if o.MaxAttempts < 1 {
-		bad("otp.max_attempts: must be at least 1")
-	}
-	if o.ResendAfter < 0 {
-		bad("otp.resend_after: must not be negative")
-	}
-	if o.MaxSendsPerHour < 1 {
-		bad("otp.max_sends_per_hour: must be at least 1")
-	}
-	if o.MaxFailuresPerHour < 1 {
-		bad("otp.max_failures_per_hour: must be at least 1")
-	}
-	if o.Lockout <= 0 {
-		bad("otp.lockout: must be positive")
-	}
-	if strings.ContainsAny(c.MailSubject, "\r\n") {
-		bad("mail.subject: must be one line")
+		errs = append(errs, errors.New("challenge: no second-factor tokens"))
 	}
 	if c.Sender == nil {
-		bad("mail: no sender")
+		errs = append(errs, errors.New("challenge: no mail sender"))
 	}
 	if c.Store == nil {
-		bad("store: no store")
+		errs = append(errs, errors.New("challenge: no store"))
 	}
 	if c.Authenticate == nil {
-		bad("identity: no authenticator")
+		errs = append(errs, errors.New("challenge: no authenticator"))
 	}
 	return errors.Join(errs...)
 }

@@ -170,30 +170,27 @@ func TestNew(t *testing.T) {
 	}()
 }
 
+// TestConfigValidate checks that New refuses a config without its
+// required parts, all at once; values are validated by package main.
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name string
 		mod  func(*Config)
 		want string
 	}{
-		{"short secret", func(c *Config) { c.Secret = []byte("short") }, "second_factor.secret"},
-		{"no sender", func(c *Config) { c.Sender = nil }, "no sender"},
+		{"no secret", func(c *Config) { c.Secret = nil }, "no secret"},
+		{"no sender", func(c *Config) { c.Sender = nil }, "no mail sender"},
 		{"no store", func(c *Config) { c.Store = nil }, "no store"},
-		{"no tokens", func(c *Config) { c.Tokens = nil }, "no tokens"},
-		{"zero otp ttl", func(c *Config) { c.OTP.TTL = 0 }, "otp.ttl"},
-		{"length 3", func(c *Config) { c.OTP.Length = 3 }, "otp.length"},
-		{"length 11", func(c *Config) { c.OTP.Length = 11 }, "otp.length"},
-		{"no attempts", func(c *Config) { c.OTP.MaxAttempts = 0 }, "otp.max_attempts"},
-		{"no lockout", func(c *Config) { c.OTP.Lockout = 0 }, "otp.lockout"},
-		{"subject injection", func(c *Config) { c.MailSubject = "x\r\nBcc: evil@example.com" }, "mail.subject"},
+		{"no tokens", func(c *Config) { c.Tokens = nil }, "no second-factor tokens"},
+		{"no authenticator", func(c *Config) { c.Authenticate = nil }, "no authenticator"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(newClock(), &captureSender{}, NewMemoryStore(0), &bytes.Buffer{})
 			tt.mod(&cfg)
 			_, err := New(cfg)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("got %v; want an error mentioning %q", err, tt.want)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Count(err.Error(), "challenge: ") != 1 {
+				t.Fatalf("got %v; want one error mentioning %q", err, tt.want)
 			}
 		})
 	}
@@ -201,7 +198,7 @@ func TestConfigValidate(t *testing.T) {
 	cfg := testConfig(newClock(), nil, nil, &bytes.Buffer{})
 	cfg.Secret = nil
 	_, err := New(cfg)
-	for _, want := range []string{"secret", "no sender", "no store"} {
+	for _, want := range []string{"no secret", "no mail sender", "no store"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("got %v; want it to mention %q", err, want)
 		}

@@ -32,8 +32,9 @@ type Revocations interface {
 	Revoked(ctx context.Context, jti, epoch string) (bool, error)
 }
 
-// Config configures Tokens. Values are checked by the config loader;
-// New only refuses what would make Tokens unsafe to use.
+// Config configures Tokens. Values (secret length, names, TTL) are
+// validated once, where the config is loaded (package main); New only
+// checks that the required parts are there.
 type Config struct {
 	// Secret signs tokens; at least 32 bytes (RFC 7518 §3.2).
 	Secret []byte
@@ -98,20 +99,11 @@ type Tokens struct {
 // New builds Tokens from cfg.
 func New(cfg Config) (*Tokens, error) {
 	var errs []error
-	if len(cfg.Secret) < 32 {
-		errs = append(errs, errors.New("secondfactor: secret shorter than 32 bytes"))
-	}
-	for _, p := range cfg.PreviousSecrets {
-		if len(p) < 32 {
-			errs = append(errs, errors.New("secondfactor: previous secret shorter than 32 bytes"))
-			break
-		}
+	if len(cfg.Secret) == 0 {
+		errs = append(errs, errors.New("secondfactor: no secret"))
 	}
 	if cfg.CookieName == "" || cfg.HeaderName == "" {
 		errs = append(errs, errors.New("secondfactor: no cookie or header name"))
-	}
-	if cfg.TTL <= 0 {
-		errs = append(errs, errors.New("secondfactor: no token TTL"))
 	}
 	if cfg.Revocations == nil {
 		errs = append(errs, errors.New("secondfactor: no revocation list"))

@@ -63,7 +63,7 @@ func NewSMTPSender(c SMTPConfig) (*SMTPSender, error) {
 		log = slog.Default()
 	}
 	if c.Host == "" {
-		return nil, errors.New("mail.smtp.host: required")
+		return nil, errors.New("mailer: no SMTP host")
 	}
 	if err := checkFrom(c.From); err != nil {
 		return nil, err
@@ -98,15 +98,15 @@ func NewSMTPSender(c SMTPConfig) (*SMTPSender, error) {
 		}
 		if c.Username != "" {
 			if !isLoopbackHost(c.Host) {
-				return nil, fmt.Errorf("mail.smtp: username with tls: none would send the password in clear text to %s; use starttls or tls", c.Host)
+				return nil, fmt.Errorf("mailer: a username with TLS none would send the password in clear text to %s; use starttls or tls", c.Host)
 			}
-			log.Warn("mail.smtp: authenticating without TLS to a loopback relay", slog.String("host", c.Host))
+			log.Warn("mailer: authenticating without TLS to a loopback relay", slog.String("host", c.Host))
 		}
 	default:
-		return nil, fmt.Errorf("mail.smtp.tls: %q is not starttls, tls or none", c.TLS)
+		return nil, fmt.Errorf("mailer: TLS mode %q is not starttls, tls or none", c.TLS)
 	}
 	if port < 1 || port > 65535 {
-		return nil, fmt.Errorf("mail.smtp.port: %d out of range", port)
+		return nil, fmt.Errorf("mailer: port %d out of range", port)
 	}
 	opts = append(opts, gomail.WithPort(port))
 	if c.Username != "" {
@@ -130,10 +130,10 @@ func isLoopbackHost(host string) bool {
 // checkFrom accepts a From such as "stepgate <no-reply@example.com>".
 func checkFrom(from string) error {
 	if from == "" || strings.ContainsAny(from, "\r\n") {
-		return errors.New("mail.from: required, one line")
+		return errors.New("mailer: from address required, one line")
 	}
 	if err := gomail.NewMsg().From(from); err != nil {
-		return fmt.Errorf("mail.from: %w", err)
+		return fmt.Errorf("mailer: from address: %w", err)
 	}
 	return nil
 }
@@ -211,13 +211,13 @@ type FileSender struct {
 // they hold codes.
 func NewFileSender(dir, from string) (*FileSender, error) {
 	if dir == "" {
-		return nil, errors.New("mail.file.dir: required")
+		return nil, errors.New("mailer: no directory")
 	}
 	if err := checkFrom(from); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("mail.file.dir: %w", err)
+		return nil, fmt.Errorf("mailer: %w", err)
 	}
 	return &FileSender{dir: dir, from: from}, nil
 }
