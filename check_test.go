@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -348,4 +349,31 @@ func FuzzYAMLSyntaxProblem(f *testing.F) {
 			t.Error("empty message")
 		}
 	})
+}
+
+// TestNoSpecReferences: what a user reads (the README, the reference
+// config, usage and explain's output) points to the product's own docs,
+// never to "SPEC §" sections a user cannot open.
+func TestNoSpecReferences(t *testing.T) {
+	for _, f := range []string{"README.md", "config.yaml"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.Index(string(b), "SPEC §"); i >= 0 {
+			t.Errorf("%s mentions %q", f, string(b)[i:min(len(b), i+20)])
+		}
+	}
+	path := writeConfig(t, baseSections+baseRules+oneTest)
+	var all strings.Builder
+	for _, args := range [][]string{
+		{"help"}, {"check", "-h"}, {"explain", "-h"}, {"serve", "-h"}, {"demo", "-h"},
+		{"explain", "-config", path, "GET", "http://app.example.com/a/%2e%2e/admin"},
+	} {
+		out, errOut, _ := runCmd(t, nil, args...)
+		all.WriteString(out + errOut)
+	}
+	if strings.Contains(all.String(), "SPEC") {
+		t.Errorf("usage or explain output mentions the SPEC:\n%s", all.String())
+	}
 }

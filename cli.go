@@ -87,7 +87,7 @@ func newFlagSet(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string
 		fmt.Fprintf(stderr, "Usage: stepgate %s\n", synopsis)
 		fs.PrintDefaults()
 	}
-	return fs, fs.String("config", "", "config `FILE` (YAML, SPEC §3)")
+	return fs, fs.String("config", "", "config `FILE` (YAML; config.yaml in the source is the annotated reference)")
 }
 
 func configFlag(fs *flag.FlagSet, args []string, path *string) error {
@@ -208,7 +208,7 @@ func runExplain(args []string, getenv func(string) string, stdout, stderr io.Wri
 	t, err := policy.ParseTarget(r.RequestURI)
 	if err != nil {
 		fmt.Fprintf(stdout, "refused: %v\n", err)
-		fmt.Fprintln(stdout, "decision: 400 Bad Request; never matched, never forwarded (SPEC §4)")
+		fmt.Fprintln(stdout, "decision: 400 Bad Request; never matched, never forwarded (README: The policy language, canonical paths)")
 		return nil
 	}
 	fmt.Fprintf(stdout, "canonical path: %s", t.Path)
@@ -220,7 +220,7 @@ func runExplain(args []string, getenv func(string) string, stdout, stderr io.Wri
 	if err != nil {
 		// The gate refuses what it cannot read for sure (SPEC §4).
 		fmt.Fprintf(stdout, "refused: %v\n", err)
-		fmt.Fprintln(stdout, "decision: 400 Bad Request; never matched, never forwarded (SPEC §4)")
+		fmt.Fprintln(stdout, "decision: 400 Bad Request; never matched, never forwarded (README: The policy language, canonical paths)")
 		return nil
 	}
 	ex := cfg.policy.Explain(pr)
