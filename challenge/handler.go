@@ -24,7 +24,7 @@ const (
 )
 
 // pageNames are the pages parsed besides error.html.
-var pageNames = []string{"challenge", "verify", "status", "locked"}
+var pageNames = []string{"challenge", "verify", "status", "locked", "passkey", "passkey_add"}
 
 // handlerState is the Handler's parsed pages and routes, built once by
 // initHandler, which New calls after validating the config.
@@ -34,6 +34,8 @@ type handlerState struct {
 	pages *respond.Pages
 	// style is style.css, read once and served at Prefix+"/style.css".
 	style []byte
+	// script is passkey.js, served at Prefix+"/passkey.js".
+	script []byte
 	// mux routes paths relative to the prefix ("/challenge").
 	mux *http.ServeMux
 	// csrfKey is HMAC(secret, "stepgate csrf v1").
@@ -68,9 +70,14 @@ func (s *Service) initHandler() error {
 	if err != nil {
 		return err
 	}
+	script, err := fs.ReadFile(fsys, "passkey.js")
+	if err != nil {
+		return err
+	}
 	h := &handlerState{
 		pages:   pages,
 		style:   style,
+		script:  script,
 		mux:     http.NewServeMux(),
 		csrfKey: deriveKey(s.cfg.Secret, csrfKeyLabel),
 		cop:     http.NewCrossOriginProtection(),

@@ -162,6 +162,9 @@ func writeRawJSON(w http.ResponseWriter, status int, b []byte) {
 // passkeyRoutes are the passkey pages and API, below the prefix.
 func (s *Service) passkeyRoutes() map[string]http.HandlerFunc {
 	return map[string]http.HandlerFunc{
+		"GET /passkey":                     s.servePasskey,
+		"GET /passkey.js":                  s.serveScript,
+		"GET /factors/passkey":             s.serveAddPasskey,
 		"POST /api/passkey/begin":          s.apiPasskeyBegin,
 		"POST /api/passkey/finish":         s.apiPasskeyFinish,
 		"POST /api/factors/passkey/begin":  s.apiPasskeyRegisterBegin,

@@ -262,3 +262,55 @@ func TestPasskeyOff(t *testing.T) {
 		t.Fatalf("passkeys off: %d %s; want 404 not_enabled", w.Code, w.Body)
 	}
 }
+
+func TestPasskeyPages(t *testing.T) {
+	e := newPasskeyEnv(t)
+	get := func(path, token string) *httptest.ResponseRecorder {
+		r := browserReq(http.MethodGet, hPrefix+path, hAlice, nil)
+		if token != "" {
+			r.Header.Set("X-Second-Factor-Token", token)
+		}
+		return hServe(e.h, r)
+	}
+	// No passkey yet: the step-up page says so.
+	if w := get("/passkey?rd=/admin", ""); w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), "no passkey") {
+		t.Fatalf("passkey page without a passkey: %d %s", w.Code, w.Body)
+	}
+	// The registration page without a fresh factor: a link to confirm, no script.
+	w := get("/factors/passkey", "")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "confirm it&#39;s you") || strings.Contains(w.Body.String(), "<script") {
+		t.Fatalf("registration page, not fresh: %d %s", w.Code, w.Body)
+	}
+	if csp := w.Header().Get("Content-Security-Policy"); strings.Contains(csp, "script-src") {
+		t.Fatalf("page without the script has CSP %q", csp)
+	}
+	tok := e.emailToken(t, hAlice)
+	w = get("/factors/passkey", tok)
+	body := w.Body.String()
+	if w.Code != http.StatusOK || !strings.Contains(body, `<script src="/.stepup/passkey.js" defer></script>`) || !strings.Contains(body, `data-mode="create"`) || !strings.Contains(body, "<noscript>") {
+		t.Fatalf("registration page, fresh: %d %s", w.Code, body)
+	}
+	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Fatalf("registration page CSP %q; want script-src 'self' and nothing inline", csp)
+	}
+	a := passkeytest.New(pkOrigin, "app.example.com")
+	a.Flags |= passkeytest.FlagBE | passkeytest.FlagBS
+	e.register(t, hAlice, tok, a, "Phone")
+	if w := get("/factors/passkey", tok); !strings.Contains(w.Body.String(), "Phone") || !strings.Contains(w.Body.String(), "synced to other devices") {
+		t.Fatalf("registration page lists no synced passkey: %s", w.Body)
+	}
+	w = get("/passkey?rd=/admin", "")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Use a passkey") || !strings.Contains(w.Body.String(), `data-done="/admin"`) {
+		t.Fatalf("passkey page: %d %s", w.Code, w.Body)
+	}
+	if w := get("/passkey?rd=//evil.example/x", ""); !strings.Contains(w.Body.String(), `data-done="/"`) {
+		t.Fatalf("open redirect through data-done: %s", w.Body)
+	}
+	w = get("/passkey.js", "")
+	if w.Code != http.StatusOK || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/javascript") || !strings.Contains(w.Body.String(), "navigator.credentials") {
+		t.Fatalf("passkey.js: %d %q", w.Code, w.Header().Get("Content-Type"))
+	}
+	if csp := get("/challenge?rd=/", "").Header().Get("Content-Security-Policy"); strings.Contains(csp, "script") {
+		t.Fatalf("challenge page CSP %q allows scripts", csp)
+	}
+}

@@ -40,6 +40,11 @@ func IsAPI(r *http.Request) bool {
 // styles only from stepgate itself, never framed.
 const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// ScriptCSP is CSP for the passkey pages: also the one first-party script
+// (script-src 'self', never inline) and its calls to stepgate's own API
+// (connect-src 'self').
+const ScriptCSP = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
 // SecureHeaders sets the headers every stepgate response carries.
 func SecureHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", CSP)
@@ -82,6 +87,10 @@ type PageData struct {
 	Prefix  string
 	Link    *Link
 	Data    any
+	// Script is the path of the page's one first-party script below the
+	// prefix ("/passkey.js"); "" means none. It switches the page to
+	// ScriptCSP.
+	Script string
 }
 
 // Pages renders the page templates parsed once from an fs.FS.
@@ -125,6 +134,9 @@ func (p *Pages) Render(w http.ResponseWriter, status int, name string, d PageDat
 		return
 	}
 	SecureHeaders(w.Header())
+	if d.Script != "" {
+		w.Header().Set("Content-Security-Policy", ScriptCSP)
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Length", fmt.Sprint(buf.Len()))
 	w.WriteHeader(status)

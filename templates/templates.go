@@ -4,7 +4,9 @@ package templates
 
 import "embed"
 
-// FS holds every page (*.html) and style.css.
+// FS holds every page (*.html), style.css and passkey.js, the one script
+// (the passkey pages need navigator.credentials; every other page works
+// without JavaScript).
 //
-//go:embed *.html *.css
+//go:embed *.html *.css *.js
 var FS embed.FS
