@@ -153,7 +153,7 @@ func (s *Service) apiVerify(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	g, err := s.Verify(r.Context(), id, normalizeCode(req.OTP), meta(r))
+	g, err := s.Verify(r.Context(), id, req.OTP, meta(r))
 	if err != nil {
 		e := errorFor(opVerify, err)
 		if n := attemptsLeft(err); n != nil {

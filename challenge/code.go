@@ -54,8 +54,10 @@ func generateCode(r io.Reader, n int) (string, error) {
 // newCode draws a code from crypto/rand.
 func newCode(n int) (string, error) { return generateCode(rand.Reader, n) }
 
-// canonicalCode strips white space a user may type or paste ("123 456")
-// and reports whether what is left is exactly n ASCII digits. A code that
+// canonicalCode strips the white space and dashes a user may type or paste
+// ("123 456", "123-456") and reports whether what is left is exactly n
+// ASCII digits. It is the one normaliser of codes, for the pages and the
+// API alike. A code that
 // is not well formed is still checked (and counted) as a wrong code, so
 // malformed input gives no shortcut around the attempt limits.
 func canonicalCode(in string, n int) (string, bool) {
@@ -64,7 +66,7 @@ func canonicalCode(in string, n int) (string, bool) {
 		in = in[:64]
 	}
 	code := strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) {
+		if unicode.IsSpace(r) || r == '-' {
 			return -1
 		}
 		return r

@@ -381,7 +381,13 @@ func TestRetryAfter(t *testing.T) {
 			t.Errorf("retryAfter(%v) = %q; want %q", tt.d, got, tt.want)
 		}
 	}
-	if got := humanWait(15 * time.Minute); got != "15 minutes" {
-		t.Errorf("humanWait(15m) = %q; want %q", got, "15 minutes")
+	for d, want := range map[time.Duration]string{
+		time.Second: "1 second", 30 * time.Second: "30 seconds", time.Minute: "1 minute", time.Hour: "1 hour",
+		90 * time.Second: "2 minutes", 15 * time.Minute: "15 minutes", 14*time.Minute + 37*time.Second: "15 minutes",
+		2 * time.Hour: "2 hours",
+	} {
+		if got := humanDuration(d); got != want {
+			t.Errorf("humanDuration(%v) = %q; want %q", d, got, want)
+		}
 	}
 }

@@ -232,15 +232,3 @@ func (s *Service) message(to, code string, expires time.Time) mailer.Message {
 	}
 	return mailer.Message{To: to, Subject: s.cfg.MailSubject, Text: text.String(), HTML: html.String()}
 }
-
-// humanDuration says "5 minutes", "1 minute" or "90 seconds".
-func humanDuration(d time.Duration) string {
-	switch {
-	case d%time.Minute == 0 && d == time.Minute:
-		return "1 minute"
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%d minutes", d/time.Minute)
-	default:
-		return fmt.Sprintf("%d seconds", (d+time.Second-1)/time.Second)
-	}
-}

@@ -80,6 +80,8 @@ func TestCanonicalCode(t *testing.T) {
 	}{
 		{"123456", "123456", true},
 		{" 123 456\t", "123456", true},
+		{"123-456", "123456", true}, // as pasted from some mail clients
+		{"12-34-5", "12345", false},
 		{"12345", "12345", false},
 		{"1234567", "1234567", false},
 		{"12345a", "12345a", false},

@@ -177,27 +177,9 @@ func retryAfter(d time.Duration) string {
 	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }
 
-// humanWait says d in words a person reads at a glance, rounded up.
-func humanWait(d time.Duration) string {
-	plural := func(n int, unit string) string {
-		if n == 1 {
-			return "1 " + unit
-		}
-		return fmt.Sprintf("%d %ss", n, unit)
-	}
-	switch {
-	case d <= time.Minute:
-		return plural(max(1, int(math.Ceil(d.Seconds()))), "second")
-	case d <= time.Hour:
-		return plural(int(math.Ceil(d.Minutes())), "minute")
-	default:
-		return plural(int(math.Ceil(d.Hours())), "hour")
-	}
-}
-
 // lockedPage is the 429 page of e (from errorFor) for le.
 func lockedPage(e *respond.HTTPError, le *LimitError, rd string) respond.PageData {
-	return respond.PageData{Title: e.Title, Message: e.Msg, Data: lockedData{Wait: humanWait(le.RetryAfter), RD: rd}}
+	return respond.PageData{Title: e.Title, Message: e.Msg, Data: lockedData{Wait: humanDuration(le.RetryAfter), RD: rd}}
 }
 
 func (s *Service) renderLimited(w http.ResponseWriter, e *respond.HTTPError, le *LimitError, rd string) {
@@ -242,17 +224,6 @@ func (s *Service) serveVerifyForm(w http.ResponseWriter, r *http.Request) {
 	s.h.pages.Render(w, http.StatusOK, "verify", verifyPage(f, s.sentTo(r.Context(), id), s.codeLen(), "", false))
 }
 
-// normalizeCode drops the spaces and dashes people type or paste
-// ("123 456"); everything else goes to Verify unchanged.
-func normalizeCode(c string) string {
-	return strings.Map(func(r rune) rune {
-		if r == ' ' || r == '-' || r == '\t' {
-			return -1
-		}
-		return r
-	}, c)
-}
-
 // attemptsLeftMessage is the refusal of a wrong code.
 func attemptsLeftMessage(n int) string {
 	if n == 1 {
@@ -271,7 +242,7 @@ func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := s.form(id, r.PostForm.Get("rd"))
-	g, err := s.Verify(r.Context(), id, normalizeCode(r.PostForm.Get("code")), meta(r))
+	g, err := s.Verify(r.Context(), id, r.PostForm.Get("code"), meta(r))
 	if err == nil {
 		s.cfg.Tokens.SetCookie(w, g)
 		http.Redirect(w, r, f.RD, http.StatusSeeOther)
@@ -344,4 +315,25 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Tokens.ClearCookie(w)
 	http.Redirect(w, r, respond.CleanRedirect(r.PostForm.Get("rd")), http.StatusSeeOther)
+}
+
+// humanDuration says d in words a person reads at a glance, rounded up:
+// "30 seconds", "15 minutes", "2 hours". It is the one humaniser, for the
+// locked page's wait and the mail's code lifetime (which also gives the
+// exact clock time).
+func humanDuration(d time.Duration) string {
+	plural := func(n int, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	switch {
+	case d < time.Minute:
+		return plural(max(1, int(math.Ceil(d.Seconds()))), "second")
+	case d < time.Hour:
+		return plural(int(math.Ceil(d.Minutes())), "minute")
+	default:
+		return plural(int(math.Ceil(d.Hours())), "hour")
+	}
 }

@@ -20,7 +20,14 @@ type rule struct {
 	dec     Decision       // what the rule decides when it matches
 }
 
-// compile implements Compile: it reports every problem it finds, not only
+// Compile validates and compiles c. Every problem is reported: the error is
+// an errors.Join of *RuleError values.
+//
+// A rule that can never decide, because earlier rules match every request
+// it matches (shadow.go), is an error too.
+func Compile(c Config) (*Policy, error) { return compile(c, false) }
+
+// compile is Compile with loose: it reports every problem it finds, not only
 // the first, so `stepgate check` can list them all at once (SPEC §2).
 //
 // With loose, rules shadowed by earlier ones are accepted: only the

@@ -5,9 +5,9 @@ import (
 	"strings"
 )
 
-// explain implements Explain. It scans the rules linearly, without the
+// Explain is Match with its reasoning, for `stepgate explain`. It scans the rules linearly, without the
 // index, so it doubles as the reference that tests compare Match with.
-func (p *Policy) explain(r Request) Explanation {
+func (p *Policy) Explain(r Request) Explanation {
 	host := requestHost(r.Host)
 	type eff struct {
 		method string

@@ -1,15 +1,16 @@
 package policy
 
-// match implements Match. It decides the real method and each override
-// and returns the strictest decision: a POST overridden to DELETE must not
-// slip through an earlier "allow POST" rule, since the upstream framework
-// will run it as a DELETE (SPEC §4).
+// Match decides r: first matching rule wins, else the default. With method
+// overrides or AnyMethod, each effective method is decided and the
+// strictest decision wins: a POST overridden to DELETE must not slip
+// through an earlier "allow POST" rule, since the upstream framework will
+// run it as a DELETE (SPEC §4). Match does not allocate.
 //
 // With AnyMethod it also decides every named method and otherMethod. A
 // method no rule names matches only the rules without methods, which can
 // be stricter than what any named method gets ("allow POST", "allow
 // DELETE", then "deny" for the rest), so it is decided too.
-func (p *Policy) match(r Request) Decision {
+func (p *Policy) Match(r Request) Decision {
 	// The host is normalised once for every method decided below: the
 	// lower-case key into a stack buffer, which does not allocate. The key
 	// is passed apart from host, which escapes (netip.ParseAddr), so that

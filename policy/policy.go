@@ -184,13 +184,6 @@ type Policy struct {
 	named []string
 }
 
-// Compile validates and compiles c. Every problem is reported: the error is
-// an errors.Join of *RuleError values.
-//
-// A rule that can never decide, because earlier rules match every request
-// it matches (shadow.go), is an error too.
-func Compile(c Config) (*Policy, error) { return compile(c, false) }
-
 // Len reports the number of rules.
 func (p *Policy) Len() int { return len(p.rules) }
 
@@ -251,11 +244,6 @@ func (d Decision) FactorList() []string {
 	return strings.Split(d.Factors, ",")
 }
 
-// Match decides r: first matching rule wins, else the default. With method
-// overrides or AnyMethod, each effective method is decided and the
-// strictest decision wins. Match does not allocate.
-func (p *Policy) Match(r Request) Decision { return p.match(r) }
-
 // Step is one rule considered by Explain.
 type Step struct {
 	Index   int
@@ -271,8 +259,6 @@ type Explanation struct {
 	Decision Decision
 }
 
-func (p *Policy) Explain(r Request) Explanation { return p.explain(r) }
-
 // ErrRejected is wrapped by every ParseTarget refusal (answer 400).
 var ErrRejected = errors.New("ambiguous request target")
 
@@ -282,10 +268,6 @@ type Target struct {
 	MatchPath string // Path with ;params removed: what is matched
 	RawQuery  string // query without '?', unchanged
 }
-
-// ParseTarget canonicalises an origin-form request target (r.RequestURI) as
-// SPEC §4, or refuses it with an error wrapping ErrRejected that says why.
-func ParseTarget(requestURI string) (Target, error) { return parseTarget(requestURI) }
 
 // Test is one policies.tests entry.
 type Test struct {
@@ -307,6 +289,3 @@ func (e *TestError) Error() string {
 	return fmt.Sprintf("test %d %q: %v", e.Test, e.Request, e.Err)
 }
 func (e *TestError) Unwrap() error { return e.Err }
-
-// RunTests runs tests against p and returns one *TestError per failure.
-func (p *Policy) RunTests(tests []Test) []error { return p.runTests(tests) }

@@ -7,12 +7,13 @@ import (
 	"strings"
 )
 
-// runTests implements RunTests. Each test's request is "METHOD URL", with
+// RunTests runs tests against p and returns one *TestError per failure.
+// Each test's request is "METHOD URL", with
 // URL absolute (http://host/path?query) or origin-form ("/path", no host).
 // The target goes through ParseTarget like a real request; a `_method`
 // query parameter is an override, as the proxy collects it. A fragment is
 // dropped, as clients never send it.
-func (p *Policy) runTests(tests []Test) []error {
+func (p *Policy) RunTests(tests []Test) []error {
 	var errs []error
 	for i, t := range tests {
 		if err := p.runTest(t); err != nil {

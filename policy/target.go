@@ -11,8 +11,9 @@ import (
 // and what is forwarded, so every form that some upstream could read
 // differently from us is refused instead of guessed at.
 
-// parseTarget implements ParseTarget.
-func parseTarget(uri string) (Target, error) {
+// ParseTarget canonicalises an origin-form request target (r.RequestURI) as
+// SPEC §4, or refuses it with an error wrapping ErrRejected that says why.
+func ParseTarget(uri string) (Target, error) {
 	if uri == "" {
 		return Target{}, reject("the request target is empty")
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/stepgate/stepgate/policy"
@@ -125,13 +126,18 @@ func unescapeQuery(s string) (string, error) {
 	b.Grow(len(s))
 	var bad error
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '+':
+		c := s[i]
+		if c == '%' && i+2 < len(s) {
+			if v := hexByte(s[i+1 : i+3]); v >= 0 {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		switch c {
+		case '+':
 			b.WriteByte(' ')
-		case c == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]):
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-		case c == '%':
+		case '%':
 			bad = errMalformedEscape
 			b.WriteByte(c)
 		default:
@@ -141,23 +147,18 @@ func unescapeQuery(s string) (string, error) {
 	return b.String(), bad
 }
 
-func ishex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
-	default:
-		return c - 'A' + 10
+// hexByte is the value of two hex digits, or -1.
+func hexByte(s string) int {
+	v, err := strconv.ParseUint(s, 16, 8)
+	if err != nil {
+		return -1
 	}
+	return int(v)
 }
 
 // lower folds an ASCII letter to lower case and '_' to '-': CGI, PHP and
-// WSGI servers merge the two in header names (SPEC §7).
+// WSGI servers merge the two in header names (SPEC §7). It is not policy's
+// case fold: that one never reads '_' as '-'.
 func lower(c byte) byte {
 	switch {
 	case 'A' <= c && c <= 'Z':
@@ -187,25 +188,10 @@ func headerHasPrefix(name, prefix string) bool {
 	return true
 }
 
-// containsFold reports whether s contains sub (lower case) ignoring ASCII case.
+// containsFold reports whether s contains sub (lower case) ignoring ASCII
+// case.
 func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		j := 0
-		for j < len(sub) {
-			c := s[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != sub[j] {
-				break
-			}
-			j++
-		}
-		if j == len(sub) {
-			return true
-		}
-	}
-	return false
+	return strings.Contains(strings.ToLower(s), sub)
 }
 
 // peerAddr parses r.RemoteAddr ("ip:port", or a bare IP from some test
