@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"strconv"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ type MemoryStore struct {
 	revoked    *cache.Cache // jti -> struct{}
 	ceremonies *cache.Cache // key -> []byte
 	maxPending int
+	seq        uint64 // the last BeginCheck ticket, under mu
 	// epoch is random per store, so per process: tokens minted before a
 	// restart (whose revocations the restart lost) are refused after it.
 	epoch string
@@ -46,10 +48,18 @@ type memCode struct {
 // memSends are a user's recent sends, newest last, at most maxPerHour.
 type memSends struct{ at []time.Time }
 
-// memFails are a user's failures in the last hour and the lockout end.
+// memFails are a user's failures in the last hour, oldest first (checks
+// in progress included, with their ticket), and the lockout end.
 type memFails struct {
-	at          []time.Time
+	at          []memFail
 	lockedUntil time.Time
+}
+
+// memFail is one counted failure; ticket is set while it is a check in
+// progress that EndCheck may still withdraw.
+type memFail struct {
+	at     time.Time
+	ticket string
 }
 
 // NewMemoryStore returns a store holding at most maxPending pending codes
@@ -221,28 +231,134 @@ func (s *MemoryStore) CheckCode(_ context.Context, key string, mac []byte, maxAt
 func (s *MemoryStore) AddFailure(_ context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var f *memFails
+	f := s.failsOf(user, now)
+	f.at = append(f.at, memFail{at: now})
+	return s.settleFails(user, f, now, maxPerHour, lockout), nil
+}
+
+// BeginCheck implements Store.
+func (s *MemoryStore) BeginCheck(_ context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (string, time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.failsOf(user, now)
+	if f.lockedUntil.After(now) {
+		return "", f.lockedUntil.Sub(now), nil
+	}
+	settled, pending := f.counts()
+	if wait := admitWait(settled, pending, maxPerHour, lockout, f.oldest()+time.Hour.Nanoseconds()-now.UnixNano()); wait > 0 {
+		return "", wait, nil
+	}
+	s.seq++
+	ticket := strconv.FormatUint(s.seq, 36)
+	f.at = append(f.at, memFail{at: now, ticket: ticket})
+	s.fails.Set(user, f, max(time.Hour, lockout))
+	return ticket, 0, nil
+}
+
+// admitWait is the rule BeginCheck applies once the user is not locked
+// (the Redis store's script applies the same): a check is admitted while
+// fewer than maxPerHour failures and checks in progress are counted. When
+// maxPerHour failures are still in the hour after a lockout ended, one
+// check at a time is admitted, and a wrong code locks again at once (as
+// before the lockout, a right code must get its chance after it). Checks in
+// progress that fill the count make the caller wait a second; with no
+// lockout configured, a full hour waits until its oldest failure leaves
+// (oldestLeaves, in ns).
+func admitWait(settled, pending, maxPerHour int, lockout time.Duration, oldestLeaves int64) time.Duration {
+	switch {
+	case settled+pending < maxPerHour:
+		return 0
+	case settled >= maxPerHour && pending == 0 && lockout > 0:
+		return 0
+	case settled >= maxPerHour && lockout <= 0:
+		return max(time.Duration(oldestLeaves), time.Second)
+	}
+	return time.Second
+}
+
+// EndCheck implements Store.
+func (s *MemoryStore) EndCheck(_ context.Context, user, ticket string, failed bool, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.failsOf(user, now)
+	for i := range f.at {
+		if ticket != "" && f.at[i].ticket == ticket {
+			if failed {
+				f.at[i].ticket = ""
+			} else {
+				f.at = append(f.at[:i], f.at[i+1:]...)
+			}
+			break
+		}
+	}
+	if !failed {
+		s.fails.Set(user, f, max(time.Hour, lockout))
+		return 0, nil
+	}
+	return s.settleFails(user, f, now, maxPerHour, lockout), nil
+}
+
+// counts returns the settled failures and the checks in progress.
+func (f *memFails) counts() (settled, pending int) {
+	for _, e := range f.at {
+		if e.ticket == "" {
+			settled++
+		} else {
+			pending++
+		}
+	}
+	return settled, pending
+}
+
+// oldest returns the time of the oldest entry in ns, or 0.
+func (f *memFails) oldest() int64 {
+	if len(f.at) == 0 {
+		return 0
+	}
+	return f.at[0].at.UnixNano()
+}
+
+// failsOf returns user's failures with those that left the rolling hour
+// dropped (an event exactly one hour old has left it). s.mu is held.
+func (s *MemoryStore) failsOf(user string, now time.Time) *memFails {
+	f := &memFails{}
 	if v, ok := s.fails.Get(user); ok {
 		f = v.(*memFails)
-	} else {
-		f = &memFails{}
 	}
-	f.at = pruneBefore(f.at, now.Add(-time.Hour))
-	f.at = append(f.at, now)
-	// Only whether the count exceeds maxPerHour matters, so keep at most
-	// maxPerHour+1 entries.
-	if len(f.at) > maxPerHour+1 {
-		f.at = append(f.at[:0], f.at[len(f.at)-maxPerHour-1:]...)
+	cut := now.Add(-time.Hour)
+	i := 0
+	for i < len(f.at) && !f.at[i].at.After(cut) {
+		i++
+	}
+	if i > 0 {
+		f.at = append(f.at[:0], f.at[i:]...)
+	}
+	return f
+}
+
+// settleFails locks user for lockout once maxPerHour failures are counted
+// (N means N), stores f and returns the lockout left. Only the newest
+// failures can matter, so at most maxPerHour settled ones are kept, with
+// any checks in progress. s.mu is held.
+func (s *MemoryStore) settleFails(user string, f *memFails, now time.Time, maxPerHour int, lockout time.Duration) time.Duration {
+	settled, _ := f.counts()
+	for i := 0; settled > max(maxPerHour, 1) && i < len(f.at); {
+		if f.at[i].ticket == "" {
+			f.at = append(f.at[:i], f.at[i+1:]...)
+			settled--
+			continue
+		}
+		i++
 	}
 	var left time.Duration
-	if len(f.at) > maxPerHour {
+	if settled >= maxPerHour && lockout > 0 {
 		f.lockedUntil = now.Add(lockout)
 		left = lockout
 	} else if f.lockedUntil.After(now) {
 		left = f.lockedUntil.Sub(now)
 	}
 	s.fails.Set(user, f, max(time.Hour, lockout))
-	return left, nil
+	return left
 }
 
 // Locked implements Store.

@@ -91,8 +91,10 @@ func (s *Service) Send(ctx context.Context, id identity.Identity, index int, m M
 // *LimitError (locked), ErrStoreUnavailable.
 //
 // A wrong code counts against the code (max_attempts) and against the user
-// (max_failures_per_hour, across codes and sessions); the failure that
-// crosses the hourly limit returns a *LimitError instead of a *CodeError.
+// (max_failures_per_hour, across codes and sessions): the failure that
+// reaches the hourly limit returns a *LimitError instead of a *CodeError,
+// and from then on, until the lockout ends, every code, right or wrong,
+// gets a *LimitError without being checked.
 func (s *Service) Verify(ctx context.Context, id identity.Identity, code string, m Meta) (secondfactor.Grant, error) {
 	now := s.now()
 	o := s.cfg.OTP
@@ -123,17 +125,33 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 		// counted, with a MAC that cannot match.
 		mac = make([]byte, len(mac))
 	}
-	res, err := s.cfg.Store.CheckCode(ctx, key, mac, o.MaxAttempts)
-	if errors.Is(err, ErrNoCode) {
-		// Consumed by a concurrent request, expired or dead meanwhile.
-		s.verifyDone(ctx, verifyExpired, id, m, slog.LevelInfo, nil)
-		return secondfactor.Grant{}, ErrNoCode
-	}
+	// The check is admitted, and counted as a failure, before it is made,
+	// so that concurrent checks, on any replica, never get more than
+	// max_failures_per_hour wrong codes checked (SPEC §3: N means N).
+	ticket, left, err := s.cfg.Store.BeginCheck(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
 	if err != nil {
 		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
 		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
+	if ticket == "" {
+		s.verifyDone(ctx, verifyLocked, id, m, slog.LevelWarn, nil)
+		return secondfactor.Grant{}, &LimitError{RetryAfter: max(left, time.Second), Err: ErrLocked}
+	}
+	res, err := s.cfg.Store.CheckCode(ctx, key, mac, o.MaxAttempts)
+	if errors.Is(err, ErrNoCode) {
+		// Consumed by a concurrent request, expired or dead meanwhile: no
+		// code was checked, so no failure counts.
+		s.endCheck(ctx, id, ticket, false, now)
+		s.verifyDone(ctx, verifyExpired, id, m, slog.LevelInfo, nil)
+		return secondfactor.Grant{}, ErrNoCode
+	}
+	if err != nil {
+		// Unknown whether the code was checked: the failure stays counted.
+		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
+		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
 	if res.OK {
+		s.endCheck(ctx, id, ticket, false, now)
 		g, err := s.cfg.Tokens.Mint(ctx, id)
 		if err != nil {
 			s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
@@ -142,7 +160,7 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 		s.verifyDone(ctx, verifyOK, id, m, slog.LevelInfo, nil)
 		return g, nil
 	}
-	locked, err := s.cfg.Store.AddFailure(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
+	locked, err := s.cfg.Store.EndCheck(ctx, id.Subject, ticket, true, now, o.MaxFailuresPerHour, o.Lockout)
 	if err != nil {
 		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
 		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
@@ -153,6 +171,15 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 	}
 	s.verifyDone(ctx, verifyInvalid, id, m, slog.LevelWarn, nil)
 	return secondfactor.Grant{}, &CodeError{AttemptsLeft: res.AttemptsLeft}
+}
+
+// endCheck withdraws a check's failure counted in advance. A store error
+// leaves it counted (fail closed) and is logged; the outcome stands.
+func (s *Service) endCheck(ctx context.Context, id identity.Identity, ticket string, failed bool, now time.Time) {
+	o := s.cfg.OTP
+	if _, err := s.cfg.Store.EndCheck(ctx, id.Subject, ticket, failed, now, o.MaxFailuresPerHour, o.Lockout); err != nil {
+		s.log.Warn("could not settle a code check; it stays counted as a failure", "user", id.Subject, "err", err)
+	}
 }
 
 // sendDone counts and audits one send (SPEC §10). Codes never appear.

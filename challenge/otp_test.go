@@ -209,10 +209,10 @@ func TestBruteForceLockout(t *testing.T) {
 		c.Metrics = NewMetrics(reg)
 		c.OTP.MaxSendsPerHour = 100
 	})
-	// Per code: 5 wrong tries kill it. Per user: more than 20 in an hour
-	// lock the user out for 15 minutes, across codes and sessions.
+	// Per code: 5 wrong tries kill it. Per user: 20 in an hour lock the
+	// user out for 15 minutes, across codes and sessions (N means N).
 	failures := 0
-	for round := 0; failures <= 20; round++ {
+	for round := 0; failures < 20; round++ {
 		id := alice
 		id.Session = "sess-" + string(rune('a'+round))
 		if _, err := e.s.Send(ctx0, id, 0, Meta{}); err != nil {
@@ -220,7 +220,7 @@ func TestBruteForceLockout(t *testing.T) {
 		}
 		code := e.sender.lastCode(t, 6)
 		wrong := wrongCode(code)
-		for attempt := 1; attempt <= 5 && failures <= 20; attempt++ {
+		for attempt := 1; attempt <= 5 && failures < 20; attempt++ {
 			in := wrong
 			if attempt == 2 {
 				in = "12a456" // malformed counts as wrong
@@ -230,9 +230,9 @@ func TestBruteForceLockout(t *testing.T) {
 			var ce *CodeError
 			var le *LimitError
 			switch {
-			case failures == 21:
+			case failures == 20: // N means N: the 20th wrong code locks
 				if !errors.As(err, &le) || !errors.Is(err, ErrLocked) || le.RetryAfter != 15*time.Minute {
-					t.Fatalf("failure 21: got %v; want *LimitError ErrLocked 15m", err)
+					t.Fatalf("failure 20: got %v; want *LimitError ErrLocked 15m", err)
 				}
 			case errors.As(err, &ce):
 				if want := 5 - attempt; ce.AttemptsLeft != want {
@@ -242,7 +242,7 @@ func TestBruteForceLockout(t *testing.T) {
 				t.Fatalf("failure %d: got %v; want *CodeError", failures, err)
 			}
 		}
-		if failures <= 20 {
+		if failures < 20 {
 			// The code is dead after 5 wrong tries: even the right one fails.
 			if _, err := e.s.Verify(ctx0, id, code, Meta{}); !errors.Is(err, ErrNoCode) {
 				t.Fatalf("dead code: got %v; want ErrNoCode", err)
@@ -261,8 +261,8 @@ func TestBruteForceLockout(t *testing.T) {
 	if _, err := e.s.Verify(ctx0, alice, "000000", Meta{}); !errors.As(err, &le) || !errors.Is(err, ErrLocked) {
 		t.Errorf("Verify while locked: got %v; want ErrLocked", err)
 	}
-	if got := testutil.ToFloat64(e.s.metrics.Verified.WithLabelValues("invalid")); got != 20 {
-		t.Errorf("verify_total{invalid}: got %v; want 20", got)
+	if got := testutil.ToFloat64(e.s.metrics.Verified.WithLabelValues("invalid")); got != 19 {
+		t.Errorf("verify_total{invalid}: got %v; want 19 (the 20th locked)", got)
 	}
 	if got := testutil.ToFloat64(e.s.metrics.Verified.WithLabelValues("locked")); got != 2 {
 		t.Errorf("verify_total{locked}: got %v; want 2", got)
@@ -277,6 +277,65 @@ func TestBruteForceLockout(t *testing.T) {
 	e.clock.Advance(15 * time.Minute)
 	if _, err := e.s.Send(ctx0, alice, 0, Meta{}); err != nil {
 		t.Errorf("Send after lockout: %v", err)
+	}
+}
+
+// TestLockoutNMeansN: with max_failures_per_hour N, exactly N wrong codes
+// are checked; the Nth locks, and then a right code, too, gets ErrLocked
+// with the lockout left, until the lockout ends.
+func TestLockoutNMeansN(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.OTP.MaxFailuresPerHour = 3
+		c.OTP.MaxAttempts = 10
+	})
+	if _, err := e.s.Send(ctx0, alice, 0, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	code := e.sender.lastCode(t, 6)
+	for i := 1; i <= 3; i++ {
+		_, err := e.s.Verify(ctx0, alice, wrongCode(code), Meta{})
+		var le *LimitError
+		var ce *CodeError
+		switch {
+		case i < 3 && !errors.As(err, &ce):
+			t.Fatalf("wrong code %d of 3: got %v; want *CodeError", i, err)
+		case i == 3 && (!errors.As(err, &le) || le.RetryAfter != 15*time.Minute):
+			t.Fatalf("wrong code 3 of 3: got %v; want *LimitError with 15m", err)
+		}
+	}
+	// The right code, after N failures: locked, not a token.
+	var le *LimitError
+	if g, err := e.s.Verify(ctx0, alice, code, Meta{}); !errors.As(err, &le) || !errors.Is(err, ErrLocked) || le.RetryAfter <= 0 {
+		t.Fatalf("right code after 3 failures: got %+v, %v; want ErrLocked with Retry-After", g, err)
+	}
+	e.clock.Advance(15*time.Minute + time.Second)
+	if _, err := e.s.Send(ctx0, alice, 0, Meta{}); err != nil {
+		t.Fatalf("Send after the lockout: %v", err)
+	}
+	if _, err := e.s.Verify(ctx0, alice, e.sender.lastCode(t, 6), Meta{}); err != nil {
+		t.Fatalf("right code after the lockout: got %v; want a grant", err)
+	}
+}
+
+// TestRightCodeAfterNMinus1Failures: N-1 wrong codes leave the right one
+// its chance, and it resets nothing it should not.
+func TestRightCodeAfterNMinus1Failures(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.OTP.MaxFailuresPerHour = 3
+		c.OTP.MaxAttempts = 10
+	})
+	if _, err := e.s.Send(ctx0, alice, 0, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	code := e.sender.lastCode(t, 6)
+	for range 2 {
+		var ce *CodeError
+		if _, err := e.s.Verify(ctx0, alice, wrongCode(code), Meta{}); !errors.As(err, &ce) {
+			t.Fatalf("wrong code: got %v; want *CodeError", err)
+		}
+	}
+	if _, err := e.s.Verify(ctx0, alice, code, Meta{}); err != nil {
+		t.Fatalf("right code after 2 of 3 failures: got %v; want a grant", err)
 	}
 }
 

@@ -36,9 +36,28 @@ type Store interface {
 	CheckCode(ctx context.Context, key string, mac []byte, maxAttempts int) (CheckResult, error)
 
 	// AddFailure counts one failed verification for user in a rolling hour.
-	// When the count exceeds maxPerHour the user is locked out for lockout
-	// and the returned duration is the lockout left (else 0).
+	// When the count reaches maxPerHour the user is locked out for lockout
+	// and the returned duration is the lockout left (else 0): N means N.
 	AddFailure(ctx context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error)
+
+	// BeginCheck admits one code check for user under at most maxPerHour
+	// wrong codes per rolling hour (SPEC §3 otp.max_failures_per_hour),
+	// atomically, also across replicas sharing the backend: while user is
+	// locked it admits none and returns the lockout left; when maxPerHour
+	// failures, checks in progress included, are counted in the hour before
+	// now, it locks user for lockout and returns the time until a check
+	// could be admitted; otherwise it counts the check as a failure in
+	// advance and returns a non-empty ticket for EndCheck. So no
+	// interleaving of concurrent checks gets more than maxPerHour wrong
+	// codes checked.
+	BeginCheck(ctx context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (ticket string, left time.Duration, err error)
+
+	// EndCheck settles a check that BeginCheck admitted. failed=false (the
+	// code was right, or no code was checked) withdraws the failure counted
+	// in advance. failed=true keeps it; once maxPerHour failures are
+	// counted the user is locked out for lockout, and the lockout left is
+	// returned (else 0).
+	EndCheck(ctx context.Context, user, ticket string, failed bool, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error)
 
 	// Locked returns the lockout left for user, 0 when not locked. A store
 	// that detected the loss of its state (see Epoch) fails closed: every

@@ -39,8 +39,8 @@ func (s *Store) ThrottleSend(ctx context.Context, user string, now time.Time, re
 }
 
 // AddFailure counts one failed verification for user in the rolling hour
-// before now; beyond maxPerHour it locks the user out for lockout and
-// returns lockout (SPEC §3 max_failures_per_hour, lockout).
+// before now; at maxPerHour it locks the user out for lockout and returns
+// lockout (SPEC §3 max_failures_per_hour, lockout: N means N).
 func (s *Store) AddFailure(ctx context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error) {
 	member, err := newMember(now)
 	if err != nil {
@@ -54,6 +54,47 @@ func (s *Store) AddFailure(ctx context.Context, user string, now time.Time, maxP
 		return 0, fmt.Errorf("redisstore: add failure: %w", err)
 	}
 	return time.Duration(locked) * time.Millisecond, nil
+}
+
+// BeginCheck admits one code check for user (challenge.Store.BeginCheck),
+// in one script, so replicas sharing the server never admit more than
+// maxPerHour wrong codes between them. The ticket is the failure set's
+// member counted in advance.
+func (s *Store) BeginCheck(ctx context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (string, time.Duration, error) {
+	member, err := newMember(now)
+	if err != nil {
+		return "", 0, err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	v, err := beginCheckScript.Run(ctx, s.client, []string{s.key(kindFail, user), s.key(kindLock, user)},
+		now.UnixMilli(), max(maxPerHour, 0), msOrZero(lockout), window.Milliseconds(), member).Int64Slice()
+	if err != nil {
+		return "", 0, fmt.Errorf("redisstore: begin check: %w", err)
+	}
+	if len(v) != 2 {
+		return "", 0, fmt.Errorf("redisstore: begin check: bad reply %v", v)
+	}
+	if v[0] != 1 {
+		return "", max(time.Duration(v[1])*time.Millisecond, time.Millisecond), nil
+	}
+	return member, 0, nil
+}
+
+// EndCheck settles a check BeginCheck admitted (challenge.Store.EndCheck).
+func (s *Store) EndCheck(ctx context.Context, user, ticket string, failed bool, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error) {
+	f := "0"
+	if failed {
+		f = "1"
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	left, err := endCheckScript.Run(ctx, s.client, []string{s.key(kindFail, user), s.key(kindLock, user)},
+		now.UnixMilli(), max(maxPerHour, 0), msOrZero(lockout), window.Milliseconds(), ticket, f).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: end check: %w", err)
+	}
+	return time.Duration(left) * time.Millisecond, nil
 }
 
 // newMember returns a sorted-set member unique to this event, so that two

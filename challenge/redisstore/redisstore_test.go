@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -360,5 +361,63 @@ func TestArguments(t *testing.T) {
 	}
 	if c, err := s.PeekCode(ctx, "z"); err != nil || !c.ExpiresAt.IsZero() {
 		t.Errorf("PeekCode of a zero ExpiresAt: got %v, %v; want the zero time", c.ExpiresAt, err)
+	}
+}
+
+// TestBeginCheckAcrossReplicas: checks racing on two replicas (two Stores
+// on one server) are admitted max_failures_per_hour times in all, so no
+// interleaving gets more wrong codes checked (N means N).
+func TestBeginCheckAcrossReplicas(t *testing.T) {
+	addr := redistest.Start(t)
+	prefix := randomPrefix(t)
+	stores := []*redisstore.Store{
+		newStore(t, redisstore.Options{Addr: addr, KeyPrefix: prefix}),
+		newStore(t, redisstore.Options{Addr: addr, KeyPrefix: prefix}),
+	}
+	const n, max = 40, 5
+	now := time.Now()
+	tickets := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range tickets {
+		wg.Go(func() {
+			<-start
+			tickets[i], _, errs[i] = stores[i%2].BeginCheck(t.Context(), "u", now, max, time.Minute)
+		})
+	}
+	close(start)
+	wg.Wait()
+	admitted := 0
+	for i, tk := range tickets {
+		if errs[i] != nil {
+			t.Fatalf("BeginCheck: %v", errs[i])
+		}
+		if tk != "" {
+			admitted++
+		}
+	}
+	if admitted != max {
+		t.Fatalf("got %d of %d racing checks admitted on two replicas; want %d", admitted, n, max)
+	}
+	// Settled wrong on either replica, the fifth locks both.
+	var left time.Duration
+	k := 0
+	for i, tk := range tickets {
+		if tk == "" {
+			continue
+		}
+		var err error
+		if left, err = stores[(i+1)%2].EndCheck(t.Context(), "u", tk, true, now, max, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if k++; (k == max) != (left > 0) {
+			t.Fatalf("wrong code %d of %d: lockout %v; want one only at the %dth", k, max, left, max)
+		}
+	}
+	for _, s := range stores {
+		if l, err := s.Locked(t.Context(), "u", now); err != nil || l <= 0 {
+			t.Errorf("Locked: got %v, %v; want locked on both replicas", l, err)
+		}
 	}
 }

@@ -101,26 +101,93 @@ end
 return {1, 0, left, stored, email, tostring(attempts), exp}
 `)
 
-// failureScript counts one failure and locks out (Store.AddFailure).
+// failurePrelude has the helpers of the failure scripts. A user's failure
+// set holds settled failures ("f:" members, or older unprefixed ones) and
+// checks in progress ("p:" members), scored by the time they began (ms).
 //
 //	KEYS[1]  the user's failure set; KEYS[2] the user's lockout key
-//	ARGV     now, maxPerHour, lockout, window (ms but max), member
-//
-// It returns the lockout set in ms, or 0.
-var failureScript = redis.NewScript(`
+//	ARGV     now, maxPerHour, lockout, window (ms but max), ...
+const failurePrelude = `
 local now = tonumber(ARGV[1])
 local max = tonumber(ARGV[2])
 local lockout = tonumber(ARGV[3])
 local window = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-redis.call('ZADD', KEYS[1], now, ARGV[5])
--- Only the newest max+1 failures can matter to "more than max in the
--- window", so older ones are dropped to bound the set's size.
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(max + 2))
-redis.call('PEXPIRE', KEYS[1], window)
-if redis.call('ZCARD', KEYS[1]) > max and lockout > 0 then
-  redis.call('SET', KEYS[2], now + lockout, 'PX', lockout)
-  return lockout
+local function counts()
+  local all = redis.call('ZRANGE', KEYS[1], 0, -1)
+  local settled, pending = 0, 0
+  for _, m in ipairs(all) do
+    if string.sub(m, 1, 2) == 'p:' then pending = pending + 1 else settled = settled + 1 end
+  end
+  return settled, pending
 end
-return 0
+-- settle locks for lockout once max failures are counted (N means N) and
+-- returns the lockout left in ms, or 0.
+local function settle()
+  redis.call('PEXPIRE', KEYS[1], window)
+  local settled = counts()
+  if settled >= max and lockout > 0 then
+    redis.call('SET', KEYS[2], now + lockout, 'PX', lockout)
+    return lockout
+  end
+  local left = redis.call('PTTL', KEYS[2])
+  if left > 0 then return left end
+  return 0
+end
+`
+
+// failureScript counts one failure and locks out (Store.AddFailure).
+//
+//	ARGV[5]  a member unique to this failure
+//
+// It returns the lockout left in ms, or 0.
+var failureScript = redis.NewScript(failurePrelude + `
+redis.call('ZADD', KEYS[1], now, 'f:' .. ARGV[5])
+-- Bound the set: only the newest failures can matter.
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(math.max(max, 1) + 65))
+return settle()
+`)
+
+// beginCheckScript admits one code check (Store.BeginCheck) by the rule of
+// challenge's admitWait: while fewer than max failures and checks in
+// progress are counted; after a lockout ended with max failures still in
+// the window, one check at a time; checks in progress that fill the count
+// make the caller wait a second; without lockout, a full window waits for
+// its oldest failure to leave.
+//
+//	ARGV[5]  the ticket: the check is counted as member 'p:' .. ticket
+//
+// It returns {1, 0} when admitted, or {0, ms to wait}.
+var beginCheckScript = redis.NewScript(failurePrelude + `
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local left = redis.call('PTTL', KEYS[2])
+  if left > 0 then return {0, left} end
+end
+local settled, pending = counts()
+local admit = settled + pending < max or (settled >= max and pending == 0 and lockout > 0)
+if not admit then
+  if settled >= max and lockout <= 0 then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    return {0, math.max(tonumber(oldest[2]) + window - now, 1000)}
+  end
+  return {0, 1000}
+end
+redis.call('ZADD', KEYS[1], now, 'p:' .. ARGV[5])
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, 0}
+`)
+
+// endCheckScript settles a check (Store.EndCheck): withdrawn, or kept as
+// a failure with the time it began.
+//
+//	ARGV[5]  the ticket; ARGV[6] "1" when the code was wrong
+//
+// It returns the lockout left in ms, or 0.
+var endCheckScript = redis.NewScript(failurePrelude + `
+local p = 'p:' .. ARGV[5]
+local score = redis.call('ZSCORE', KEYS[1], p)
+redis.call('ZREM', KEYS[1], p)
+if ARGV[6] ~= '1' then return 0 end
+if score then redis.call('ZADD', KEYS[1], score, 'f:' .. ARGV[5]) end
+return settle()
 `)

@@ -43,7 +43,7 @@ func lockOut(t *testing.T, c *cluster, at, email string, failures int) {
 		t.Fatalf("POST /api/email-otp: got %d %s; want 200", r.code, r.body)
 	}
 	wrong := wrongCode(c.in.Code(t, email))
-	for range failures {
+	for range failures - 1 {
 		c.api(t, 0, "PUT", "/api/email-otp", at, `{"otp":"`+wrong+`"}`)
 	}
 	if r := c.api(t, 0, "PUT", "/api/email-otp", at, `{"otp":"`+wrong+`"}`); r.code != http.StatusTooManyRequests {

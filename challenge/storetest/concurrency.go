@@ -164,8 +164,8 @@ func testConcurrency(t *testing.T, newStore func(*testing.T) challenge.Store) {
 	})
 
 	t.Run("concurrent failures lock out", func(t *testing.T) {
-		// Of n concurrent failures with maxPerHour m, exactly n-m exceed
-		// the limit, each seeing a lockout.
+		// Of n concurrent failures with maxPerHour m, exactly n-m+1 reach
+		// the limit (N means N), each seeing a lockout.
 		s := newStore(t)
 		user := unique(t)
 		now := clock()
@@ -191,8 +191,8 @@ func testConcurrency(t *testing.T, newStore func(*testing.T) challenge.Store) {
 				locked++
 			}
 		}
-		if locked != n-max {
-			t.Fatalf("got %d failures reporting a lockout; want %d", locked, n-max)
+		if locked != n-max+1 {
+			t.Fatalf("got %d failures reporting a lockout; want %d", locked, n-max+1)
 		}
 	})
 }

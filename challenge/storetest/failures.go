@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,9 +28,9 @@ func testFailures(t *testing.T, newStore func(*testing.T) challenge.Store) {
 		steps []failStep
 	}{
 		{
-			name: "exceeding the limit locks", max: 3,
+			// N means N: the third failure with a limit of 3 locks.
+			name: "reaching the limit locks", max: 3,
 			steps: []failStep{
-				{-3 * time.Minute, false},
 				{-2 * time.Minute, false},
 				{-1 * time.Minute, false},
 				{0, true},
@@ -37,12 +38,11 @@ func testFailures(t *testing.T, newStore func(*testing.T) challenge.Store) {
 		},
 		{
 			// Rolling, not fixed: the failure at -70m has left the hour by
-			// -5m, so -5m is the third in the hour, not the fourth.
+			// -5m, so 0 is the third in the hour, not the fourth.
 			name: "rolling hour", max: 3,
 			steps: []failStep{
 				{-70 * time.Minute, false},
 				{-50 * time.Minute, false},
-				{-30 * time.Minute, false},
 				{-5 * time.Minute, false},
 				{0, true},
 			},
@@ -50,7 +50,6 @@ func testFailures(t *testing.T, newStore func(*testing.T) challenge.Store) {
 		{
 			name: "one allowed", max: 1,
 			steps: []failStep{
-				{-time.Second, false},
 				{0, true},
 			},
 		},
@@ -104,11 +103,13 @@ func testFailures(t *testing.T, newStore func(*testing.T) challenge.Store) {
 			if left, err := s.Locked(t.Context(), other, now); err != nil || left != 0 {
 				t.Errorf("Locked(%q): got %v, %v; want 0", other, left, err)
 			}
-			if got, err := s.AddFailure(t.Context(), other, now, 1, lockout); err != nil || got != 0 {
-				t.Errorf("first AddFailure(%q): got %v, %v; want 0", other, got, err)
+			if got, err := s.AddFailure(t.Context(), other, now, 2, lockout); err != nil || got != 0 {
+				t.Errorf("first AddFailure(%q) of 2: got %v, %v; want 0", other, got, err)
 			}
 		}
 	})
+
+	t.Run("checks: N means N", func(t *testing.T) { testChecks(t, newStore, lockout) })
 
 	t.Run("unknown user is not locked", func(t *testing.T) {
 		s := newStore(t)
@@ -291,5 +292,165 @@ func testExpiry(t *testing.T, newStore func(*testing.T) challenge.Store) {
 			left, err := s.Locked(t.Context(), user, time.Now())
 			return left == 0, err
 		})
+	})
+}
+
+// testChecks checks BeginCheck and EndCheck (SPEC §3
+// otp.max_failures_per_hour: N means N): exactly N wrong codes are checked
+// per rolling hour, the Nth locks, and from then on no check is admitted,
+// whatever the code; right codes withdraw the failure counted in advance.
+func testChecks(t *testing.T, newStore func(*testing.T) challenge.Store, lockout time.Duration) {
+	const max = 3
+	begin := func(t *testing.T, s challenge.Store, user string, now time.Time) (string, time.Duration) {
+		t.Helper()
+		ticket, left, err := s.BeginCheck(t.Context(), user, now, max, lockout)
+		if err != nil {
+			t.Fatalf("BeginCheck: %v", err)
+		}
+		if (ticket == "") == (left == 0) {
+			t.Fatalf("BeginCheck: got ticket %q and left %v; want exactly one of them", ticket, left)
+		}
+		return ticket, left
+	}
+	end := func(t *testing.T, s challenge.Store, user, ticket string, failed bool, now time.Time) time.Duration {
+		t.Helper()
+		left, err := s.EndCheck(t.Context(), user, ticket, failed, now, max, lockout)
+		if err != nil {
+			t.Fatalf("EndCheck: %v", err)
+		}
+		return left
+	}
+
+	t.Run("the Nth wrong code locks", func(t *testing.T) {
+		s := newStore(t)
+		user := unique(t)
+		now := time.Now()
+		for i := 1; i <= max; i++ {
+			ticket, left := begin(t, s, user, now)
+			if ticket == "" {
+				t.Fatalf("check %d of %d: refused (left %v); want admitted", i, max, left)
+			}
+			left = end(t, s, user, ticket, true, now)
+			if (i == max) != (left > 0) {
+				t.Fatalf("wrong code %d of %d: lockout %v; want one only at the %dth", i, max, left, max)
+			}
+			if i == max && (left < lockout-2*time.Second || left > lockout) {
+				t.Fatalf("wrong code %d: lockout %v; want %v", i, left, lockout)
+			}
+		}
+		// Locked: no further check, right or wrong, is admitted.
+		for range 3 {
+			if ticket, left := begin(t, s, user, now); ticket != "" || left <= 0 {
+				t.Fatalf("check after the lockout: got ticket %q, left %v; want refused with the lockout left", ticket, left)
+			}
+		}
+		if left, err := s.Locked(t.Context(), user, now); err != nil || left <= 0 {
+			t.Fatalf("Locked: got %v, %v; want locked", left, err)
+		}
+	})
+
+	t.Run("right codes do not count", func(t *testing.T) {
+		s := newStore(t)
+		user := unique(t)
+		now := time.Now()
+		for i := range 2 * max {
+			ticket, left := begin(t, s, user, now)
+			if ticket == "" {
+				t.Fatalf("right code %d: refused (left %v); want admitted", i, left)
+			}
+			if left := end(t, s, user, ticket, false, now); left != 0 {
+				t.Fatalf("right code %d: lockout %v; want none", i, left)
+			}
+		}
+		// max-1 wrong codes, then a right one: still admitted.
+		for range max - 1 {
+			ticket, _ := begin(t, s, user, now)
+			end(t, s, user, ticket, true, now)
+		}
+		ticket, left := begin(t, s, user, now)
+		if ticket == "" {
+			t.Fatalf("right code after %d of %d failures: refused (left %v); want admitted", max-1, max, left)
+		}
+		end(t, s, user, ticket, false, now)
+		if left, err := s.Locked(t.Context(), user, now); err != nil || left != 0 {
+			t.Fatalf("Locked after a right code: got %v, %v; want 0", left, err)
+		}
+	})
+
+	t.Run("failures from AddFailure count", func(t *testing.T) {
+		s := newStore(t)
+		user := unique(t)
+		now := time.Now()
+		for range max - 1 {
+			if _, err := s.AddFailure(t.Context(), user, now, max, lockout); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ticket, _ := begin(t, s, user, now)
+		if ticket == "" {
+			t.Fatal("check after max-1 failures: refused; want admitted")
+		}
+		if left := end(t, s, user, ticket, true, now); left <= 0 {
+			t.Fatalf("the %dth failure: lockout %v; want locked", max, left)
+		}
+	})
+
+	t.Run("after the lockout one check at a time", func(t *testing.T) {
+		// The lockout ends with max failures still in the hour: one check
+		// is admitted at a time (a right code must get its chance), and a
+		// wrong one locks again at once.
+		s := newStore(t)
+		user := unique(t)
+		const short = 1200 * time.Millisecond
+		for range max {
+			if _, err := s.AddFailure(t.Context(), user, time.Now(), max, short); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var ticket string
+		eventually(t, 10*time.Second, "a check admitted after the lockout", func() (bool, error) {
+			tk, _, err := s.BeginCheck(t.Context(), user, time.Now(), max, short)
+			ticket = tk
+			return tk != "", err
+		})
+		if tk, left, err := s.BeginCheck(t.Context(), user, time.Now(), max, short); err != nil || tk != "" || left <= 0 {
+			t.Fatalf("second check while one is in progress: got %q, %v, %v; want refused", tk, left, err)
+		}
+		if left, err := s.EndCheck(t.Context(), user, ticket, true, time.Now(), max, short); err != nil || left <= 0 {
+			t.Fatalf("wrong code after the lockout: got %v, %v; want locked again", left, err)
+		}
+	})
+
+	t.Run("concurrent checks admit N", func(t *testing.T) {
+		// However many checks race, at most max are admitted in the hour,
+		// so at most max wrong codes are ever checked.
+		s := newStore(t)
+		user := unique(t)
+		now := time.Now()
+		const n = 40
+		var wg sync.WaitGroup
+		tickets := make([]string, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		for i := range tickets {
+			wg.Go(func() {
+				<-start
+				tickets[i], _, errs[i] = s.BeginCheck(t.Context(), user, now, max, lockout)
+			})
+		}
+		close(start)
+		wg.Wait()
+		admitted := 0
+		for i := range tickets {
+			if errs[i] != nil {
+				t.Fatalf("BeginCheck: %v", errs[i])
+			}
+			if tickets[i] != "" {
+				admitted++
+			}
+		}
+		if admitted != max {
+			t.Fatalf("got %d of %d concurrent checks admitted; want %d", admitted, n, max)
+		}
 	})
 }

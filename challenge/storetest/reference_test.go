@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,8 @@ type refStore struct {
 	locks   map[string]time.Time // real-time end of lockout
 	revoked map[string]time.Time // real-time end of revocation
 	cer     map[string]refCeremony
+	pending map[string]map[string]time.Time // user -> ticket -> when begun
+	seq     int
 }
 
 type refCeremony struct {
@@ -68,7 +71,7 @@ func newRefStore() *refStore {
 	return &refStore{
 		sends: map[string][]time.Time{}, codes: map[string]refCode{},
 		fails: map[string][]time.Time{}, locks: map[string]time.Time{}, revoked: map[string]time.Time{},
-		cer: map[string]refCeremony{},
+		cer: map[string]refCeremony{}, pending: map[string]map[string]time.Time{},
 	}
 }
 
@@ -155,11 +158,64 @@ func (s *refStore) AddFailure(_ context.Context, user string, now time.Time, max
 	defer s.mu.Unlock()
 	ts := append(inHour(s.fails[user], now), now)
 	s.fails[user] = ts
-	if len(ts) > maxPerHour {
+	if len(ts) >= maxPerHour {
 		s.locks[user] = time.Now().Add(lockout)
 		return lockout, nil
 	}
 	return 0, nil
+}
+
+// counted is the user's failures and checks in progress in the hour.
+func (s *refStore) counted(user string, now time.Time) int {
+	n := len(inHour(s.fails[user], now))
+	for _, at := range s.pending[user] {
+		if at.After(now.Add(-time.Hour)) {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *refStore) BeginCheck(_ context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (string, time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if left := time.Until(s.locks[user]); left > 0 {
+		return "", left, nil
+	}
+	settled := len(inHour(s.fails[user], now))
+	pending := s.counted(user, now) - settled
+	switch {
+	case settled+pending < maxPerHour:
+	case settled >= maxPerHour && pending == 0 && lockout > 0:
+		// After a lockout: one check at a time.
+	default:
+		return "", time.Second, nil
+	}
+	s.seq++
+	ticket := fmt.Sprint(s.seq)
+	if s.pending[user] == nil {
+		s.pending[user] = map[string]time.Time{}
+	}
+	s.pending[user][ticket] = now
+	return ticket, 0, nil
+}
+
+func (s *refStore) EndCheck(_ context.Context, user, ticket string, failed bool, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.pending[user][ticket]
+	delete(s.pending[user], ticket)
+	if !failed {
+		return 0, nil
+	}
+	if ok {
+		s.fails[user] = append(s.fails[user], at)
+	}
+	if len(inHour(s.fails[user], now)) >= maxPerHour && lockout > 0 {
+		s.locks[user] = time.Now().Add(lockout)
+		return lockout, nil
+	}
+	return max(0, time.Until(s.locks[user])), nil
 }
 
 func (s *refStore) Locked(_ context.Context, user string, _ time.Time) (time.Duration, error) {
