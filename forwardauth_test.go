@@ -497,8 +497,8 @@ func TestForwardAuthCaddy(t *testing.T) {
 	s := startFAStack(t)
 	addr := startCaddy(t, s)
 	base := "http://" + addr
-	t.Run("cases", func(t *testing.T) { faProxyCases(t, s, addr, "") })
+	t.Run("cases", func(t *testing.T) { faProxyCases(t, s, addr, base) })
 	t.Run("browser flow", func(t *testing.T) {
-		faStepUpFlow(t, s, base, "/.stepup/challenge?rd=%2Fadmin%2Fx", false)
+		faStepUpFlow(t, s, base, base+"/.stepup/challenge?rd=%2Fadmin%2Fx", false)
 	})
 }

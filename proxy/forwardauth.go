@@ -82,7 +82,8 @@ type original struct {
 // serveAuthz answers a forward-auth call r with the gate's decision for the
 // original request it describes (SPEC §12): 200 with the SPEC §7 headers
 // for the outer proxy to copy upstream, 302 to the challenge or the login
-// page for browsers (401 with Location for nginx), the RFC 9470 401 for API
+// page for browsers (absolute when the scheme is known; 401 with Location
+// for nginx), the RFC 9470 401 for API
 // clients, 403 for deny, 400 for what cannot be decided unambiguously.
 func (g *Gate) serveAuthz(w http.ResponseWriter, r *http.Request, st *state, ep *endpoint) {
 	st.via = ep.name
@@ -111,9 +112,13 @@ func (g *Gate) serveAuthz(w http.ResponseWriter, r *http.Request, st *state, ep 
 		g.reject(w, orig, st, err.Error())
 		return
 	}
-	if ep.nginx {
-		st.redirectAny = true
-		w = &authRequestWriter{ResponseWriter: w, origin: o.scheme + "://" + o.host}
+	if ep.nginx || o.scheme != "" {
+		aw := &answerWriter{ResponseWriter: w, as401: ep.nginx}
+		if o.scheme != "" {
+			aw.origin = o.scheme + "://" + o.host
+		}
+		st.redirectAny = ep.nginx
+		w = aw
 	}
 	switch out {
 	case outForwarded:
@@ -297,22 +302,29 @@ func isToken(s string) bool {
 	return true
 }
 
-// authRequestWriter sends the gate's redirects as nginx auth_request can
-// pass them on: 401 with the Location made absolute on the original
-// request's origin, since nginx's error_page takes a path as an internal
-// redirect rather than a redirect to send.
-type authRequestWriter struct {
+// answerWriter adapts the gate's redirects to the outer proxy. With an
+// origin, a Location that is a path is made absolute on it: Traefik
+// resolves a relative Location against the decision endpoint's own URL
+// (http.Response.Location), which would send browsers to stepgate's
+// internal address, and nginx's error_page takes a path for an internal
+// redirect rather than one to send. With as401, the redirect itself is
+// sent as 401 with that Location, which is what nginx auth_request can
+// pass on (deploy/nginx turns it into the 302).
+type answerWriter struct {
 	http.ResponseWriter
-	origin string // scheme://host of the original request
+	origin string // scheme://host of the original request; "" when unknown
+	as401  bool
 }
 
-func (w *authRequestWriter) WriteHeader(code int) {
+func (w *answerWriter) WriteHeader(code int) {
 	if code == http.StatusFound {
 		h := w.Header()
-		if loc := h.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
+		if loc := h.Get("Location"); w.origin != "" && strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
 			h.Set("Location", w.origin+loc)
 		}
-		code = http.StatusUnauthorized
+		if w.as401 {
+			code = http.StatusUnauthorized
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

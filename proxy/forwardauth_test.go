@@ -26,17 +26,18 @@ type faCase struct {
 
 // faStyle describes an original request to one endpoint as its proxy does.
 type faStyle struct {
-	name  string
-	nginx bool // redirects come as 401 + absolute Location
-	call  func(c faCase) string
+	name     string
+	nginx    bool // redirects come as 401
+	absolute bool // Location is absolute (the endpoint is told the scheme)
+	call     func(c faCase) string
 }
 
 var faStyles = []faStyle{
-	{name: "auth-request", nginx: true, call: func(c faCase) string {
+	{name: "auth-request", nginx: true, absolute: true, call: func(c faCase) string {
 		return get("/.stepup/authz/auth-request", append([]string{"Host: stepgate.internal",
 			"X-Original-Method: " + c.method, "X-Original-URL: http://" + c.hostOr() + c.target}, c.headers...)...)
 	}},
-	{name: "forward-auth", call: func(c faCase) string {
+	{name: "forward-auth", absolute: true, call: func(c faCase) string {
 		return get("/.stepup/authz/forward-auth", append([]string{"Host: stepgate.internal",
 			"X-Forwarded-Method: " + c.method, "X-Forwarded-Proto: http", "X-Forwarded-Host: " + c.hostOr(),
 			"X-Forwarded-Uri: " + c.target}, c.headers...)...)
@@ -160,8 +161,11 @@ func TestForwardAuthSameDecision(t *testing.T) {
 func checkSameAnswer(t *testing.T, st faStyle, want, got rawResponse, forwarded http.Header) {
 	t.Helper()
 	wantStatus, wantLoc := want.Status, want.Header.Get("Location")
+	if st.absolute && wantLoc != "" {
+		wantLoc = "http://app.example.com" + wantLoc
+	}
 	if st.nginx && wantStatus == http.StatusFound {
-		wantStatus, wantLoc = http.StatusUnauthorized, "http://app.example.com"+wantLoc
+		wantStatus = http.StatusUnauthorized
 	}
 	if st.nginx && wantStatus == http.StatusUnauthorized && wantLoc == "" && strings.Contains(want.Body, "<a href=\"/.stepup/challenge?rd=") {
 		// Browsers' non-GET step-up: nginx cannot pass on the 401 page,
@@ -386,5 +390,29 @@ func TestForwardAuthMetricsAndAudit(t *testing.T) {
 	}
 	if denied != 3 || challenged != 3 {
 		t.Errorf("got %d denied and %d step_up_required records; want 3 each", denied, challenged)
+	}
+}
+
+// TestForwardAuthLocation checks that redirects are absolute on the
+// original origin when the endpoint is told the scheme (Traefik resolves a
+// relative Location against the decision endpoint's URL), and relative
+// otherwise (Envoy passes it to the browser as it is).
+func TestForwardAuthLocation(t *testing.T) {
+	e, send := newForwardAuthEnv(t, loopback(), nil)
+	at := e.accessToken(t, "alice", "s1", "alice@example.com")
+	h := []string{"Cookie: access_token=" + at, "Accept: text/html", "X-Forwarded-Method: GET", "X-Forwarded-Host: app.example.com:8443", "X-Forwarded-Uri: /account/x"}
+	const rd = "/.stepup/challenge?rd=%2Faccount%2Fx"
+	for _, tt := range []struct {
+		name, req, want string
+	}{
+		{"https", get("/.stepup/authz/forward-auth", append(h, "X-Forwarded-Proto: https")...), "https://app.example.com:8443" + rd},
+		{"no proto", get("/.stepup/authz/forward-auth", h...), rd},
+		{"ext-authz", get("/.stepup/authz/ext-authz/account/x", h[:2]...), rd},
+		{"login", get("/.stepup/authz/forward-auth", "Accept: text/html", "X-Forwarded-Proto: https", "X-Forwarded-Method: GET", "X-Forwarded-Host: app.example.com", "X-Forwarded-Uri: /account/x"), "https://app.example.com/login?rd=%2Faccount%2Fx"},
+	} {
+		res := send(tt.req)
+		if res.Status != http.StatusFound || res.Header.Get("Location") != tt.want {
+			t.Errorf("%s: got %d to %q; want 302 to %q", tt.name, res.Status, res.Header.Get("Location"), tt.want)
+		}
 	}
 }
