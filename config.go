@@ -306,6 +306,10 @@ var configDefaults = map[string]any{
 	"factors.totp.period":              30 * time.Second,
 	"factors.totp.digits":              6,
 	"factors.totp.skew":                1,
+	"factors.passkey.rp_id":            "",
+	"factors.passkey.attestation":      "none",
+	"factors.passkey.aaguids":          []string{},
+	"factors.passkey.metadata_file":    "",
 	"policies.default":                 "authenticate",
 	"log.level":                        "info",
 	"log.format":                       "json",
@@ -343,8 +347,26 @@ type FactorsConfig struct {
 	EncryptionKeyFile string `mapstructure:"encryption_key_file"`
 	// PreviousEncryptionKeys still open secrets during a rotation, until
 	// `stepgate factors rekey` has sealed everything under the current key.
-	PreviousEncryptionKeys []string          `mapstructure:"previous_encryption_keys"`
-	TOTP                   FactorsTOTPConfig `mapstructure:"totp"`
+	PreviousEncryptionKeys []string             `mapstructure:"previous_encryption_keys"`
+	TOTP                   FactorsTOTPConfig    `mapstructure:"totp"`
+	Passkey                FactorsPasskeyConfig `mapstructure:"passkey"`
+}
+
+// FactorsPasskeyConfig is factors.passkey (WebAuthn).
+type FactorsPasskeyConfig struct {
+	// RPID is the relying party id; "" means the host of
+	// server.public_url. A parent domain of that host lets one passkey
+	// serve sibling hosts; it must not be a public suffix.
+	RPID string `mapstructure:"rp_id"`
+	// Attestation is none (default: no attestation asked, the AAGUID is
+	// only self-asserted) or direct (needed for aaguids).
+	Attestation string `mapstructure:"attestation"`
+	// AAGUIDs, when set, are the only authenticator models that may
+	// register (with attestation direct and metadata_file).
+	AAGUIDs []string `mapstructure:"aaguids"`
+	// MetadataFile is a FIDO Metadata Service (MDS3) payload in JSON that
+	// ops downloaded and checked; never fetched at run time.
+	MetadataFile string `mapstructure:"metadata_file"`
 }
 
 // FactorsSQLiteConfig is factors.sqlite.

@@ -549,11 +549,11 @@ func unjoin(err error) []error {
 }
 
 // storedMethods are the methods whose factors live in the factor store.
-var storedMethods = []string{secondfactor.MethodTOTP}
+var storedMethods = []string{secondfactor.MethodPasskey, secondfactor.MethodTOTP}
 
 // knownMethods are the methods factors.enabled may list, strongest first
 // (the order the challenge page offers them in).
-var knownMethods = []string{secondfactor.MethodTOTP, secondfactor.MethodEmail}
+var knownMethods = []string{secondfactor.MethodPasskey, secondfactor.MethodTOTP, secondfactor.MethodEmail}
 
 // factorStoreNeeded reports whether an enabled method keeps factors in the
 // factor store (and so needs the database and the encryption key).
@@ -569,18 +569,21 @@ func (c *Config) factorStoreNeeded() bool {
 func (c *Config) validateFactors(ps *problems) {
 	f := c.Factors
 	if len(f.Enabled) == 0 {
-		ps.add("factors.enabled", "must list at least one method (email, totp)")
+		ps.add("factors.enabled", "must list at least one method (email, totp, passkey)")
 	}
 	seen := map[string]bool{}
 	for i, m := range f.Enabled {
 		key := fmt.Sprintf("factors.enabled[%d]", i)
 		switch {
 		case !slices.Contains(knownMethods, m):
-			ps.add(key, "unknown method %q (email or totp)", m)
+			ps.add(key, "unknown method %q (email, totp or passkey)", m)
 		case seen[m]:
 			ps.add(key, "%q is listed twice", m)
 		}
 		seen[m] = true
+	}
+	if seen[secondfactor.MethodPasskey] {
+		c.validatePasskey(ps)
 	}
 	if !c.factorStoreNeeded() {
 		return
