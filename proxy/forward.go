@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -69,10 +70,16 @@ func (bp *bufferPool) Put(b []byte) {
 var errUpstreamTimeout = errors.New("upstream timeout awaiting response headers")
 
 // timedTransport observes stepgate_upstream_duration_seconds and applies
-// Config.UpstreamTimeout. The timeout covers dialing, writing the request
-// and waiting for the response headers, and is stopped as soon as the
-// headers arrive, so that a streaming body is never cut; a body that stalls
-// is bounded by the client going away instead.
+// Config.UpstreamTimeout, which bounds the upstream's slowness and never the
+// client's (SPEC §13): each stretch of time in which the exchange waits on
+// the upstream — dialing and writing the headers, each write of a piece of
+// the request body (an upstream that stops reading), and the wait for the
+// response headers once the body is sent — must end within the timeout.
+// While the body is being read from the client the timer is stopped: a
+// slow but steady upload may take as long as the server's read timeouts
+// allow. The timer stops for good when the headers arrive, so a streaming
+// response body is never cut; a response body that stalls is bounded by the
+// client going away instead.
 //
 // The common request has no body, and the Transport that NewTransport
 // builds bounds each phase of it already: dial and TLS handshake (at most
@@ -113,8 +120,19 @@ func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	timer := time.AfterFunc(t.timeout, func() { cancel(errUpstreamTimeout) })
-	res, err := t.base.RoundTrip(r.WithContext(ctx))
+	out := r.WithContext(ctx)
+	var body *clientBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &clientBody{rc: r.Body, timer: timer, timeout: t.timeout}
+		out.Body = body
+	}
+	res, err := t.base.RoundTrip(out)
 	fired := !timer.Stop()
+	if body != nil {
+		// The Transport may still be sending the body (an upstream that
+		// answered early); from now on its reads must not rearm the timer.
+		body.finish()
+	}
 	t.hist.Observe(time.Since(start).Seconds())
 	if fired {
 		// The headers may have won the race against the timer, but the
@@ -132,6 +150,46 @@ func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	// The body is read under ctx; it is released with the inbound request's
 	// context when the handler returns.
 	return res, nil
+}
+
+// clientBody is the request body as the Transport reads it. The upstream
+// timer runs while the Transport is busy with the upstream and is stopped
+// while a Read waits for the client: between two Reads the Transport writes
+// what the last one returned, and an upstream that does not take it within
+// the timeout is slow; a client that sends slowly is bounded by the
+// server's read deadlines instead. After EOF the timer runs until the
+// response headers (RoundTrip stops it).
+type clientBody struct {
+	rc      io.ReadCloser
+	timeout time.Duration
+
+	mu    sync.Mutex
+	timer *time.Timer
+	done  bool // RoundTrip returned; the timer is no longer ours to arm
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	// Stop reports false when the timer already fired: the exchange is
+	// cancelled and the Transport will see it; the Read is harmless.
+	running := !b.done && b.timer.Stop()
+	b.mu.Unlock()
+	n, err := b.rc.Read(p)
+	b.mu.Lock()
+	if running && !b.done {
+		b.timer.Reset(b.timeout)
+	}
+	b.mu.Unlock()
+	return n, err
+}
+
+func (b *clientBody) Close() error { return b.rc.Close() }
+
+// finish stops the body from rearming the timer.
+func (b *clientBody) finish() {
+	b.mu.Lock()
+	b.done = true
+	b.mu.Unlock()
 }
 
 // rewrite builds the outgoing request (SPEC §7). It runs after the
