@@ -60,6 +60,24 @@ type ServerConfig struct {
 	// or SIGINT before their connections are closed. Default 15s; zero
 	// closes them at once.
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
+	// ShutdownDelay is how long the listeners keep serving after SIGTERM
+	// or SIGINT while /readyz already fails, so that a load balancer stops
+	// sending new connections before they are refused (SPEC §13); then
+	// they stop accepting and drain for ShutdownGrace. Default 0.
+	ShutdownDelay time.Duration `mapstructure:"shutdown_delay"`
+	// ReadTimeout bounds reading a whole request on the proxy port,
+	// headers and body, from the moment its connection is read (net/http
+	// Server.ReadTimeout). Default 60s; zero means no total bound (long
+	// uploads), ReadIdleTimeout still cuts a stalled one.
+	ReadTimeout time.Duration `mapstructure:"read_timeout"`
+	// ReadIdleTimeout is the longest pause allowed between two pieces of a
+	// request body: a client that stops sending is cut after it, however
+	// long ReadTimeout is. Default 30s; zero means none.
+	ReadIdleTimeout time.Duration `mapstructure:"read_idle_timeout"`
+	// MaxConnections bounds the proxy port's open connections; beyond it
+	// new connections are answered 503 and closed (SPEC §13). Default
+	// 10000.
+	MaxConnections int `mapstructure:"max_connections"`
 }
 
 // LogConfig is the log section (README "Operations"; not in SPEC §3, which
@@ -241,6 +259,10 @@ var configDefaults = map[string]any{
 	"server.case_insensitive_paths":    false,
 	"server.forward_auth":              false,
 	"server.shutdown_grace":            15 * time.Second,
+	"server.shutdown_delay":            time.Duration(0),
+	"server.read_timeout":              60 * time.Second,
+	"server.read_idle_timeout":         30 * time.Second,
+	"server.max_connections":           10000,
 	"upstream.url":                     "http://127.0.0.1:3000",
 	"upstream.timeout":                 30 * time.Second,
 	"upstream.forward_token":           false,

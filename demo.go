@@ -178,7 +178,7 @@ func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Log
 	}
 	servers := []*http.Server{
 		appSrv,
-		newProxyServer(observe(withInbox(live, cfg.Server.Prefix+inboxPath, inbox), live, shared.responses, logger), errLog),
+		newProxyServer(observe(withInbox(live, cfg.Server.Prefix+inboxPath, inbox), live, shared.responses, logger), cfg.Server, errLog),
 		newAdminServer(adminHandler(shared, live), errLog),
 	}
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -174,8 +175,23 @@ func TestKubernetesManifests(t *testing.T) {
 	if ports["http"] != atoi(proxyPort) || ports["admin"] != atoi(adminPort) {
 		t.Errorf("container ports %v: want http %s and admin %s", ports, proxyPort, adminPort)
 	}
-	if tg, _ := get(spec, "terminationGracePeriodSeconds").(int); float64(tg) <= cfg.Server.ShutdownGrace.Seconds() {
-		t.Errorf("terminationGracePeriodSeconds %d: want more than server.shutdown_grace %v", tg, cfg.Server.ShutdownGrace)
+	drain := cfg.Server.ShutdownDelay + cfg.Server.ShutdownGrace
+	if tg, _ := get(spec, "terminationGracePeriodSeconds").(int); float64(tg) <= drain.Seconds() {
+		t.Errorf("terminationGracePeriodSeconds %d: want more than server.shutdown_delay + shutdown_grace %v", tg, drain)
+	}
+	// SPEC §13: the pod must keep serving until the readiness probe has
+	// seen /readyz fail, or new connections reach a pod that refuses them.
+	period, _ := get(c, "readinessProbe", "periodSeconds").(int)
+	failures, _ := get(c, "readinessProbe", "failureThreshold").(int)
+	if period == 0 {
+		period = 10 // Kubernetes' defaults
+	}
+	if failures == 0 {
+		failures = 3
+	}
+	if notice := time.Duration(period*failures) * time.Second; cfg.Server.ShutdownDelay <= notice {
+		t.Errorf("server.shutdown_delay %v: want more than the readiness probe takes to notice (%v = periodSeconds %d x failureThreshold %d)",
+			cfg.Server.ShutdownDelay, notice, period, failures)
 	}
 
 	// Mounts: the ConfigMap as the directory of /etc/stepgate/config.yaml

@@ -135,6 +135,12 @@ func readyz(shared *sharedParts, live *liveGate, up *probe) http.HandlerFunc {
 			http.Error(w, "config not loaded", http.StatusServiceUnavailable)
 			return
 		}
+		if live.draining.Load() {
+			// SIGTERM: take this instance out of rotation while it still
+			// serves (server.shutdown_delay).
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 		defer cancel()
 		if err := shared.store.Ping(ctx); err != nil {

@@ -174,7 +174,8 @@ func (rl *reloader) fail(reason string, err error) error {
 // built from. A reload keeps their running values (the new ones would be
 // half applied otherwise) and says so.
 var restartOnly = []string{
-	"server.listen", "server.admin_listen", "upstream.timeout",
+	"server.listen", "server.admin_listen", "server.read_timeout",
+	"server.read_idle_timeout", "server.max_connections", "upstream.timeout",
 	"store", "mail.driver", "mail.from", "mail.smtp", "mail.file", "log.format",
 }
 

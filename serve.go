@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -23,9 +24,10 @@ import (
 const (
 	// readHeaderTimeout bounds how long a client may take to send headers.
 	readHeaderTimeout = 10 * time.Second
-	// readTimeout bounds reading a whole request, body included. Uploads
-	// slower than this are cut; hijacked WebSocket connections are not
-	// affected (net/http clears the deadlines on Hijack).
+	// readTimeout bounds reading a whole request on the demo's sample
+	// app; the proxy port takes server.read_timeout (default the same)
+	// and server.read_idle_timeout. Hijacked WebSocket connections are
+	// not affected (net/http clears the deadlines on Hijack).
 	readTimeout = 60 * time.Second
 	// idleTimeout closes idle keep-alive connections.
 	idleTimeout = 120 * time.Second
@@ -42,6 +44,9 @@ const (
 // so a request sees one whole config, old or new, never a mix.
 type liveGate struct {
 	cur atomic.Pointer[gateState]
+	// draining is set on SIGTERM: /readyz fails from then on while the
+	// listeners keep serving for server.shutdown_delay (SPEC §13).
+	draining atomic.Bool
 }
 
 // gateState is one loaded config and the handler built from it.
@@ -147,9 +152,10 @@ type serveOptions struct {
 }
 
 // serveWith runs the proxy and admin servers until ctx ends (SIGTERM or
-// SIGINT in main), reloading on file changes and o.reload; then it stops
-// accepting, lets in-flight requests finish for server.shutdown_grace,
-// closes the store and returns nil.
+// SIGINT in main), reloading on file changes and o.reload; then /readyz
+// fails, both keep serving for server.shutdown_delay, stop accepting, let
+// in-flight requests finish for server.shutdown_grace, close the store and
+// return nil.
 func serveWith(ctx context.Context, o serveOptions) error {
 	cfg, logger := o.cfg, o.logger
 	if o.getenv == nil {
@@ -181,7 +187,13 @@ func serveWith(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("server.admin_listen: %w", err)
 	}
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	proxySrv := newProxyServer(observe(live, live, shared.responses, logger), errLog)
+	proxySrv := newProxyServer(observe(live, live, shared.responses, logger), cfg.Server, errLog)
+	refused := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stepgate_connections_refused_total",
+		Help: "Connections to the proxy port answered 503 and closed because server.max_connections were open.",
+	})
+	shared.registry.MustRegister(refused)
+	pl = newLimitListener(pl, cfg.Server.MaxConnections, logger, refused)
 	adminSrv := newAdminServer(adminHandler(shared, live), errLog)
 	logger.Info("stepgate started",
 		"version", version,
@@ -218,13 +230,22 @@ func serveWith(ctx context.Context, o serveOptions) error {
 	stopReloads()
 	reloads.Wait()
 
-	// The grace period is the serving config's: it may have been reloaded.
-	grace := live.cur.Load().cfg.Server.ShutdownGrace
-	logger.Info("stepgate stopping", "grace", grace.String())
+	// The delay and grace period are the serving config's: they may have
+	// been reloaded. Readiness fails at once; the listeners keep serving
+	// for the delay, so that a load balancer following /readyz stops
+	// sending new connections before they are refused (SPEC §13).
+	live.draining.Store(true)
+	sc := live.cur.Load().cfg.Server
+	grace, delay := sc.ShutdownGrace, sc.ShutdownDelay
+	logger.Info("stepgate stopping", "delay", delay.String(), "grace", grace.String())
+	if delay > 0 && serveErr == nil {
+		t := time.NewTimer(delay)
+		<-t.C
+		logger.Info("shutdown delay over; no longer accepting connections", "grace", grace.String())
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	// The admin server stops first so that readiness fails while the
-	// proxy drains; both stop accepting at once.
+	// Both stop accepting at once and drain.
 	var wg sync.WaitGroup
 	var proxyErr, adminErr error
 	wg.Go(func() { proxyErr = proxySrv.Shutdown(sctx) })
@@ -246,24 +267,6 @@ func serveWith(ctx context.Context, o serveOptions) error {
 	}
 	logger.Info("stepgate stopped")
 	return nil
-}
-
-// newProxyServer is the proxy listener's server, for serve and demo alike:
-// bounded header reads and sizes, and no WriteTimeout so that streams and
-// WebSockets are not cut (upstream.timeout bounds slow upstreams).
-func newProxyServer(h http.Handler, errLog *log.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          errLog,
-		// Without it net/http answers `OPTIONS *` itself with 200; the
-		// gate refuses it with 400 like any target that is not origin-form
-		// (SPEC §4).
-		DisableGeneralOptionsHandler: true,
-	}
 }
 
 // newAdminServer is the admin listener's server: small requests, short

@@ -88,6 +88,22 @@ func (c *Config) validateServer(ps *problems) {
 	if s.ShutdownGrace < 0 {
 		ps.add("server.shutdown_grace", "must not be negative")
 	}
+	if s.ShutdownDelay < 0 {
+		ps.add("server.shutdown_delay", "must not be negative")
+	}
+	if s.ReadTimeout < 0 {
+		ps.add("server.read_timeout", "must not be negative (0 means no total bound)")
+	}
+	if s.ReadIdleTimeout < 0 {
+		ps.add("server.read_idle_timeout", "must not be negative (0 means none)")
+	}
+	if s.ReadTimeout == 0 && s.ReadIdleTimeout == 0 {
+		// SPEC §10: no slowloris. One of the two must bound a body.
+		ps.add("server.read_idle_timeout", "must be set when server.read_timeout is 0: otherwise a client could hold a connection forever by sending a body byte by byte, or not at all")
+	}
+	if s.MaxConnections < 1 {
+		ps.add("server.max_connections", "must be at least 1")
+	}
 	if c.Upstream.Timeout <= 0 {
 		ps.add("upstream.timeout", "must be more than 0")
 	}

@@ -65,6 +65,12 @@ func (bp *bufferPool) Put(b []byte) {
 	bp.p.Put(&b)
 }
 
+// ErrBodyTimeout is what a request body's Read returns when the server
+// cut a client that stopped sending (server.read_idle_timeout or
+// server.read_timeout, applied by package main). The exchange is answered
+// 408, never blamed on the upstream.
+var ErrBodyTimeout = errors.New("request body timed out")
+
 // errUpstreamTimeout is the cause of an upstream exchange cut by
 // Config.UpstreamTimeout.
 var errUpstreamTimeout = errors.New("upstream timeout awaiting response headers")
@@ -398,6 +404,10 @@ func (g *Gate) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var ne net.Error
 	switch {
+	case errors.Is(err, ErrBodyTimeout):
+		g.log.Info("request body timed out", "request_id", reqID, "status", http.StatusRequestTimeout)
+		g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusRequestTimeout, Code: "request_timeout", Title: "The upload stalled",
+			Msg: "Your browser stopped sending the request. Please try again.", Header: http.Header{"Connection": {"close"}}})
 	case errors.Is(err, errUpstreamTimeout), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		g.log.Warn("upstream timeout", "request_id", reqID, "status", http.StatusGatewayTimeout, "err", err)
