@@ -165,6 +165,14 @@ upstream:
 			t.Errorf("proxy port %s: got %d %q; want the policy's answer", p, code, body)
 		}
 	}
+	// The admin / is a short index of the endpoints, not a 404; other
+	// paths still are.
+	if code, body := httpGet(t, "http://"+s.admin+"/"); code != 200 || !strings.Contains(body, "/metrics") || !strings.Contains(body, "/healthz") || !strings.Contains(body, "/readyz") {
+		t.Errorf("admin /: got %d %q; want 200 listing /metrics, /healthz, /readyz", code, body)
+	}
+	if code, _ := httpGet(t, "http://"+s.admin+"/nothing"); code != 404 {
+		t.Errorf("admin /nothing: got %d; want 404", code)
+	}
 }
 
 // TestHealthcheckCommand: exit 0 on 200, an error otherwise.

@@ -78,7 +78,7 @@ func observe(next http.Handler, live *liveGate, responses *prometheus.CounterVec
 			slog.String("path", accessPath(r)),
 			slog.Int("status", status),
 			slog.Int64("bytes", sw.bytes),
-			slog.Duration("duration", time.Since(start)),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.String("client", clientHost(r.RemoteAddr)),
 			slog.String("user_agent", r.UserAgent()),
 		)

@@ -410,6 +410,20 @@ func TestMetricsAndAuditFlow(t *testing.T) {
 			t.Errorf("audit event %s: got %d records; want 1", ev, seen[ev])
 		}
 	}
+	// Units in the names or values: duration_ms is a number of
+	// milliseconds; step_up_required says why and for what max_age.
+	for _, rec := range logRecords(t, logs) {
+		switch {
+		case rec["msg"] == "access":
+			if _, ok := rec["duration_ms"].(float64); !ok || rec["duration"] != nil {
+				t.Errorf("access record: want a numeric duration_ms and no bare duration: %v", rec)
+			}
+		case rec["event"] == "step_up_required":
+			if rec["reason"] != "no_second_factor" || rec["max_age"] != "12h0m0s" {
+				t.Errorf("step_up_required: got reason %v max_age %v; want no_second_factor, 12h0m0s (second_factor.ttl)", rec["reason"], rec["max_age"])
+			}
+		}
+	}
 	if !strings.Contains(logs, `"msg":"access"`) || strings.Contains(logs, `"path":"/.stepup/api/email-otp?`) {
 		t.Errorf("log.access: want access lines without query strings")
 	}

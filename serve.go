@@ -82,7 +82,26 @@ func adminHandler(shared *sharedParts, live *liveGate) http.Handler {
 	}))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz(shared, live, up))
+	mux.HandleFunc("GET /{$}", adminIndex)
 	return mux
+}
+
+// adminIndexText is what the admin listener's / answers: its endpoints,
+// so that a person who opens the port in a browser is not left with a 404.
+const adminIndexText = `stepgate admin endpoints:
+
+  /metrics   Prometheus metrics (OpenMetrics when asked)
+  /healthz   liveness: 200 while the process serves
+  /readyz    readiness: 200 when the config, the store and the upstream answer
+
+The proxy itself listens on server.listen; see README "Operations".
+`
+
+func adminIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, adminIndexText)
 }
 
 // runServe is `stepgate serve`.

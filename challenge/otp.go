@@ -36,7 +36,7 @@ func (s *Service) Send(ctx context.Context, id identity.Identity, index int, m M
 		s.sendDone(ctx, sentStoreError, id, m, slog.LevelError, err)
 		return 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	} else if left > 0 {
-		s.sendDone(ctx, sentLocked, id, m, slog.LevelWarn, nil)
+		s.sendDone(ctx, sentLocked, id, m, slog.LevelWarn, nil, lockedUntil(now, left)...)
 		return 0, &LimitError{RetryAfter: left, Err: ErrLocked}
 	}
 	o := s.cfg.OTP
@@ -103,7 +103,7 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 		s.verifyDone(ctx, verifyStoreError, id, m, slog.LevelError, err)
 		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	} else if left > 0 {
-		s.verifyDone(ctx, verifyLocked, id, m, slog.LevelWarn, nil)
+		s.verifyDone(ctx, verifyLocked, id, m, slog.LevelWarn, nil, lockedUntil(now, left)...)
 		return secondfactor.Grant{}, &LimitError{RetryAfter: left, Err: ErrLocked}
 	}
 	key := codeKey(id.Subject, id.Session)
@@ -166,7 +166,7 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
 	if locked > 0 {
-		s.verifyDone(ctx, verifyLocked, id, m, slog.LevelWarn, nil)
+		s.verifyDone(ctx, verifyLocked, id, m, slog.LevelWarn, nil, lockedUntil(now, locked)...)
 		return secondfactor.Grant{}, &LimitError{RetryAfter: locked, Err: ErrLocked}
 	}
 	s.verifyDone(ctx, verifyInvalid, id, m, slog.LevelWarn, nil)
@@ -183,7 +183,7 @@ func (s *Service) endCheck(ctx context.Context, id identity.Identity, ticket str
 }
 
 // sendDone counts and audits one send (SPEC §10). Codes never appear.
-func (s *Service) sendDone(ctx context.Context, result string, id identity.Identity, m Meta, lvl slog.Level, cause error) {
+func (s *Service) sendDone(ctx context.Context, result string, id identity.Identity, m Meta, lvl slog.Level, cause error, extra ...slog.Attr) {
 	s.metrics.Sent.WithLabelValues(result).Inc()
 	msg := "code sent"
 	switch result {
@@ -193,11 +193,20 @@ func (s *Service) sendDone(ctx context.Context, result string, id identity.Ident
 	default:
 		msg = "code not sent"
 	}
-	s.audit(ctx, lvl, msg, "code_sent", result, id, m, cause)
+	s.audit(ctx, lvl, msg, "code_sent", result, id, m, cause, extra...)
+}
+
+// lockedUntil are the audit fields of a lockout: when it ends (RFC 3339,
+// UTC) and how long is left, as a Go duration string.
+func lockedUntil(now time.Time, left time.Duration) []slog.Attr {
+	return []slog.Attr{
+		slog.String("locked_until", now.Add(left).UTC().Format(time.RFC3339)),
+		slog.String("retry_after", left.Round(time.Second).String()),
+	}
 }
 
 // verifyDone counts and audits one verification (SPEC §10).
-func (s *Service) verifyDone(ctx context.Context, result string, id identity.Identity, m Meta, lvl slog.Level, cause error) {
+func (s *Service) verifyDone(ctx context.Context, result string, id identity.Identity, m Meta, lvl slog.Level, cause error, extra ...slog.Attr) {
 	s.metrics.Verified.WithLabelValues(result).Inc()
 	var msg, event string
 	switch result {
@@ -208,12 +217,12 @@ func (s *Service) verifyDone(ctx context.Context, result string, id identity.Ide
 	default:
 		msg, event = "code verification failed", "code_failed"
 	}
-	s.audit(ctx, lvl, msg, event, result, id, m, cause)
+	s.audit(ctx, lvl, msg, event, result, id, m, cause, extra...)
 }
 
 // audit writes one audit record: who, where from, what and how it ended;
 // never a code, token or cookie value (SPEC §9).
-func (s *Service) audit(ctx context.Context, lvl slog.Level, msg, event, outcome string, id identity.Identity, m Meta, cause error) {
+func (s *Service) audit(ctx context.Context, lvl slog.Level, msg, event, outcome string, id identity.Identity, m Meta, cause error, extra ...slog.Attr) {
 	attrs := []slog.Attr{
 		slog.String("event", event),
 		slog.String("user", id.Subject),
@@ -226,6 +235,7 @@ func (s *Service) audit(ctx context.Context, lvl slog.Level, msg, event, outcome
 	if cause != nil {
 		attrs = append(attrs, slog.String("error", cause.Error()))
 	}
+	attrs = append(attrs, extra...)
 	s.log.LogAttrs(ctx, lvl, msg, attrs...)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -272,6 +273,13 @@ func TestBruteForceLockout(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), `"event":"code_locked"`) {
 		t.Error("no code_locked audit record")
+	}
+	// The record says until when, in UTC, and how long is left.
+	until := regexp.MustCompile(`"event":"code_locked".*"locked_until":"([^"]+)","retry_after":"([^"]+)"`).FindStringSubmatch(e.logs.String())
+	if until == nil {
+		t.Errorf("code_locked record lacks locked_until and retry_after:\n%s", e.logs.String())
+	} else if at, err := time.Parse(time.RFC3339, until[1]); err != nil || at.After(e.clock.Now().Add(15*time.Minute)) || at.Before(e.clock.Now()) || !strings.HasSuffix(until[1], "Z") {
+		t.Errorf("locked_until %q: want a UTC time within the 15m lockout from now (%v)", until[1], e.clock.Now())
 	}
 	// After the lockout, the user may try again.
 	e.clock.Advance(15 * time.Minute)

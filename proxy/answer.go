@@ -6,9 +6,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // The answers of SPEC §5 for requests that are not forwarded. Every one
@@ -92,13 +94,33 @@ type insufficient struct {
 
 const insufficientDesc = "A second factor is required"
 
+// whyChallenged are the step_up_required audit fields: the request, the
+// rule's max_age as a duration string, and why no token counted
+// (secondfactor.Reason: none, too old with its age, another user's or
+// session's, a method the rule does not list, revoked, invalid).
+func (g *Gate) whyChallenged(r *http.Request, st *state, d policy.Decision) []slog.Attr {
+	attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", st.target.Path),
+		slog.String("max_age", d.MaxAge.String())}
+	if g.cfg.SecondFactor == nil {
+		return append(attrs, slog.String("reason", secondfactor.WhyNone))
+	}
+	why := g.cfg.SecondFactor.Why(r, st.id, d.MaxAge, d.Factors)
+	attrs = append(attrs, slog.String("reason", why.Code))
+	if why.Code == secondfactor.WhyTooOld {
+		attrs = append(attrs, slog.String("age", why.Age.Round(time.Second).String()))
+	}
+	if d.Factors != "" {
+		attrs = append(attrs, slog.String("factors", d.Factors))
+	}
+	return attrs
+}
+
 // challenge answers an identity without a fresh second factor (SPEC §5):
 // browsers GET/HEAD go to the challenge page; other browser methods get a
 // 401 page linking to it, since their body could not be replayed after the
 // detour; API clients get the RFC 9470 §3 challenge.
 func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, st *state, d policy.Decision) {
-	g.audit(r, st, "second factor required", "step_up_required", Challenged, st.rule,
-		slog.String("method", r.Method), slog.String("path", st.target.Path))
+	g.audit(r, st, "second factor required", "step_up_required", Challenged, st.rule, g.whyChallenged(r, st, d)...)
 	var link string
 	if g.cfg.Internal != nil {
 		link = g.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(returnURL(st.target))

@@ -180,25 +180,25 @@ func (t *Tokens) verify(ctx context.Context, tok string, id identity.Identity, m
 		return Grant{}, err
 	}
 	if !methodAllowed(methods, v.method) {
-		return Grant{}, fmt.Errorf("%w: method %s not allowed here", ErrTokenInvalid, v.method)
+		return Grant{}, fmt.Errorf("%w: method %s not allowed here (%w)", ErrTokenInvalid, v.method, errMethod)
 	}
 	// Both comparisons run in constant time and both always run, so the
 	// time taken does not tell which one failed (STYLE 11).
 	subOK := subtle.ConstantTimeCompare([]byte(v.subject), []byte(id.Subject))
 	sidOK := subtle.ConstantTimeCompare([]byte(v.session), []byte(id.Session))
 	if subOK&sidOK != 1 || id.Subject == "" {
-		return Grant{}, fmt.Errorf("%w: other subject or session", ErrTokenInvalid)
+		return Grant{}, fmt.Errorf("%w: %w", ErrTokenInvalid, errOtherUser)
 	}
 	age := now.Sub(v.authTime)
 	if age > maxAge || age < -authTimeSkew {
-		return Grant{}, fmt.Errorf("%w: too old", ErrTokenInvalid)
+		return Grant{AuthTime: v.authTime}, fmt.Errorf("%w: %w", ErrTokenInvalid, errTooOld)
 	}
 	revoked, err := t.cfg.Revocations.Revoked(ctx, v.jti, v.epoch)
 	if err != nil {
 		return Grant{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if revoked {
-		return Grant{}, fmt.Errorf("%w: revoked", ErrTokenInvalid)
+		return Grant{}, fmt.Errorf("%w: %w", ErrTokenInvalid, errRevoked)
 	}
 	return Grant{
 		Token:     tok,
@@ -253,6 +253,81 @@ func (t *Tokens) CheckMethods(r *http.Request, id identity.Identity, maxAge time
 		}
 	}
 	return Grant{}, false
+}
+
+// Why a request has no grant, as Reason.Code says it in the
+// step_up_required audit record.
+const (
+	WhyNone        = "no_second_factor"      // no token at all
+	WhyInvalid     = "invalid_token"         // a token that does not verify (signature, expiry, format)
+	WhyMethod      = "method_not_allowed"    // granted by a method the rule does not list
+	WhyOtherUser   = "other_user_or_session" // another user's or session's token
+	WhyTooOld      = "too_old"               // older than the rule's max_age
+	WhyRevoked     = "revoked"               // removed by its user (or a state loss)
+	WhyUnavailable = "store_unavailable"     // the revocation list could not be read
+)
+
+var (
+	errMethod    = errors.New("method not allowed here")
+	errOtherUser = errors.New("other subject or session")
+	errTooOld    = errors.New("too old")
+	errRevoked   = errors.New("revoked")
+)
+
+// Reason says why CheckMethods found no grant.
+type Reason struct {
+	Code string        // one of the Why constants
+	Age  time.Duration // for WhyTooOld: how long ago the second factor was given
+}
+
+// Why is CheckMethods' explanation when it finds no grant: the reason of
+// the candidate that came closest (a token too old for this rule says
+// more than a stranger's). It verifies the candidates again, so it is for
+// the challenge path only, never the hot path.
+func (t *Tokens) Why(r *http.Request, id identity.Identity, maxAge time.Duration, methods string) Reason {
+	best, rank := Reason{Code: WhyNone}, 0
+	try := func(tok string) {
+		g, err := t.verify(r.Context(), tok, id, maxAge, methods)
+		var why Reason
+		var k int
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, ErrUnavailable):
+			why, k = Reason{Code: WhyUnavailable}, 6
+		case errors.Is(err, errTooOld):
+			why, k = Reason{Code: WhyTooOld, Age: t.now().Sub(g.AuthTime)}, 5
+		case errors.Is(err, errRevoked):
+			why, k = Reason{Code: WhyRevoked}, 4
+		case errors.Is(err, errMethod):
+			why, k = Reason{Code: WhyMethod}, 3
+		case errors.Is(err, errOtherUser):
+			why, k = Reason{Code: WhyOtherUser}, 2
+		default:
+			why, k = Reason{Code: WhyInvalid}, 1
+		}
+		if k > rank {
+			best, rank = why, k
+		}
+	}
+	n := 0
+	for _, line := range r.Header["Cookie"] {
+		for line != "" && n < maxCandidates {
+			var v string
+			var ok bool
+			if v, line, ok = nextCookie(line, t.cfg.CookieName); ok {
+				n++
+				try(v)
+			}
+		}
+	}
+	for _, h := range r.Header.Values(t.cfg.HeaderName) {
+		if n++; n > maxCandidates {
+			break
+		}
+		try(h)
+	}
+	return best
 }
 
 // Validate verifies token for id (for /api/validate). Any token still
