@@ -16,6 +16,13 @@ import (
 type triggerResponse struct {
 	IsEmailOtpAuthenticatorVerified bool
 	Emails                          []string
+	// IsAuthenticatorVerified: a TOTP app is enrolled (SPEC §11).
+	IsAuthenticatorVerified bool
+	// IsPasskeyVerified: a passkey is enrolled (always false until
+	// passkeys exist).
+	IsPasskeyVerified bool
+	// Methods the user can use for the rule deciding ?rd=, strongest first.
+	Methods []string
 }
 
 // sendRequest is POST /api/email-otp: an address of the user's, or an
@@ -98,10 +105,15 @@ func (s *Service) apiTrigger(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	respond.JSON(w, http.StatusOK, triggerResponse{
-		IsEmailOtpAuthenticatorVerified: len(id.Emails) > 0,
+	t := triggerResponse{
+		IsEmailOtpAuthenticatorVerified: len(id.Emails) > 0 && s.methodEnabled("email"),
 		Emails:                          maskEmails(id.Emails),
-	})
+	}
+	if err := s.triggerMethods(r, id, &t); err != nil {
+		errorFor(opFactors, err).WriteJSON(w, s.h.log)
+		return
+	}
+	respond.JSON(w, http.StatusOK, t)
 }
 
 // apiSend is POST /api/email-otp.

@@ -32,6 +32,10 @@ const (
 	opVerify             // checking a code (POST /verify, PUT /api/email-otp)
 	opValidate           // checking a token (GET /api/validate)
 	opRevoke             // dropping the second factor (POST /logout)
+	opTOTP               // checking an authenticator code (POST /totp, PUT /api/totp)
+	opEnrol              // adding a factor (POST /factors/totp..., /api/factors/totp...)
+	opRemove             // removing a factor
+	opFactors            // listing factors
 )
 
 // errorFor is the one mapping from the ceremony's errors (ErrLocked,
@@ -47,6 +51,9 @@ func errorFor(o op, err error) *respond.HTTPError {
 		if errors.Is(le, ErrLocked) {
 			e.Title, e.Msg = "Too many wrong codes", "For your safety, codes are blocked for a while."
 		}
+		return e
+	}
+	if e := factorErrorFor(o, err); e != nil {
 		return e
 	}
 	switch o {

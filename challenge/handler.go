@@ -24,7 +24,7 @@ const (
 )
 
 // pageNames are the pages parsed besides error.html.
-var pageNames = []string{"challenge", "verify", "status", "locked", "passkey", "passkey_add"}
+var pageNames = []string{"challenge", "verify", "status", "locked", "passkey", "passkey_add", "factors", "totp_setup"}
 
 // handlerState is the Handler's parsed pages and routes, built once by
 // initHandler, which New calls after validating the config.
@@ -85,17 +85,29 @@ func (s *Service) initHandler() error {
 		now:     now,
 	}
 	routes := map[string]http.HandlerFunc{
-		"GET /{$}":            s.serveStatus,
-		"GET /style.css":      s.serveStyle,
-		"GET /challenge":      s.serveChallenge,
-		"POST /send":          s.serveSend,
-		"GET /verify":         s.serveVerifyForm,
-		"POST /verify":        s.serveVerify,
-		"POST /logout":        s.serveLogout,
-		"GET /api/trigger":    s.apiTrigger,
-		"POST /api/email-otp": s.apiSend,
-		"PUT /api/email-otp":  s.apiVerify,
-		"GET /api/validate":   s.apiValidate,
+		"GET /{$}":                      s.serveStatus,
+		"GET /style.css":                s.serveStyle,
+		"GET /challenge":                s.serveChallenge,
+		"POST /send":                    s.serveSend,
+		"GET /verify":                   s.serveVerifyForm,
+		"POST /verify":                  s.serveVerify,
+		"POST /logout":                  s.serveLogout,
+		"GET /api/trigger":              s.apiTrigger,
+		"POST /api/email-otp":           s.apiSend,
+		"PUT /api/email-otp":            s.apiVerify,
+		"GET /api/validate":             s.apiValidate,
+		"PUT /api/totp":                 s.apiTOTP,
+		"GET /api/factors":              s.apiFactors,
+		"POST /api/factors/totp":        s.apiBeginTOTP,
+		"PUT /api/factors/totp/{id}":    s.apiConfirmTOTP,
+		"DELETE /api/factors/{id}":      s.apiRemoveFactor,
+		"POST /totp":                    s.serveTOTP,
+		"GET /factors":                  s.serveFactors,
+		"POST /factors/totp":            s.serveBeginTOTP,
+		"GET /factors/totp/{id}":        s.serveSetupTOTP,
+		"GET /factors/totp/{id}/qr.png": s.serveQR,
+		"POST /factors/totp/{id}":       s.serveConfirmTOTP,
+		"POST /factors/remove/{id}":     s.serveRemoveFactor,
 	}
 	for p, f := range s.passkeyRoutes() {
 		routes[p] = f

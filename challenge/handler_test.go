@@ -203,8 +203,8 @@ func TestRoutingWithoutCore(t *testing.T) {
 		{"double slash", browserReq("GET", hPrefix+"//challenge", hAlice, nil), 404, "", [2]string{}},
 		{"wrong method", browserReq("DELETE", hPrefix+"/challenge", hAlice, nil), 405, "Method not allowed", [2]string{"Allow", "GET, HEAD"}},
 		{"wrong method api", apiReq("GET", hPrefix+"/api/email-otp", hAlice, ""), 405, `"error":"method_not_allowed"`, [2]string{}},
-		{"trigger", apiReq("GET", hPrefix+"/api/trigger", hAlice, ""), 200, `{"IsEmailOtpAuthenticatorVerified":true,"Emails":["a***@example.com","a***@corp.example"]}`, [2]string{"Content-Type", "application/json"}},
-		{"trigger no address", apiReq("GET", hPrefix+"/api/trigger", identity.Identity{Subject: "bob"}, ""), 200, `{"IsEmailOtpAuthenticatorVerified":false,"Emails":[]}`, [2]string{}},
+		{"trigger", apiReq("GET", hPrefix+"/api/trigger", hAlice, ""), 200, `{"IsEmailOtpAuthenticatorVerified":true,"Emails":["a***@example.com","a***@corp.example"],"IsAuthenticatorVerified":false,"IsPasskeyVerified":false,"Methods":["email"]}`, [2]string{"Content-Type", "application/json"}},
+		{"trigger no address", apiReq("GET", hPrefix+"/api/trigger", identity.Identity{Subject: "bob"}, ""), 200, `{"IsEmailOtpAuthenticatorVerified":false,"Emails":[],"IsAuthenticatorVerified":false,"IsPasskeyVerified":false,"Methods":[]}`, [2]string{}},
 		{"api needs json", func() *http.Request {
 			r := apiReq("POST", hPrefix+"/api/email-otp", hAlice, `{"index":0}`)
 			r.Header.Set("Content-Type", "text/plain")

@@ -14,6 +14,10 @@ type Metrics struct {
 	// ceremony (assert: step-up; register: adding one) and result: ok,
 	// invalid, expired, cloned, locked, not_allowed, store_error.
 	Passkey *prometheus.CounterVec
+	// FactorVerified counts verifications of every method by method and
+	// result (stepgate_factor_verify_total): ok, invalid, replayed,
+	// locked, no_factor, store_error.
+	FactorVerified *prometheus.CounterVec
 }
 
 // Result label values of stepgate_otp_sent_total.
@@ -33,6 +37,8 @@ const (
 	verifyExpired    = "expired"
 	verifyLocked     = "locked"
 	verifyStoreError = "store_error"
+	verifyReplayed   = "replayed"  // totp: the time step was already used
+	verifyNoFactor   = "no_factor" // totp: the user has none enrolled
 )
 
 // NewMetrics creates the collectors and registers them with reg. A nil reg
@@ -60,6 +66,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{verifyOK, verifyInvalid, verifyExpired, "not_allowed", verifyStoreError} {
 		m.Passkey.WithLabelValues("register", r)
 	}
+	m.FactorVerified = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stepgate_factor_verify_total",
+		Help: "Second-factor verifications by method (email, totp) and result.",
+	}, []string{"method", "result"})
+	for _, r := range []string{verifyOK, verifyInvalid, verifyExpired, verifyLocked, verifyStoreError} {
+		m.FactorVerified.WithLabelValues("email", r)
+	}
+	for _, r := range []string{verifyOK, verifyInvalid, verifyReplayed, verifyLocked, verifyNoFactor, verifyStoreError} {
+		m.FactorVerified.WithLabelValues("totp", r)
+	}
 	for _, r := range []string{sentOK, sentThrottled, sentLocked, sentMailError, sentStoreError, sentBadEmail} {
 		m.Sent.WithLabelValues(r)
 	}
@@ -67,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Verified.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Sent, m.Verified, m.Passkey)
+		reg.MustRegister(m.Sent, m.Verified, m.Passkey, m.FactorVerified)
 	}
 	return m
 }

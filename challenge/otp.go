@@ -208,6 +208,7 @@ func lockedUntil(now time.Time, left time.Duration) []slog.Attr {
 // verifyDone counts and audits one verification (SPEC §10).
 func (s *Service) verifyDone(ctx context.Context, result string, id identity.Identity, m Meta, lvl slog.Level, cause error, extra ...slog.Attr) {
 	s.metrics.Verified.WithLabelValues(result).Inc()
+	s.metrics.FactorVerified.WithLabelValues("email", result).Inc()
 	var msg, event string
 	switch result {
 	case verifyOK:
@@ -232,6 +233,7 @@ func (s *Service) audit(ctx context.Context, lvl slog.Level, msg, event, outcome
 		slog.String("user_agent", m.UserAgent),
 		slog.String("outcome", outcome),
 	}
+	attrs = append(attrs, extra...)
 	if cause != nil {
 		attrs = append(attrs, slog.String("error", cause.Error()))
 	}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,14 @@ type formData struct {
 type challengeData struct {
 	formData
 	Emails []emailOption
+	// TOTP offers the authenticator-app form (first: strongest).
+	TOTP bool
+	// CodeLength is the TOTP form's maxlength.
+	CodeLength int
+	// Factors links to the enrolment page when no allowed method is usable.
+	Factors string
+	// Error says why the last authenticator code was refused.
+	Error string
 }
 
 // verifyData is the code form's Data.
@@ -99,18 +108,82 @@ func challengePage(f formData, emails []string) respond.PageData {
 		Message: "This page needs a second step. Choose where to send a one-time code.", Data: d}
 }
 
-// serveChallenge is GET /challenge?rd= (SPEC §6).
+// serveChallenge is GET /challenge?rd= (SPEC §6, §11): the methods the
+// rule deciding rd allows that the user has, strongest first, email last;
+// a page that says how to add one when there is none.
 func (s *Service) serveChallenge(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.identify(w, r, false)
 	if !ok {
 		return
 	}
 	f := s.form(id, r.URL.Query().Get("rd"))
-	status := http.StatusOK
-	if len(id.Emails) == 0 {
-		status = http.StatusForbidden
+	methods, err := s.methodsFor(r, id, f.RD)
+	if err != nil {
+		s.h.pages.Error(w, r, errorFor(opFactors, err))
+		return
 	}
-	s.h.pages.Render(w, status, "challenge", challengePage(f, id.Emails))
+	s.renderChallenge(w, f, id, methods, http.StatusOK, "")
+}
+
+// renderChallenge renders the chooser for methods (AvailableMethods).
+func (s *Service) renderChallenge(w http.ResponseWriter, f formData, id identity.Identity, methods []string, status int, errMsg string) {
+	var emails []string
+	if slices.Contains(methods, secondfactor.MethodEmail) {
+		emails = id.Emails
+	}
+	pd := challengePage(f, emails)
+	d := pd.Data.(challengeData)
+	d.TOTP = slices.Contains(methods, secondfactor.MethodTOTP)
+	d.CodeLength = max(s.cfg.TOTP.Digits, 6)
+	d.Error = errMsg
+	switch {
+	case len(methods) == 0:
+		status = http.StatusForbidden
+		if s.methodEnabled(secondfactor.MethodTOTP) {
+			d.Factors = s.cfg.Prefix + "/factors"
+			pd.Title = "Add an authenticator app first"
+			pd.Message = "This page accepts only second factors you have not set up yet. Add an authenticator app on your second factors page (you will confirm it's you with a code by email), then come back."
+		}
+	case d.TOTP && len(d.Emails) == 0:
+		pd.Title = "Confirm it's you"
+		pd.Message = "This page needs a second step. Enter the code from your authenticator app."
+	case d.TOTP:
+		pd.Message = "This page needs a second step. Enter the code from your authenticator app, or have a code sent by email."
+	}
+	pd.Data = d
+	s.h.pages.Render(w, status, "challenge", pd)
+}
+
+// serveTOTP is POST /totp (code, rd, csrf): an authenticator code; right →
+// cookie and 303 to rd; wrong or replayed → the chooser again saying so.
+func (s *Service) serveTOTP(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identify(w, r, false)
+	if !ok || !s.postForm(w, r, id) {
+		return
+	}
+	f := s.form(id, r.PostForm.Get("rd"))
+	g, err := s.VerifyTOTP(r.Context(), id, r.PostForm.Get("code"), meta(r))
+	if err == nil {
+		s.cfg.Tokens.SetCookie(w, g)
+		http.Redirect(w, r, f.RD, http.StatusSeeOther)
+		return
+	}
+	e := errorFor(opTOTP, err)
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		s.renderLimited(w, e, le, f.RD)
+		return
+	}
+	switch e.Code {
+	case "invalid_otp", "replayed_otp":
+		methods, merr := s.methodsFor(r, id, f.RD)
+		if merr != nil {
+			s.h.pages.Error(w, r, errorFor(opFactors, merr))
+			return
+		}
+		s.renderChallenge(w, f, id, methods, e.Status, e.Msg)
+	default:
+		s.h.pages.Error(w, r, e)
+	}
 }
 
 // postForm parses a urlencoded body and checks its CSRF token against id.

@@ -10,10 +10,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/stepgate/stepgate/challenge/mailer"
+	"github.com/stepgate/stepgate/factors"
 	"github.com/stepgate/stepgate/factors/passkey"
+	"github.com/stepgate/stepgate/factors/totp"
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/secondfactor"
 )
@@ -59,6 +62,22 @@ type Config struct {
 	// Passkeys is the WebAuthn relying party (factors/passkey); nil means
 	// passkeys are off and their pages and API answer 404.
 	Passkeys *passkey.RP
+
+	// Methods are the enabled second-factor methods (factors.enabled),
+	// strongest first; nil means email only.
+	Methods []string
+	// RuleMethods returns the methods that satisfy the rule deciding the
+	// return path rd (SPEC §11 factors), so the challenge page offers only
+	// those; nil, or a nil answer, means Methods.
+	RuleMethods func(r *http.Request, rd string) []string
+	// Factors is the enrolled-factor store; required when Methods has totp.
+	Factors factors.Store
+	// Keyring seals and opens factor secrets; required with Factors.
+	Keyring *factors.Keyring
+	// TOTP are the parameters of new TOTP factors (factors.totp).
+	TOTP totp.Params
+	// TOTPIssuer labels the account in authenticator apps.
+	TOTPIssuer string
 }
 
 // Service is safe for concurrent use.
@@ -140,6 +159,9 @@ func (c *Config) validate() error {
 	if c.Authenticate == nil {
 		errs = append(errs, errors.New("challenge: no authenticator"))
 	}
+	if slices.Contains(c.Methods, secondfactor.MethodTOTP) && (c.Factors == nil || c.Keyring == nil) {
+		errs = append(errs, errors.New("challenge: totp is enabled but there is no factor store or keyring"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -182,8 +204,19 @@ func (s *Service) Revoke(ctx context.Context, g secondfactor.Grant) error {
 	return nil
 }
 
-// Ready reports whether the store is reachable.
-func (s *Service) Ready(ctx context.Context) error { return s.cfg.Store.Ping(ctx) }
+// Ready reports whether the store, and the factor store when there is
+// one, are reachable.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		return err
+	}
+	if s.cfg.Factors != nil {
+		if err := s.cfg.Factors.Ping(ctx); err != nil {
+			return fmt.Errorf("factor store: %w", err)
+		}
+	}
+	return nil
+}
 
 // Sender delivers mail: SMTP, .eml files, the log, or the demo inbox.
 type Sender interface {

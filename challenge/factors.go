@@ -1,0 +1,512 @@
+package challenge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stepgate/stepgate/factors"
+	"github.com/stepgate/stepgate/factors/totp"
+	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
+)
+
+// This file is the TOTP ceremony (step-up with an authenticator app) and
+// the enrolment of factors: list, add (pending until one valid code),
+// remove, with a notification mail for each change.
+
+// Enrolment limits.
+const (
+	// FreshFactor is how old a second factor may be to add or remove one
+	// (SPEC §11).
+	FreshFactor = 5 * time.Minute
+	// pendingTTL is how long a started TOTP enrolment can be confirmed.
+	pendingTTL = 10 * time.Minute
+	// maxFactors bounds a user's factors, pending ones included.
+	maxFactors = 10
+	// factorTimeout bounds one factor-store call, so a database that
+	// hangs answers 503 instead of holding the request.
+	factorTimeout = 5 * time.Second
+)
+
+var (
+	// ErrReplayed means the TOTP code's time step was already accepted.
+	ErrReplayed = errors.New("code already used")
+	// ErrNoFactor means the user has no factor of that method (or no such
+	// factor id).
+	ErrNoFactor = errors.New("no such factor")
+	// ErrFactorsUnavailable means the factor store failed: ceremonies
+	// that need it answer 503 and never claim success.
+	ErrFactorsUnavailable = errors.New("factor store unavailable")
+	// ErrNotEnabled means the method is not in factors.enabled.
+	ErrNotEnabled = errors.New("method not enabled")
+	// ErrBadName means a factor name that is empty, too long or not text.
+	ErrBadName = errors.New("invalid factor name")
+	// ErrTooManyFactors means the user has maxFactors already.
+	ErrTooManyFactors = errors.New("too many factors")
+)
+
+// methodEnabled reports whether m is in Config.Methods (nil: email only).
+func (s *Service) methodEnabled(m string) bool {
+	if s.cfg.Methods == nil {
+		return m == secondfactor.MethodEmail
+	}
+	return slices.Contains(s.cfg.Methods, m)
+}
+
+func (s *Service) factorCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, factorTimeout)
+}
+
+func storeErr(err error) error { return fmt.Errorf("%w: %w", ErrFactorsUnavailable, err) }
+
+// userFactors lists id's factors; nil store (totp off) lists none.
+func (s *Service) userFactors(ctx context.Context, id identity.Identity) ([]factors.Factor, error) {
+	if s.cfg.Factors == nil {
+		return nil, nil
+	}
+	ctx, cancel := s.factorCtx(ctx)
+	defer cancel()
+	fs, err := s.cfg.Factors.List(ctx, id.Subject)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return fs, nil
+}
+
+// hasTOTP reports whether fs holds a confirmed TOTP factor.
+func hasTOTP(fs []factors.Factor) bool {
+	for _, f := range fs {
+		if f.Type == factors.TypeTOTP && f.Confirmed {
+			return true
+		}
+	}
+	return false
+}
+
+// AvailableMethods is what id can use among allowed (nil: every enabled
+// method), strongest first, email last (SPEC §11 chooser).
+func (s *Service) AvailableMethods(ctx context.Context, id identity.Identity, allowed []string) ([]string, error) {
+	var out []string
+	ok := func(m string) bool {
+		return s.methodEnabled(m) && (allowed == nil || slices.Contains(allowed, m))
+	}
+	if ok(secondfactor.MethodTOTP) {
+		fs, err := s.userFactors(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if hasTOTP(fs) {
+			out = append(out, secondfactor.MethodTOTP)
+		}
+	}
+	if ok(secondfactor.MethodEmail) && len(id.Emails) > 0 {
+		out = append(out, secondfactor.MethodEmail)
+	}
+	return out, nil
+}
+
+// VerifyTOTP checks code against id's TOTP factors and mints a TOTP grant.
+// Errors: *CodeError (wrong code, counted against
+// otp.max_failures_per_hour like a wrong email code), ErrReplayed (the
+// time step was already used on that factor, on any replica),
+// ErrNoFactor, *LimitError (locked), ErrStoreUnavailable,
+// ErrFactorsUnavailable.
+func (s *Service) VerifyTOTP(ctx context.Context, id identity.Identity, code string, m Meta) (secondfactor.Grant, error) {
+	done := func(result string, lvl slog.Level, cause error) {
+		s.metrics.FactorVerified.WithLabelValues(secondfactor.MethodTOTP, result).Inc()
+		msg, event := "totp code failed", "totp_failed"
+		switch result {
+		case verifyOK:
+			msg, event = "totp code verified", "totp_verified"
+		case verifyLocked:
+			msg, event = "user locked out", "totp_locked"
+		}
+		s.audit(ctx, lvl, msg, event, result, id, m, cause)
+	}
+	if !s.methodEnabled(secondfactor.MethodTOTP) || s.cfg.Factors == nil {
+		done(verifyNoFactor, slog.LevelInfo, nil)
+		return secondfactor.Grant{}, ErrNotEnabled
+	}
+	now := s.now()
+	o := s.cfg.OTP
+	if left, err := s.cfg.Store.Locked(ctx, id.Subject, now); err != nil {
+		done(verifyStoreError, slog.LevelError, err)
+		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	} else if left > 0 {
+		done(verifyLocked, slog.LevelWarn, nil)
+		return secondfactor.Grant{}, &LimitError{RetryAfter: left, Err: ErrLocked}
+	}
+	fs, err := s.userFactors(ctx, id)
+	if err != nil {
+		done(verifyStoreError, slog.LevelError, err)
+		return secondfactor.Grant{}, err
+	}
+	code = normalizeCode(code)
+	matched := false
+	for _, f := range fs {
+		if f.Type != factors.TypeTOTP || !f.Confirmed {
+			continue
+		}
+		secret, _, err := s.cfg.Keyring.Open(f.User, f.ID, f.Secret)
+		if err != nil {
+			// A secret that does not open is an operator problem (key
+			// config); it was checked at start, so say so loudly.
+			done(verifyStoreError, slog.LevelError, fmt.Errorf("factor %s: %w", f.ID, err))
+			return secondfactor.Grant{}, storeErr(err)
+		}
+		p, err := totp.ParamsOf(f.Public, s.cfg.TOTP.Skew)
+		if err != nil {
+			clear(secret)
+			done(verifyStoreError, slog.LevelError, fmt.Errorf("factor %s: %w", f.ID, err))
+			return secondfactor.Grant{}, storeErr(err)
+		}
+		step, ok := totp.Match(secret, code, now, p)
+		clear(secret)
+		if !ok {
+			continue
+		}
+		matched = true
+		fctx, cancel := s.factorCtx(ctx)
+		won, err := s.cfg.Factors.Advance(fctx, f.User, f.ID, step, now)
+		cancel()
+		if err != nil {
+			done(verifyStoreError, slog.LevelError, err)
+			return secondfactor.Grant{}, storeErr(err)
+		}
+		if !won {
+			continue // replayed on this factor; another factor may still take it
+		}
+		g, err := s.cfg.Tokens.MintMethod(ctx, id, secondfactor.MethodTOTP)
+		if err != nil {
+			done(verifyStoreError, slog.LevelError, err)
+			return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		}
+		done(verifyOK, slog.LevelInfo, nil)
+		return g, nil
+	}
+	if !hasTOTP(fs) {
+		done(verifyNoFactor, slog.LevelInfo, nil)
+		return secondfactor.Grant{}, ErrNoFactor
+	}
+	if matched {
+		// Right code, step already used: not counted as a failure (a
+		// double submit), but never accepted twice.
+		done(verifyReplayed, slog.LevelWarn, nil)
+		return secondfactor.Grant{}, ErrReplayed
+	}
+	locked, err := s.cfg.Store.AddFailure(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
+	if err != nil {
+		done(verifyStoreError, slog.LevelError, err)
+		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	if locked > 0 {
+		done(verifyLocked, slog.LevelWarn, nil)
+		return secondfactor.Grant{}, &LimitError{RetryAfter: locked, Err: ErrLocked}
+	}
+	done(verifyInvalid, slog.LevelWarn, nil)
+	return secondfactor.Grant{}, &CodeError{AttemptsLeft: -1}
+}
+
+// FactorView is a factor as the user sees it (GET /api/factors).
+type FactorView struct {
+	ID         string `json:"id"`
+	Type       string `json:"type"`
+	Name       string `json:"name"`
+	CreatedAt  int64  `json:"created_at"`             // unix seconds
+	LastUsedAt int64  `json:"last_used_at,omitempty"` // unix seconds; absent for never
+	Pending    bool   `json:"pending,omitempty"`      // enrolment not confirmed yet
+}
+
+func viewOf(f factors.Factor) FactorView {
+	v := FactorView{ID: f.ID, Type: f.Type, Name: f.Name, CreatedAt: f.CreatedAt.Unix(), Pending: !f.Confirmed}
+	if !f.LastUsedAt.IsZero() {
+		v.LastUsedAt = f.LastUsedAt.Unix()
+	}
+	return v
+}
+
+// ListFactors returns id's factors (pending ones whose enrolment can
+// still be confirmed included), oldest first.
+func (s *Service) ListFactors(ctx context.Context, id identity.Identity) ([]FactorView, error) {
+	fs, err := s.userFactors(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := []FactorView{}
+	for _, f := range fs {
+		if !f.Confirmed && s.now().Sub(f.CreatedAt) > pendingTTL {
+			continue
+		}
+		out = append(out, viewOf(f))
+	}
+	return out, nil
+}
+
+// Enrolment is a started TOTP enrolment: what the user's app needs.
+type Enrolment struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"` // base32, for manual entry
+	URI    string `json:"otpauth_uri"`
+}
+
+// checkName trims and validates a factor name; "" becomes def.
+func checkName(name, def string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		name = def
+	}
+	if len(name) > factors.MaxNameLen || !utf8.ValidString(name) || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", ErrBadName
+	}
+	return name, nil
+}
+
+// BeginTOTP starts enrolling an authenticator app for id: a new secret,
+// stored sealed as a pending factor, usable only after ConfirmTOTP. The
+// caller has checked that id holds a second factor no older than
+// FreshFactor. The user's abandoned pending TOTP enrolments are dropped.
+func (s *Service) BeginTOTP(ctx context.Context, id identity.Identity, name string, m Meta) (Enrolment, error) {
+	if !s.methodEnabled(secondfactor.MethodTOTP) || s.cfg.Factors == nil {
+		return Enrolment{}, ErrNotEnabled
+	}
+	name, err := checkName(name, "Authenticator app")
+	if err != nil {
+		return Enrolment{}, err
+	}
+	fs, err := s.userFactors(ctx, id)
+	if err != nil {
+		return Enrolment{}, err
+	}
+	ctx, cancel := s.factorCtx(ctx)
+	defer cancel()
+	n := 0
+	for _, f := range fs {
+		if f.Type == factors.TypeTOTP && !f.Confirmed {
+			if err := s.cfg.Factors.Delete(ctx, f.User, f.ID); err != nil && !errors.Is(err, factors.ErrNotFound) {
+				return Enrolment{}, storeErr(err)
+			}
+			continue
+		}
+		n++
+	}
+	if n >= maxFactors {
+		return Enrolment{}, ErrTooManyFactors
+	}
+	fid, err := factors.NewID()
+	if err != nil {
+		return Enrolment{}, storeErr(err)
+	}
+	secret, err := totp.NewSecret()
+	if err != nil {
+		return Enrolment{}, storeErr(err)
+	}
+	defer clear(secret)
+	sealed, err := s.cfg.Keyring.Seal(id.Subject, fid, secret)
+	if err != nil {
+		return Enrolment{}, storeErr(err)
+	}
+	account := id.Subject
+	if len(id.Emails) > 0 {
+		account = id.Emails[0]
+	}
+	uri, err := totp.URI(s.cfg.TOTPIssuer, account, secret, s.cfg.TOTP)
+	if err != nil {
+		return Enrolment{}, storeErr(err)
+	}
+	f := factors.Factor{
+		ID: fid, User: id.Subject, Type: factors.TypeTOTP, Name: name,
+		CreatedAt: s.now(), Public: totp.PublicOf(s.cfg.TOTP), Secret: sealed,
+	}
+	if err := s.cfg.Factors.Create(ctx, f); err != nil {
+		return Enrolment{}, storeErr(err)
+	}
+	s.audit(ctx, slog.LevelInfo, "totp enrolment started", "factor_enrolment_started", "ok", id, m, nil, slog.String("factor", fid))
+	return Enrolment{ID: fid, Secret: totp.Base32(secret), URI: uri}, nil
+}
+
+// PendingTOTP returns the enrolment data of id's pending factor fid again
+// (the setup page after a wrong code, its QR image), or ErrNoFactor.
+func (s *Service) PendingTOTP(ctx context.Context, id identity.Identity, fid string) (Enrolment, FactorView, error) {
+	f, err := s.pending(ctx, id, fid)
+	if err != nil {
+		return Enrolment{}, FactorView{}, err
+	}
+	secret, _, err := s.cfg.Keyring.Open(f.User, f.ID, f.Secret)
+	if err != nil {
+		return Enrolment{}, FactorView{}, storeErr(err)
+	}
+	defer clear(secret)
+	account := id.Subject
+	if len(id.Emails) > 0 {
+		account = id.Emails[0]
+	}
+	p, err := totp.ParamsOf(f.Public, s.cfg.TOTP.Skew)
+	if err != nil {
+		return Enrolment{}, FactorView{}, storeErr(err)
+	}
+	uri, err := totp.URI(s.cfg.TOTPIssuer, account, secret, p)
+	if err != nil {
+		return Enrolment{}, FactorView{}, storeErr(err)
+	}
+	return Enrolment{ID: f.ID, Secret: totp.Base32(secret), URI: uri}, viewOf(f), nil
+}
+
+// pending returns id's pending TOTP factor fid still within pendingTTL.
+func (s *Service) pending(ctx context.Context, id identity.Identity, fid string) (factors.Factor, error) {
+	if s.cfg.Factors == nil {
+		return factors.Factor{}, ErrNoFactor
+	}
+	ctx, cancel := s.factorCtx(ctx)
+	defer cancel()
+	f, err := s.cfg.Factors.Get(ctx, id.Subject, fid)
+	if errors.Is(err, factors.ErrNotFound) {
+		return factors.Factor{}, ErrNoFactor
+	}
+	if err != nil {
+		return factors.Factor{}, storeErr(err)
+	}
+	if f.Type != factors.TypeTOTP || f.Confirmed || s.now().Sub(f.CreatedAt) > pendingTTL {
+		return factors.Factor{}, ErrNoFactor
+	}
+	return f, nil
+}
+
+// ConfirmTOTP makes id's pending factor fid usable once code is right
+// (RFC 6238 with the factor's parameters); the step used to confirm cannot
+// be used again to step up. A wrong code counts against the user's hourly
+// failures like any wrong code. Errors: *CodeError, ErrNoFactor (none
+// pending, or expired), *LimitError, ErrStoreUnavailable,
+// ErrFactorsUnavailable.
+func (s *Service) ConfirmTOTP(ctx context.Context, id identity.Identity, fid, code string, m Meta) error {
+	now := s.now()
+	o := s.cfg.OTP
+	if left, err := s.cfg.Store.Locked(ctx, id.Subject, now); err != nil {
+		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	} else if left > 0 {
+		return &LimitError{RetryAfter: left, Err: ErrLocked}
+	}
+	f, err := s.pending(ctx, id, fid)
+	if err != nil {
+		return err
+	}
+	secret, _, err := s.cfg.Keyring.Open(f.User, f.ID, f.Secret)
+	if err != nil {
+		return storeErr(err)
+	}
+	p, err := totp.ParamsOf(f.Public, s.cfg.TOTP.Skew)
+	if err != nil {
+		clear(secret)
+		return storeErr(err)
+	}
+	step, ok := totp.Match(secret, normalizeCode(code), now, p)
+	clear(secret)
+	if !ok {
+		locked, err := s.cfg.Store.AddFailure(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		}
+		s.audit(ctx, slog.LevelWarn, "totp enrolment code failed", "factor_enrolment_failed", verifyInvalid, id, m, nil, slog.String("factor", fid))
+		if locked > 0 {
+			return &LimitError{RetryAfter: locked, Err: ErrLocked}
+		}
+		return &CodeError{AttemptsLeft: -1}
+	}
+	fctx, cancel := s.factorCtx(ctx)
+	defer cancel()
+	if err := s.cfg.Factors.Confirm(fctx, f.User, f.ID, step, now); errors.Is(err, factors.ErrNotFound) {
+		return ErrNoFactor
+	} else if err != nil {
+		return storeErr(err)
+	}
+	s.audit(ctx, slog.LevelInfo, "factor added", "factor_added", "ok", id, m, nil, slog.String("factor", fid), slog.String("type", f.Type))
+	s.notify(ctx, id, "An authenticator app was added", fmt.Sprintf("An authenticator app (%q) was added as a second factor to your account at %s.", f.Name, now.UTC().Format(timeFormat)))
+	return nil
+}
+
+// RemoveFactor deletes id's factor fid (the caller checked the second
+// factor's freshness) and mails the user. Errors: ErrNoFactor,
+// ErrFactorsUnavailable.
+func (s *Service) RemoveFactor(ctx context.Context, id identity.Identity, fid string, m Meta) error {
+	if s.cfg.Factors == nil {
+		return ErrNoFactor
+	}
+	fctx, cancel := s.factorCtx(ctx)
+	defer cancel()
+	f, err := s.cfg.Factors.Get(fctx, id.Subject, fid)
+	if errors.Is(err, factors.ErrNotFound) {
+		return ErrNoFactor
+	}
+	if err != nil {
+		return storeErr(err)
+	}
+	if err := s.cfg.Factors.Delete(fctx, id.Subject, fid); errors.Is(err, factors.ErrNotFound) {
+		return ErrNoFactor
+	} else if err != nil {
+		return storeErr(err)
+	}
+	s.audit(ctx, slog.LevelInfo, "factor removed", "factor_removed", "ok", id, m, nil, slog.String("factor", fid), slog.String("type", f.Type))
+	if f.Confirmed {
+		s.notify(ctx, id, "A second factor was removed", fmt.Sprintf("The %s factor %q was removed from your account at %s.", typeLabel(f.Type), f.Name, s.now().UTC().Format(timeFormat)))
+	}
+	return nil
+}
+
+func typeLabel(t string) string {
+	if t == factors.TypeTOTP {
+		return "authenticator app"
+	}
+	return t
+}
+
+// factorErrorFor is errorFor's part for the factor ceremonies and the
+// factor store's errors; nil means errorFor decides.
+func factorErrorFor(o op, err error) *respond.HTTPError {
+	if errors.Is(err, ErrFactorsUnavailable) {
+		return &respond.HTTPError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Title: "Try again shortly",
+			Msg:    "Your second factors could not be read right now. Please try again in a moment; nothing was changed.",
+			APIMsg: "the factor store is unavailable; nothing was changed", Op: "factor store", Err: err}
+	}
+	if o != opTOTP && o != opEnrol && o != opRemove && o != opFactors {
+		return nil
+	}
+	switch {
+	case errors.Is(err, ErrReplayed):
+		return &respond.HTTPError{Status: http.StatusUnauthorized, Code: "replayed_otp", Title: "Enter your code",
+			Msg: "That code was already used. Wait for the next code in your app.", APIMsg: "that time step was already used"}
+	case errors.Is(err, ErrInvalidCode):
+		return &respond.HTTPError{Status: http.StatusUnauthorized, Code: "invalid_otp", Title: "Enter your code",
+			Msg: "That code is not right. Check your app and try again.", APIMsg: "wrong code"}
+	case errors.Is(err, ErrNoFactor):
+		return &respond.HTTPError{Status: http.StatusNotFound, Code: "no_factor", Title: "No such factor",
+			Msg: "There is no such second factor on your account (an enrolment must be confirmed within 10 minutes).", APIMsg: "no such factor"}
+	case errors.Is(err, ErrNotEnabled):
+		return &respond.HTTPError{Status: http.StatusNotFound, Code: "not_enabled", Title: "Not available",
+			Msg: "Authenticator apps are not enabled here.", APIMsg: "that method is not enabled"}
+	case errors.Is(err, ErrBadName):
+		return &respond.HTTPError{Status: http.StatusBadRequest, Code: "invalid_name", Title: "Choose another name",
+			Msg: fmt.Sprintf("A name must be text of at most %d bytes.", factors.MaxNameLen), APIMsg: "invalid name"}
+	case errors.Is(err, ErrTooManyFactors):
+		return &respond.HTTPError{Status: http.StatusConflict, Code: "too_many_factors", Title: "Too many factors",
+			Msg: fmt.Sprintf("You can have at most %d second factors. Remove one first.", maxFactors), APIMsg: "too many factors"}
+	case errors.Is(err, errNotFresh):
+		return &respond.HTTPError{Status: http.StatusUnauthorized, Code: "insufficient_user_authentication", Title: "Confirm it's you",
+			Msg: "Changing your second factors needs a second factor from the last 5 minutes.", APIMsg: "a second factor no older than 5 minutes is required"}
+	case errors.Is(err, ErrStoreUnavailable):
+		return &respond.HTTPError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Title: "Try again shortly",
+			Msg: "Your code could not be checked right now. Please try again in a moment.", APIMsg: "the code could not be checked; try again later",
+			Op: "verify totp", Err: err}
+	}
+	return nil
+}
+
+// errNotFresh means the request holds no second factor from the last
+// FreshFactor, which adding and removing factors need.
+var errNotFresh = errors.New("second factor not fresh")
