@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,7 +11,10 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -18,7 +22,11 @@ import (
 	"github.com/stepgate/stepgate/challenge"
 	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/challenge/redisstore"
+	"github.com/stepgate/stepgate/factors"
+	"github.com/stepgate/stepgate/factors/pgstore"
+	"github.com/stepgate/stepgate/factors/sqlitestore"
 	"github.com/stepgate/stepgate/identity"
+	"github.com/stepgate/stepgate/policy"
 	"github.com/stepgate/stepgate/proxy"
 	"github.com/stepgate/stepgate/respond"
 	"github.com/stepgate/stepgate/secondfactor"
@@ -43,6 +51,93 @@ type sharedParts struct {
 	reloadMetrics    *reloadMetrics
 	// responses counts the proxy port's responses by status code.
 	responses *prometheus.CounterVec
+	// factorStore keeps enrolled factors; nil when no stored method
+	// (totp) is enabled. keyring seals their secrets.
+	factorStore factors.Store
+	keyring     *factors.Keyring
+}
+
+// Close releases the stores.
+func (s *sharedParts) Close() {
+	s.store.Close()
+	if s.factorStore != nil {
+		s.factorStore.Close()
+	}
+}
+
+// factorStoreTimeout bounds opening the factor store and checking its keys
+// at start.
+const factorStoreTimeout = 30 * time.Second
+
+// openFactors opens the factor store factors.driver names, applies its
+// migrations and checks that the configured keys open every stored
+// secret; any failure refuses the start, naming the key or the database.
+func openFactors(cfg *Config) (factors.Store, *factors.Keyring, error) {
+	if !cfg.factorStoreNeeded() {
+		return nil, nil, nil
+	}
+	f := cfg.Factors
+	prev := make([][]byte, len(f.PreviousEncryptionKeys))
+	for i, k := range f.PreviousEncryptionKeys {
+		prev[i] = []byte(k)
+	}
+	keyring, err := factors.NewKeyring([]byte(f.EncryptionKey), prev...)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), factorStoreTimeout)
+	defer cancel()
+	var store factors.Store
+	switch f.Driver {
+	case "sqlite":
+		store, err = sqlitestore.Open(ctx, f.SQLite.Path)
+	case "postgres":
+		store, err = pgstore.Open(ctx, pgstore.Options{DSN: f.Postgres.DSN})
+	default:
+		err = fmt.Errorf("factors.driver: unknown driver %q", f.Driver)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("factors.%s: %w", f.Driver, err)
+	}
+	if err := factors.CheckKeys(ctx, store, keyring); err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return store, keyring, nil
+}
+
+// enrolledCollector is stepgate_factors_enrolled{method}: confirmed
+// factors per method, counted in the database on scrape (so every replica
+// reports the shared number), at most every 30 seconds.
+type enrolledCollector struct {
+	store factors.Store
+	desc  *prometheus.Desc
+	mu    sync.Mutex
+	last  time.Time
+	cache map[string]int
+}
+
+func newEnrolledCollector(store factors.Store) *enrolledCollector {
+	return &enrolledCollector{store: store, desc: prometheus.NewDesc("stepgate_factors_enrolled",
+		"Enrolled (confirmed) second factors by method, in the factor store.", []string{"method"}, nil)}
+}
+
+func (c *enrolledCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *enrolledCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.last) > 30*time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		counts, err := c.store.Counts(ctx)
+		cancel()
+		if err == nil {
+			c.cache, c.last = counts, time.Now()
+		}
+	}
+	for _, m := range storedMethods {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.cache[m]), m)
+	}
 }
 
 // newSharedParts builds the long-lived parts from cfg. A non-nil sender
@@ -75,7 +170,17 @@ func newSharedParts(cfg *Config, logger *slog.Logger, sender challenge.Sender) (
 	if err != nil {
 		return nil, err
 	}
+	factorStore, keyring, err := openFactors(cfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if factorStore != nil {
+		reg.MustRegister(newEnrolledCollector(factorStore))
+	}
 	return &sharedParts{
+		factorStore:      factorStore,
+		keyring:          keyring,
 		logger:           logger,
 		registry:         reg,
 		transport:        proxy.NewTransport(cfg.Upstream.Timeout),
@@ -233,7 +338,41 @@ func (c *Config) challengeConfig(shared *sharedParts, auth *identity.Authenticat
 		LoginURL:     c.Identity.LoginURL,
 		Metrics:      shared.challengeMetrics,
 		Logger:       shared.logger,
+		Methods:      c.enabledMethods(),
+		RuleMethods:  c.ruleMethods,
+		Factors:      shared.factorStore,
+		Keyring:      shared.keyring,
+		TOTP:         c.totpParams(),
+		TOTPIssuer:   c.Factors.TOTP.Issuer,
 	}
+}
+
+// enabledMethods is factors.enabled, strongest first.
+func (c *Config) enabledMethods() []string {
+	var out []string
+	for _, m := range knownMethods {
+		if slices.Contains(c.Factors.Enabled, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// ruleMethods is the methods of the rule that decides the return path rd
+// on r's host (challenge.Config.RuleMethods); nil for any enabled method.
+func (c *Config) ruleMethods(r *http.Request, rd string) []string {
+	if c.policy == nil || strings.HasPrefix(rd, c.Server.Prefix+"/") || rd == c.Server.Prefix {
+		return nil
+	}
+	t, err := policy.ParseTarget(rd)
+	if err != nil {
+		return nil
+	}
+	d := c.policy.Match(policy.Request{Host: r.Host, Method: http.MethodGet, Path: t.MatchPath})
+	if d.Action != policy.StepUp {
+		return nil
+	}
+	return d.FactorList()
 }
 
 // secondFactorConfig converts to the secondfactor package's config; the

@@ -153,7 +153,7 @@ func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Log
 		closeAll()
 		return err
 	}
-	defer shared.store.Close()
+	defer shared.Close()
 	gate, err := buildGate(cfg, shared)
 	if err != nil {
 		closeAll()

@@ -148,6 +148,13 @@ func readyz(shared *sharedParts, live *liveGate, up *probe) http.HandlerFunc {
 			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
 			return
 		}
+		if shared.factorStore != nil {
+			if err := shared.factorStore.Ping(ctx); err != nil {
+				shared.logger.Warn("readyz: factor store unreachable", "err", err)
+				http.Error(w, "factor store unreachable", http.StatusServiceUnavailable)
+				return
+			}
+		}
 		addr, err := upstreamAddr(s.cfg.Upstream.URL)
 		if err == nil {
 			err = up.check(r.Context(), addr)

@@ -184,7 +184,7 @@ func serveWith(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	defer shared.store.Close()
+	defer shared.Close()
 	h, err := buildGate(cfg, shared)
 	if err != nil {
 		return err

@@ -392,6 +392,9 @@ func (c *Config) validatePolicies(ps *problems) {
 			Methods: rc.Methods, MaxAge: rc.MaxAge, ACR: rc.ACR,
 			Factors: c.ruleFactors(ps, key, rc),
 		}
+		if r.ACR == "" && len(rc.Factors) > 0 {
+			r.ACR = acrValues(rc.Factors)
+		}
 		if r.Action, err = policy.ParseAction(rc.Action); err != nil && rc.Action != "" {
 			ps.addLabeled(key+".action", fmt.Sprintf("%s: action %q", rule, rc.Action),
 				"is not an action: want allow, authenticate, step_up or deny%s", suggestWord(rc.Action, actionWords))
@@ -665,4 +668,18 @@ func (c *Config) ruleFactors(ps *problems, key string, rc RuleConfig) []string {
 		}
 	}
 	return rc.Factors
+}
+
+// acrPrefix names a method as an RFC 9470 acr value.
+const acrPrefix = "urn:stepgate:method:"
+
+// acrValues is what the RFC 9470 401 of a rule with factors (and no acr of
+// its own) announces: one acr value per method, in the rule's order,
+// space-separated as acr_values is (README "Per-rule factors").
+func acrValues(methods []string) string {
+	vals := make([]string, len(methods))
+	for i, m := range methods {
+		vals[i] = acrPrefix + m
+	}
+	return strings.Join(vals, " ")
 }

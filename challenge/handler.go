@@ -182,7 +182,9 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r)
 		return
 	}
-	handler.ServeHTTP(w, r2)
+	// The mux serves, not handler: only ServeMux.ServeHTTP sets the
+	// pattern's path values ({id}).
+	h.mux.ServeHTTP(w, r2)
 }
 
 // probeWriter records the status and headers of the mux's own 404/405
