@@ -149,27 +149,34 @@ func (s *Service) VerifyTOTP(ctx context.Context, id identity.Identity, code str
 		done(verifyStoreError, slog.LevelError, err)
 		return secondfactor.Grant{}, err
 	}
-	code = normalizeCode(code)
+	if !hasTOTP(fs) {
+		done(verifyNoFactor, slog.LevelInfo, nil)
+		return secondfactor.Grant{}, ErrNoFactor
+	}
+	// The check is admitted and counted as a failure before it is made,
+	// as for email codes, so concurrent guesses on any replica never get
+	// more than otp.max_failures_per_hour codes checked.
+	ticket, left, err := s.cfg.Store.BeginCheck(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
+	if err != nil {
+		done(verifyStoreError, slog.LevelError, err)
+		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	if ticket == "" {
+		done(verifyLocked, slog.LevelWarn, nil)
+		return secondfactor.Grant{}, &LimitError{RetryAfter: max(left, time.Second), Err: ErrLocked}
+	}
+	input, _ := canonicalCode(code, s.cfg.TOTP.Digits)
 	matched := false
 	for _, f := range fs {
 		if f.Type != factors.TypeTOTP || !f.Confirmed {
 			continue
 		}
-		secret, _, err := s.cfg.Keyring.Open(f.User, f.ID, f.Secret)
+		step, ok, err := s.matchTOTP(f, input, now)
 		if err != nil {
-			// A secret that does not open is an operator problem (key
-			// config); it was checked at start, so say so loudly.
+			s.endCheck(ctx, id, ticket, false, now)
 			done(verifyStoreError, slog.LevelError, fmt.Errorf("factor %s: %w", f.ID, err))
 			return secondfactor.Grant{}, storeErr(err)
 		}
-		p, err := totp.ParamsOf(f.Public, s.cfg.TOTP.Skew)
-		if err != nil {
-			clear(secret)
-			done(verifyStoreError, slog.LevelError, fmt.Errorf("factor %s: %w", f.ID, err))
-			return secondfactor.Grant{}, storeErr(err)
-		}
-		step, ok := totp.Match(secret, code, now, p)
-		clear(secret)
 		if !ok {
 			continue
 		}
@@ -178,12 +185,14 @@ func (s *Service) VerifyTOTP(ctx context.Context, id identity.Identity, code str
 		won, err := s.cfg.Factors.Advance(fctx, f.User, f.ID, step, now)
 		cancel()
 		if err != nil {
+			s.endCheck(ctx, id, ticket, false, now)
 			done(verifyStoreError, slog.LevelError, err)
 			return secondfactor.Grant{}, storeErr(err)
 		}
 		if !won {
 			continue // replayed on this factor; another factor may still take it
 		}
+		s.endCheck(ctx, id, ticket, false, now)
 		g, err := s.cfg.Tokens.MintMethod(ctx, id, secondfactor.MethodTOTP)
 		if err != nil {
 			done(verifyStoreError, slog.LevelError, err)
@@ -192,17 +201,14 @@ func (s *Service) VerifyTOTP(ctx context.Context, id identity.Identity, code str
 		done(verifyOK, slog.LevelInfo, nil)
 		return g, nil
 	}
-	if !hasTOTP(fs) {
-		done(verifyNoFactor, slog.LevelInfo, nil)
-		return secondfactor.Grant{}, ErrNoFactor
-	}
 	if matched {
 		// Right code, step already used: not counted as a failure (a
 		// double submit), but never accepted twice.
+		s.endCheck(ctx, id, ticket, false, now)
 		done(verifyReplayed, slog.LevelWarn, nil)
 		return secondfactor.Grant{}, ErrReplayed
 	}
-	locked, err := s.cfg.Store.AddFailure(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
+	locked, err := s.cfg.Store.EndCheck(ctx, id.Subject, ticket, true, now, o.MaxFailuresPerHour, o.Lockout)
 	if err != nil {
 		done(verifyStoreError, slog.LevelError, err)
 		return secondfactor.Grant{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
@@ -213,6 +219,23 @@ func (s *Service) VerifyTOTP(ctx context.Context, id identity.Identity, code str
 	}
 	done(verifyInvalid, slog.LevelWarn, nil)
 	return secondfactor.Grant{}, &CodeError{AttemptsLeft: -1}
+}
+
+// matchTOTP opens f's secret and matches input (canonicalCode's output)
+// against it; err means the secret or its parameters do not read (an
+// operator problem: keys or data).
+func (s *Service) matchTOTP(f factors.Factor, input string, now time.Time) (step int64, ok bool, err error) {
+	secret, _, err := s.cfg.Keyring.Open(f.User, f.ID, f.Secret)
+	if err != nil {
+		return 0, false, err
+	}
+	defer clear(secret)
+	p, err := totp.ParamsOf(f.Public, s.cfg.TOTP.Skew)
+	if err != nil {
+		return 0, false, err
+	}
+	step, ok = totp.Match(secret, input, now, p)
+	return step, ok, nil
 }
 
 // FactorView is a factor as the user sees it (GET /api/factors).
@@ -397,19 +420,21 @@ func (s *Service) ConfirmTOTP(ctx context.Context, id identity.Identity, fid, co
 	if err != nil {
 		return err
 	}
-	secret, _, err := s.cfg.Keyring.Open(f.User, f.ID, f.Secret)
+	ticket, left, err := s.cfg.Store.BeginCheck(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
 	if err != nil {
+		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	if ticket == "" {
+		return &LimitError{RetryAfter: max(left, time.Second), Err: ErrLocked}
+	}
+	input, _ := canonicalCode(code, s.cfg.TOTP.Digits)
+	step, ok, err := s.matchTOTP(f, input, now)
+	if err != nil {
+		s.endCheck(ctx, id, ticket, false, now)
 		return storeErr(err)
 	}
-	p, err := totp.ParamsOf(f.Public, s.cfg.TOTP.Skew)
-	if err != nil {
-		clear(secret)
-		return storeErr(err)
-	}
-	step, ok := totp.Match(secret, normalizeCode(code), now, p)
-	clear(secret)
 	if !ok {
-		locked, err := s.cfg.Store.AddFailure(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
+		locked, err := s.cfg.Store.EndCheck(ctx, id.Subject, ticket, true, now, o.MaxFailuresPerHour, o.Lockout)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 		}
@@ -419,6 +444,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, id identity.Identity, fid, co
 		}
 		return &CodeError{AttemptsLeft: -1}
 	}
+	s.endCheck(ctx, id, ticket, false, now)
 	fctx, cancel := s.factorCtx(ctx)
 	defer cancel()
 	if err := s.cfg.Factors.Confirm(fctx, f.User, f.ID, step, now); errors.Is(err, factors.ErrNotFound) {
