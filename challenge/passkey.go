@@ -207,10 +207,21 @@ func (s *Service) auditAttrs(ctx context.Context, lvl slog.Level, msg, event, ou
 }
 
 // freshFor reports whether r carries a second factor of id no older than
-// passkeyFresh (any method: the first passkey is added after an email
-// code).
+// passkeyFresh that may add a passkey. The first passkey can be added
+// after any method (an email code, usually); once the user has one, only
+// a passkey may add another, so that a stolen session plus the user's
+// mailbox cannot plant an attacker's passkey next to the user's (the
+// help desk resets a user who lost every passkey: README "Passkeys").
 func (s *Service) freshFor(r *http.Request, id identity.Identity) bool {
-	_, ok := s.cfg.Tokens.Check(r, id, passkeyFresh)
+	has, err := s.HasPasskey(r.Context(), id)
+	if err != nil {
+		return false
+	}
+	methods := ""
+	if has {
+		methods = secondfactor.MethodPasskey
+	}
+	_, ok := s.cfg.Tokens.CheckMethods(r, id, passkeyFresh, methods)
 	return ok
 }
 

@@ -33,6 +33,8 @@ type passkeyAddData struct {
 	Fresh    bool
 	Confirm  string // the challenge, returning here
 	Done     string // where to go once added
+	// WithPasskey: the user has a passkey, so only a passkey confirms.
+	WithPasskey bool
 }
 
 // pageTime formats a time for people (UTC).
@@ -108,6 +110,11 @@ func (s *Service) serveAddPasskey(w http.ResponseWriter, r *http.Request) {
 		Done:    s.cfg.Prefix + "/factors/passkey",
 	}
 	for _, c := range list {
+		if c.Factor.Confirmed && !c.Cloned {
+			// Only a passkey adds another (freshFor).
+			d.Confirm = s.cfg.Prefix + "/passkey?rd=" + url.QueryEscape(s.cfg.Prefix+"/factors/passkey")
+			d.WithPasskey = true
+		}
 		d.Passkeys = append(d.Passkeys, passkeyItem{
 			Name: c.Factor.Name, Added: pageTime(c.Factor.CreatedAt), LastUsed: pageTime(c.Factor.LastUsedAt),
 			Syncable: c.BackupEligible, Synced: c.BackupState, Cloned: c.Cloned,

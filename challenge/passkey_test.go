@@ -314,3 +314,18 @@ func TestPasskeyPages(t *testing.T) {
 		t.Fatalf("challenge page CSP %q allows scripts", csp)
 	}
 }
+
+// TestSecondPasskeyNeedsAPasskey: once a user has a passkey, a fresh email
+// code no longer adds another; a fresh passkey grant does.
+func TestSecondPasskeyNeedsAPasskey(t *testing.T) {
+	e := newPasskeyEnv(t)
+	a := passkeytest.New(pkOrigin, "app.example.com")
+	email := e.emailToken(t, hAlice)
+	e.register(t, hAlice, email, a, "First")
+	if w, m := e.call(t, "/api/factors/passkey/begin", hAlice, email, []byte(`{"name":"Second"}`)); w.Code != http.StatusUnauthorized || m["error"] != "insufficient_user_authentication" {
+		t.Fatalf("second passkey after an email code: %d %v; want 401", w.Code, m)
+	}
+	_, m := e.stepUp(t, hAlice, a)
+	pk, _ := m["SecondFactorAuthenticationToken"].(string)
+	e.register(t, hAlice, pk, passkeytest.New(pkOrigin, "app.example.com"), "Second")
+}
