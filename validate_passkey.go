@@ -113,3 +113,30 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	l.n -= int64(n)
 	return n, err
 }
+
+// passkeyConfig converts factors.passkey to the relying party's config:
+// the origin is server.public_url's, the metadata file is read here
+// (validation read it once already).
+func (c *Config) passkeyConfig() (passkey.Config, error) {
+	p := c.Factors.Passkey
+	pc := passkey.Config{
+		Origin:      c.Server.PublicURL,
+		RPID:        p.RPID,
+		Attestation: p.Attestation,
+	}
+	for _, a := range p.AAGUIDs {
+		id, err := uuid.Parse(a)
+		if err != nil {
+			return pc, fmt.Errorf("factors.passkey.aaguids: %w", err)
+		}
+		pc.AAGUIDs = append(pc.AAGUIDs, id)
+	}
+	if p.MetadataFile != "" {
+		m, err := loadMetadata(p.MetadataFile)
+		if err != nil {
+			return pc, fmt.Errorf("factors.passkey.metadata_file: %w", err)
+		}
+		pc.Metadata = m
+	}
+	return pc, nil
+}
