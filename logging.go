@@ -125,12 +125,24 @@ func (c *statusCounters) inc(status int) {
 	ctr.Inc()
 }
 
-// accessPath is the request's path without the query, which may carry
-// tokens or codes (SPEC §9: none of those in logs).
+// accessPath is the path part of the request target, which is all the
+// access log may show: never the query, which may carry secrets
+// (access_token=...), nor the user information or host of an
+// absolute-form target ("http://user:pass@host/x" is logged as "/x").
 func accessPath(r *http.Request) string {
 	p := r.RequestURI
 	if i := strings.IndexByte(p, '?'); i >= 0 {
 		p = p[:i]
+	}
+	if !strings.HasPrefix(p, "/") {
+		if _, rest, ok := strings.Cut(p, "://"); ok {
+			p = "/"
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				p = rest[i:]
+			}
+		} else if i := strings.LastIndexByte(p, '@'); i >= 0 {
+			p = p[i+1:] // rootless "http:user:pass@host/x"
+		}
 	}
 	const max = 512
 	if len(p) > max {

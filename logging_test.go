@@ -185,3 +185,21 @@ func BenchmarkObserve(b *testing.B) {
 		h.ServeHTTP(w, r)
 	}
 }
+
+// TestAccessPathOnlyPath: the access log names the path part of the target
+// only: no query, no user information or host of absolute-form targets.
+func TestAccessPathOnlyPath(t *testing.T) {
+	for _, tt := range []struct{ uri, want string }{
+		{"/x?access_token=s3cret", "/x"},
+		{"http://user:s3cret@app.example/x?access_token=s3cret", "/x"},
+		{"http://app.example", "/"},
+		{"http:user:s3cret@app.example/x?access_token=s3cret", "app.example/x"},
+		{"*", "*"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RequestURI = tt.uri
+		if got := accessPath(r); got != tt.want {
+			t.Errorf("accessPath(%q): got %q; want %q", tt.uri, got, tt.want)
+		}
+	}
+}

@@ -35,9 +35,13 @@ func reject(why string) error { return fmt.Errorf("%w: %s", ErrRejected, why) }
 // refused. RFC 9112 §3.2 lists the four forms; only origin-form is served.
 //
 // The target is quoted without its query, which may carry secrets
-// (access_token=...) and must never reach a log line.
+// (access_token=...) and must never reach a log line, and without what
+// could be user information before an '@'.
 func notOriginForm(uri string) string {
 	uri, _, _ = strings.Cut(uri, "?")
+	if i := strings.LastIndexByte(uri, '@'); i >= 0 {
+		uri = "…" + uri[i:] // no user information either
+	}
 	switch {
 	case uri == "*":
 		return "asterisk-form (OPTIONS *) is not accepted; the target must be a path starting with '/'"

@@ -31,6 +31,9 @@ func TestStepUpRequiredReason(t *testing.T) {
 	})
 	alice := identity.Identity{Subject: "alice", Emails: []string{"alice@example.com"}, Session: "s1"}
 	at := "Authorization: Bearer " + e.accessToken(t, alice.Subject, alice.Session, alice.Emails...)
+	// auth_time has whole seconds: start on one, so that the age below is
+	// exactly what the clock moved.
+	e.clock.ns.Store(e.clock.now().Truncate(time.Second).UnixNano())
 	g := e.grant(t, alice)
 	bob := identity.Identity{Subject: "bob", Emails: []string{"bob@example.com"}, Session: "s9"}
 	bobAT := "Authorization: Bearer " + e.accessToken(t, bob.Subject, bob.Session, bob.Emails...)
