@@ -35,7 +35,14 @@ type clock struct{ ns atomic.Int64 }
 
 func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
-func newClock() *clock               { c := &clock{}; c.ns.Store(time.Now().UnixNano()); return c }
+
+// newClock starts on a whole second: tokens keep auth_time in seconds, so
+// an age measured on this clock is exactly what the test advanced it by.
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Now().Truncate(time.Second).UnixNano())
+	return c
+}
 
 // mailbox is a challenge.Sender that keeps the last message per address,
 // so that a test can read the code as a user would.
