@@ -233,6 +233,7 @@ func newStore(cfg *Config) (challenge.Store, error) {
 		s, err := redisstore.New(redisstore.Options{
 			Addr: r.Addr, Password: r.Password, DB: r.DB, KeyPrefix: r.KeyPrefix,
 			TLS: tlsConfig, Timeout: r.Timeout, PoolSize: r.PoolSize,
+			RevocationCache: r.RevocationCacheSize,
 			// A loss of Redis's state locks every user out for
 			// otp.lockout: no lockout it lost is lifted early.
 			StateLossLockout: cfg.OTP.Lockout,
@@ -293,16 +294,18 @@ func (c *Config) identityConfig(logger *slog.Logger) (identity.Config, error) {
 	ic := identity.Config{
 		Source: c.Identity.Source,
 		JWT: identity.JWTConfig{
-			Cookie:       j.Cookie,
-			Algorithms:   j.Algorithms,
-			PublicKeyPEM: c.publicKeyPEM,
-			JWKSURL:      j.JWKSURL,
-			Issuer:       j.Issuer,
-			Audience:     j.Audience,
-			SubjectClaim: j.SubjectClaim,
-			EmailClaim:   j.EmailClaim,
-			SessionClaim: j.SessionClaim,
-			Logger:       logger,
+			Cookie:           j.Cookie,
+			Algorithms:       j.Algorithms,
+			PublicKeyPEM:     c.publicKeyPEM,
+			JWKSURL:          j.JWKSURL,
+			Issuer:           j.Issuer,
+			Audience:         j.Audience,
+			SubjectClaim:     j.SubjectClaim,
+			EmailClaim:       j.EmailClaim,
+			SessionClaim:     j.SessionClaim,
+			Logger:           logger,
+			CacheSize:        j.CacheSize,
+			InvalidCacheSize: j.InvalidCacheSize,
 		},
 		Header: identity.HeaderConfig{
 			User:           c.Identity.Header.User,
@@ -390,6 +393,7 @@ func (c *Config) secondFactorConfig(revocations secondfactor.Revocations) second
 		TTL:             c.SecondFactor.TTL,
 		SecureCookie:    c.secureCookies(),
 		Revocations:     revocations,
+		CacheSize:       c.SecondFactor.CacheSize,
 	}
 }
 

@@ -22,6 +22,7 @@ type Config struct {
 	Factors      FactorsConfig      `mapstructure:"factors"`
 	Policies     PoliciesConfig     `mapstructure:"policies"`
 	Log          LogConfig          `mapstructure:"log"`
+	Runtime      RuntimeConfig      `mapstructure:"runtime"`
 
 	// meta locates keys in the file for error messages.
 	meta configMeta
@@ -130,6 +131,12 @@ type JWTConfig struct {
 	SubjectClaim   string `mapstructure:"subject_claim"`
 	EmailClaim     string `mapstructure:"email_claim"`
 	SessionClaim   string `mapstructure:"session_claim"`
+	// CacheSize bounds the verified-token cache (entries, about 200 bytes
+	// each). Default 10000.
+	CacheSize int `mapstructure:"cache_size"`
+	// InvalidCacheSize bounds the cache of tokens refused for good (bad
+	// signature, malformed, expired; about 100 bytes each). Default 10000.
+	InvalidCacheSize int `mapstructure:"invalid_cache_size"`
 }
 
 // HeaderConfig is SPEC §3 identity.header.
@@ -150,6 +157,9 @@ type SecondFactorConfig struct {
 	Cookie string        `mapstructure:"cookie"`
 	Header string        `mapstructure:"header"`
 	TTL    time.Duration `mapstructure:"ttl"`
+	// CacheSize bounds the verified-token cache (entries, about 500 bytes
+	// each). Default 10000.
+	CacheSize int `mapstructure:"cache_size"`
 }
 
 // OTPConfig is SPEC §3 otp.
@@ -216,6 +226,10 @@ type RedisConfig struct {
 	// PoolSize is the most connections to Redis per process. Default 0,
 	// which means 10 × GOMAXPROCS but at least 64 (redisstore.Options).
 	PoolSize int `mapstructure:"pool_size"`
+	// RevocationCacheSize bounds the local cache of token ids known not to
+	// be revoked, kept current by a Pub/Sub subscription (about 150 bytes
+	// each). Default 10000; 0 asks Redis on every step_up request.
+	RevocationCacheSize int `mapstructure:"revocation_cache_size"`
 }
 
 // PoliciesConfig is SPEC §3 policies.
@@ -251,91 +265,97 @@ type TestConfig struct {
 // configDefaults holds every SPEC §3 default. Lists of rules and tests have
 // none.
 var configDefaults = map[string]any{
-	"server.listen":                    "127.0.0.1:8080",
-	"server.admin_listen":              "127.0.0.1:9090",
-	"server.public_url":                "http://127.0.0.1:8080",
-	"server.prefix":                    "/.stepup",
-	"server.trusted_proxies":           []string{},
-	"server.case_insensitive_paths":    false,
-	"server.forward_auth":              false,
-	"server.shutdown_grace":            15 * time.Second,
-	"server.shutdown_delay":            time.Duration(0),
-	"server.read_timeout":              60 * time.Second,
-	"server.read_idle_timeout":         30 * time.Second,
-	"server.max_connections":           10000,
-	"upstream.url":                     "http://127.0.0.1:3000",
-	"upstream.timeout":                 30 * time.Second,
-	"upstream.forward_token":           false,
-	"identity.source":                  "jwt",
-	"identity.login_url":               "/login?rd={rd}",
-	"identity.jwt.cookie":              "access_token",
-	"identity.jwt.algorithms":          []string{"HS256"},
-	"identity.jwt.hmac_secret":         "",
-	"identity.jwt.hmac_secret_file":    "",
-	"identity.jwt.public_key_file":     "",
-	"identity.jwt.jwks_url":            "",
-	"identity.jwt.issuer":              "",
-	"identity.jwt.audience":            "",
-	"identity.jwt.subject_claim":       "sub",
-	"identity.jwt.email_claim":         "email",
-	"identity.jwt.session_claim":       "sid",
-	"identity.header.user":             "X-Forwarded-User",
-	"identity.header.email":            "X-Forwarded-Email",
-	"identity.header.trusted_proxies":  []string{"127.0.0.1/32"},
-	"second_factor.secret":             "",
-	"second_factor.secret_file":        "",
-	"second_factor.previous_secrets":   []string{},
-	"second_factor.cookie":             defaultCookie,
-	"second_factor.header":             "X-Second-Factor-Token",
-	"second_factor.ttl":                12 * time.Hour,
-	"otp.length":                       6,
-	"otp.ttl":                          5 * time.Minute,
-	"otp.max_attempts":                 5,
-	"otp.resend_after":                 30 * time.Second,
-	"otp.max_sends_per_hour":           5,
-	"otp.max_failures_per_hour":        20,
-	"otp.lockout":                      15 * time.Minute,
-	"mail.driver":                      "smtp",
-	"mail.from":                        "stepgate <no-reply@example.com>",
-	"mail.subject":                     "Your verification code",
-	"mail.smtp.host":                   "",
-	"mail.smtp.port":                   587,
-	"mail.smtp.username":               "",
-	"mail.smtp.password":               "",
-	"mail.smtp.password_file":          "",
-	"mail.smtp.tls":                    "starttls",
-	"mail.file.dir":                    "",
-	"store.driver":                     "memory",
-	"store.redis.addr":                 "127.0.0.1:6379",
-	"store.redis.password":             "",
-	"store.redis.password_file":        "",
-	"store.redis.db":                   0,
-	"store.redis.key_prefix":           "stepgate:",
-	"store.redis.tls":                  false,
-	"store.redis.tls_ca_file":          "",
-	"store.redis.tls_server_name":      "",
-	"store.redis.timeout":              2 * time.Second,
-	"store.redis.pool_size":            0,
-	"factors.enabled":                  []string{"email"},
-	"factors.driver":                   "sqlite",
-	"factors.sqlite.path":              "/var/lib/stepgate/factors.db",
-	"factors.postgres.dsn":             "",
-	"factors.postgres.dsn_file":        "",
-	"factors.encryption_key":           "",
-	"factors.encryption_key_file":      "",
-	"factors.previous_encryption_keys": []string{},
-	"factors.totp.issuer":              "stepgate",
-	"factors.totp.period":              30 * time.Second,
-	"factors.totp.digits":              6,
-	"factors.totp.skew":                1,
-	"factors.passkey.rp_id":            "",
-	"factors.passkey.attestation":      "none",
-	"factors.passkey.aaguids":          []string{},
-	"factors.passkey.metadata_file":    "",
-	"policies.default":                 "authenticate",
-	"log.level":                        "info",
-	"log.format":                       "json",
-	"log.access":                       false,
+	"server.listen":                     "127.0.0.1:8080",
+	"server.admin_listen":               "127.0.0.1:9090",
+	"server.public_url":                 "http://127.0.0.1:8080",
+	"server.prefix":                     "/.stepup",
+	"server.trusted_proxies":            []string{},
+	"server.case_insensitive_paths":     false,
+	"server.forward_auth":               false,
+	"server.shutdown_grace":             15 * time.Second,
+	"server.shutdown_delay":             time.Duration(0),
+	"server.read_timeout":               60 * time.Second,
+	"server.read_idle_timeout":          30 * time.Second,
+	"server.max_connections":            10000,
+	"upstream.url":                      "http://127.0.0.1:3000",
+	"upstream.timeout":                  30 * time.Second,
+	"upstream.forward_token":            false,
+	"identity.source":                   "jwt",
+	"identity.login_url":                "/login?rd={rd}",
+	"identity.jwt.cookie":               "access_token",
+	"identity.jwt.algorithms":           []string{"HS256"},
+	"identity.jwt.hmac_secret":          "",
+	"identity.jwt.hmac_secret_file":     "",
+	"identity.jwt.public_key_file":      "",
+	"identity.jwt.jwks_url":             "",
+	"identity.jwt.issuer":               "",
+	"identity.jwt.audience":             "",
+	"identity.jwt.subject_claim":        "sub",
+	"identity.jwt.email_claim":          "email",
+	"identity.jwt.session_claim":        "sid",
+	"identity.jwt.cache_size":           10000,
+	"identity.jwt.invalid_cache_size":   10000,
+	"identity.header.user":              "X-Forwarded-User",
+	"identity.header.email":             "X-Forwarded-Email",
+	"identity.header.trusted_proxies":   []string{"127.0.0.1/32"},
+	"second_factor.secret":              "",
+	"second_factor.secret_file":         "",
+	"second_factor.previous_secrets":    []string{},
+	"second_factor.cookie":              defaultCookie,
+	"second_factor.header":              "X-Second-Factor-Token",
+	"second_factor.ttl":                 12 * time.Hour,
+	"second_factor.cache_size":          10000,
+	"otp.length":                        6,
+	"otp.ttl":                           5 * time.Minute,
+	"otp.max_attempts":                  5,
+	"otp.resend_after":                  30 * time.Second,
+	"otp.max_sends_per_hour":            5,
+	"otp.max_failures_per_hour":         20,
+	"otp.lockout":                       15 * time.Minute,
+	"mail.driver":                       "smtp",
+	"mail.from":                         "stepgate <no-reply@example.com>",
+	"mail.subject":                      "Your verification code",
+	"mail.smtp.host":                    "",
+	"mail.smtp.port":                    587,
+	"mail.smtp.username":                "",
+	"mail.smtp.password":                "",
+	"mail.smtp.password_file":           "",
+	"mail.smtp.tls":                     "starttls",
+	"mail.file.dir":                     "",
+	"store.driver":                      "memory",
+	"store.redis.addr":                  "127.0.0.1:6379",
+	"store.redis.password":              "",
+	"store.redis.password_file":         "",
+	"store.redis.db":                    0,
+	"store.redis.key_prefix":            "stepgate:",
+	"store.redis.tls":                   false,
+	"store.redis.tls_ca_file":           "",
+	"store.redis.tls_server_name":       "",
+	"store.redis.timeout":               2 * time.Second,
+	"store.redis.pool_size":             0,
+	"store.redis.revocation_cache_size": 10000,
+	"factors.enabled":                   []string{"email"},
+	"factors.driver":                    "sqlite",
+	"factors.sqlite.path":               "/var/lib/stepgate/factors.db",
+	"factors.postgres.dsn":              "",
+	"factors.postgres.dsn_file":         "",
+	"factors.encryption_key":            "",
+	"factors.encryption_key_file":       "",
+	"factors.previous_encryption_keys":  []string{},
+	"factors.totp.issuer":               "stepgate",
+	"factors.totp.period":               30 * time.Second,
+	"factors.totp.digits":               6,
+	"factors.totp.skew":                 1,
+	"factors.passkey.rp_id":             "",
+	"factors.passkey.attestation":       "none",
+	"factors.passkey.aaguids":           []string{},
+	"factors.passkey.metadata_file":     "",
+	"policies.default":                  "authenticate",
+	"log.level":                         "info",
+	"log.format":                        "json",
+	"log.access":                        false,
+	"runtime.gc_percent":                200,
+	"runtime.memory_limit":              "auto",
 }
 
 const defaultCookie = "__Host-stepgate"

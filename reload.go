@@ -136,6 +136,7 @@ func (rl *reloader) reload(reason string, force bool) error {
 		return rl.fail(reason, err)
 	}
 	rl.live.store(cfg, h)
+	applyRuntime(cfg)
 	if rl.level != nil {
 		if l, err := parseLevel(cfg.Log.Level); err == nil {
 			rl.level.Set(l)

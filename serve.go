@@ -191,6 +191,7 @@ func serveWith(ctx context.Context, o serveOptions) error {
 	}
 	live := &liveGate{}
 	live.store(cfg, h)
+	applyRuntime(cfg)
 	shared.reloadMetrics.LastSuccess.SetToCurrentTime()
 
 	// Listening before logging "started" makes the line true, and lets a

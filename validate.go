@@ -39,6 +39,8 @@ func (c *Config) validate(ps *problems) {
 	c.validateFactors(ps)
 	c.validatePolicies(ps)
 	c.validateLog(ps)
+	c.validateRuntime(ps)
+	c.validateCaches(ps)
 }
 
 func (c *Config) validateLog(ps *problems) {
@@ -339,6 +341,9 @@ func (c *Config) validateStore(ps *problems) {
 			// Redis call without a bound would hold requests when Redis
 			// hangs (SPEC §10).
 			ps.add("store.redis.timeout", "must be more than 0")
+		}
+		if c.Store.Redis.RevocationCacheSize < 0 {
+			ps.add("store.redis.revocation_cache_size", "must not be negative (0 asks Redis on every step_up request)")
 		}
 		if c.Store.Redis.PoolSize < 0 {
 			ps.add("store.redis.pool_size", "must not be negative (0 means 10 × GOMAXPROCS, at least 64)")

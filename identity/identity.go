@@ -64,6 +64,14 @@ type JWTConfig struct {
 	Now func() time.Time
 	// Logger receives JWKS fetch failures. Nil discards them.
 	Logger *slog.Logger
+	// CacheSize bounds the verified-token cache (identity.jwt.cache_size):
+	// tokens up to 4 KiB are kept until their exp, about 1.5 KiB per entry
+	// for a typical 1 KiB token. 0 means 10,000.
+	CacheSize int
+	// InvalidCacheSize bounds the cache of tokens refused for good
+	// (identity.jwt.invalid_cache_size, invalid.go), about 100 bytes per
+	// entry. 0 means 10,000.
+	InvalidCacheSize int
 }
 
 // HeaderConfig configures identity from an SSO proxy's headers.

@@ -46,6 +46,7 @@ type jwtSource struct {
 	sessionClaim string
 	now          func() time.Time
 	cache        *tokenCache // nil disables caching (tests, benchmarks)
+	invalid      *invalidCache
 }
 
 func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
@@ -79,7 +80,11 @@ func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 		emailClaim:   cmp.Or(cfg.EmailClaim, "email"),
 		sessionClaim: cmp.Or(cfg.SessionClaim, "sid"),
 		now:          cfg.Now,
-		cache:        newTokenCache(tokenCacheSize),
+		cache:        newTokenCache(cmp.Or(cfg.CacheSize, tokenCacheSize)),
+		invalid:      newInvalidCache(cmp.Or(cfg.InvalidCacheSize, invalidCacheSize)),
+	}
+	if cfg.CacheSize < 0 || cfg.InvalidCacheSize < 0 {
+		return nil, errors.New("jwt: negative cache size")
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -220,23 +225,32 @@ func (s *jwtSource) verify(raw string) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: token longer than %d bytes", ErrInvalid, maxTokenLen)
 	}
 	now := s.now()
+	sum := tokenSum(raw)
 	if s.cache != nil {
-		if id, ok := s.cache.get(raw, now); ok {
+		if id, ok := s.cache.get(sum, now); ok {
 			return id, nil
 		}
 	}
+	if s.invalid.has(sum) {
+		return Identity{}, fmt.Errorf("%w: refused before (bad signature, malformed, expired, or another issuer or audience)", ErrInvalid)
+	}
 	claims := jwt.MapClaims{}
 	if _, err := s.parser.ParseWithClaims(raw, claims, s.keyfunc); err != nil {
+		if permanent(err) {
+			s.invalid.add(sum)
+		}
 		return Identity{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	id, err := s.identity(raw, claims)
 	if err != nil {
+		// What the claims say does not change either.
+		s.invalid.add(sum)
 		return Identity{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if s.cache != nil {
 		// The parser required exp, so it is present.
 		if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
-			s.cache.put(raw, id, exp.Time, now)
+			s.cache.put(sum, id, exp.Time, now)
 		}
 	}
 	return id, nil

@@ -7,8 +7,9 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
-// tokenCacheSize bounds the verified-token cache.
-const tokenCacheSize = 8192
+// defaultCacheSize bounds the verified-token cache when Config.CacheSize
+// is 0.
+const defaultCacheSize = 10000
 
 // verifiedToken is a token whose signature, type, issuer and expiry were
 // checked; what depends on the request (subject, session, max age,
@@ -38,8 +39,8 @@ type tokenCache struct {
 	lru *expirable.LRU[string, *verifiedToken]
 }
 
-func newTokenCache() *tokenCache {
-	return &tokenCache{lru: expirable.NewLRU[string, *verifiedToken](tokenCacheSize, nil, 0)}
+func newTokenCache(max int) *tokenCache {
+	return &tokenCache{lru: expirable.NewLRU[string, *verifiedToken](max, nil, 0)}
 }
 
 func (c *tokenCache) get(tok string, now time.Time) *verifiedToken {

@@ -5,6 +5,7 @@
 package secondfactor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,6 +53,9 @@ type Config struct {
 	Revocations Revocations
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// CacheSize bounds the verified-token cache (second_factor.cache_size):
+	// about 500 bytes per entry for a 300-byte token. 0 means 10,000.
+	CacheSize int
 }
 
 // Grant is a valid second factor.
@@ -105,13 +109,16 @@ func New(cfg Config) (*Tokens, error) {
 	if cfg.CookieName == "" || cfg.HeaderName == "" {
 		errs = append(errs, errors.New("secondfactor: no cookie or header name"))
 	}
+	if cfg.CacheSize < 0 {
+		errs = append(errs, errors.New("secondfactor: negative cache size"))
+	}
 	if cfg.Revocations == nil {
 		errs = append(errs, errors.New("secondfactor: no revocation list"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	t := &Tokens{cfg: cfg, now: cfg.Now, cache: newTokenCache()}
+	t := &Tokens{cfg: cfg, now: cfg.Now, cache: newTokenCache(cmp.Or(cfg.CacheSize, defaultCacheSize))}
 	if t.now == nil {
 		t.now = time.Now
 	}

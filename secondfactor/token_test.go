@@ -301,7 +301,7 @@ func BenchmarkCheckUncached(b *testing.B) {
 	r.Header.Set("Cookie", "__Host-stepgate="+g.Token)
 	b.ReportAllocs()
 	for b.Loop() {
-		e.s.cache = newTokenCache()
+		e.s.cache = newTokenCache(defaultCacheSize)
 		if _, ok := e.s.Check(r, alice, time.Hour); !ok {
 			b.Fatal("Check failed")
 		}

@@ -119,6 +119,23 @@ func (s *Store) Epoch(ctx context.Context) (string, error) {
 // jti was revoked, or Redis's epoch is no longer epoch. One round trip, as
 // a plain EXISTS was. An error means unknown: the caller must deny.
 func (s *Store) Revoked(ctx context.Context, jti, epoch string) (bool, error) {
+	var gen uint64
+	cacheable := false
+	if s.rev != nil {
+		var hit bool
+		if hit, gen, cacheable = s.rev.lookup(jti, epoch); hit {
+			return false, nil
+		}
+	}
+	revoked, err := s.revoked(ctx, jti, epoch)
+	if err == nil && !revoked && cacheable {
+		s.rev.store(jti, epoch, gen)
+	}
+	return revoked, err
+}
+
+// revoked asks Redis (Revoked without the cache).
+func (s *Store) revoked(ctx context.Context, jti, epoch string) (bool, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	cur, rest, err := s.runEpoch(ctx, revokedScript, s.key(kindRevoked, jti))

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+)
+
+// RuntimeConfig is the runtime section: the Go garbage collector's knobs,
+// which serve applies at start and on every reload (README "Memory").
+type RuntimeConfig struct {
+	// GCPercent is GOGC: the heap may grow this many percent over the
+	// live heap before a collection. Default 200: a proxy's live heap is
+	// small (tens of MiB), so collecting half as often costs little
+	// memory and saves CPU on every request. -1 turns the proportional
+	// trigger off (then memory_limit alone triggers collections).
+	GCPercent int `mapstructure:"gc_percent"`
+	// MemoryLimit is GOMEMLIMIT, a soft limit on the Go runtime's memory:
+	// "auto" (default) is 90% of the container's cgroup memory limit when
+	// there is one, else no limit; "off" is no limit; or a size in bytes
+	// with an optional KiB, MiB or GiB suffix ("400MiB").
+	MemoryLimit string `mapstructure:"memory_limit"`
+}
+
+// cgroupMemoryMax is where cgroup v2 publishes the container's memory
+// limit (a number, or "max" for none).
+var cgroupMemoryMax = "/sys/fs/cgroup/memory.max"
+
+// memoryLimit returns the limit in bytes that r.MemoryLimit stands for, 0
+// for none.
+func (r RuntimeConfig) memoryLimit() (int64, error) {
+	switch v := strings.TrimSpace(r.MemoryLimit); v {
+	case "off", "0":
+		return 0, nil
+	case "auto", "":
+		b, err := os.ReadFile(cgroupMemoryMax)
+		if err != nil {
+			return 0, nil // not in a cgroup v2 container: no limit
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || n <= 0 {
+			return 0, nil // "max": no limit
+		}
+		return n / 10 * 9, nil
+	default:
+		return parseSize(v)
+	}
+}
+
+// parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("want auto, off, or a size such as 400MiB")
+	}
+	return n * mult, nil
+}
+
+func (c *Config) validateRuntime(ps *problems) {
+	if c.Runtime.GCPercent < -1 || c.Runtime.GCPercent == 0 {
+		ps.add("runtime.gc_percent", "must be -1 (off, with a memory_limit) or at least 1")
+	}
+	limit, err := c.Runtime.memoryLimit()
+	if err != nil {
+		ps.add("runtime.memory_limit", "%q: %v", c.Runtime.MemoryLimit, err)
+	} else if limit > 0 && limit < 32<<20 {
+		ps.add("runtime.memory_limit", "%q is below 32MiB: the collector would run all the time", c.Runtime.MemoryLimit)
+	}
+	if c.Runtime.GCPercent == -1 && err == nil && limit == 0 {
+		ps.add("runtime.gc_percent", "-1 (off) needs a runtime.memory_limit, or the heap grows without bound")
+	}
+}
+
+// applyRuntime sets the collector's knobs from cfg (validated).
+func applyRuntime(cfg *Config) {
+	debug.SetGCPercent(cfg.Runtime.GCPercent)
+	limit, _ := cfg.Runtime.memoryLimit()
+	if limit == 0 {
+		limit = -1 >> 1 // math.MaxInt64: no limit
+	}
+	debug.SetMemoryLimit(limit)
+}
+
+// validateCaches checks the cache bounds: each at least 1, so that a 0
+// cannot be taken for "off" where it would mean the package default.
+func (c *Config) validateCaches(ps *problems) {
+	for _, k := range []struct {
+		key string
+		n   int
+	}{
+		{"identity.jwt.cache_size", c.Identity.JWT.CacheSize},
+		{"identity.jwt.invalid_cache_size", c.Identity.JWT.InvalidCacheSize},
+		{"second_factor.cache_size", c.SecondFactor.CacheSize},
+	} {
+		if k.n < 1 {
+			ps.add(k.key, "must be at least 1")
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+// TestRuntimeConfig checks the runtime and cache keys: defaults, the
+// memory limit derived from the cgroup, explicit sizes, and the refusals.
+func TestRuntimeConfig(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, baseSections+baseRules), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Runtime.GCPercent != 200 || cfg.Runtime.MemoryLimit != "auto" {
+		t.Errorf("runtime defaults: got %+v; want gc_percent 200, memory_limit auto", cfg.Runtime)
+	}
+	for key, got := range map[string]int{
+		"identity.jwt.cache_size":           cfg.Identity.JWT.CacheSize,
+		"identity.jwt.invalid_cache_size":   cfg.Identity.JWT.InvalidCacheSize,
+		"second_factor.cache_size":          cfg.SecondFactor.CacheSize,
+		"store.redis.revocation_cache_size": cfg.Store.Redis.RevocationCacheSize,
+	} {
+		if got != 10000 {
+			t.Errorf("%s: default %d; want 10000", key, got)
+		}
+	}
+
+	dir := t.TempDir()
+	old := cgroupMemoryMax
+	t.Cleanup(func() { cgroupMemoryMax = old })
+	cgroupMemoryMax = filepath.Join(dir, "memory.max")
+	limits := []struct {
+		value, cgroup string
+		want          int64
+	}{
+		{"auto", "536870912\n", 536870912 / 10 * 9},
+		{"auto", "max\n", 0},
+		{"auto", "", 0}, // no cgroup file
+		{"off", "536870912\n", 0},
+		{"400MiB", "", 400 << 20},
+		{"1GiB", "", 1 << 30},
+		{"123456789", "", 123456789},
+	}
+	for _, l := range limits {
+		os.Remove(cgroupMemoryMax)
+		if l.cgroup != "" {
+			if err := os.WriteFile(cgroupMemoryMax, []byte(l.cgroup), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := RuntimeConfig{MemoryLimit: l.value}.memoryLimit()
+		if err != nil || got != l.want {
+			t.Errorf("memory_limit %q with cgroup %q: got %d, %v; want %d", l.value, l.cgroup, got, err, l.want)
+		}
+	}
+	os.Remove(cgroupMemoryMax)
+
+	// baseSections has second_factor: a cache_size goes into it.
+	sfCache0 := strings.Replace(baseSections, "second_factor:\n", "second_factor:\n  cache_size: 0\n", 1)
+	bad := []struct{ yaml, key string }{
+		{"runtime:\n  gc_percent: 0\n", "runtime.gc_percent"},
+		{"runtime:\n  gc_percent: -1\n  memory_limit: \"off\"\n", "runtime.gc_percent"},
+		{"runtime:\n  memory_limit: lots\n", "runtime.memory_limit"},
+		{"runtime:\n  memory_limit: 1MiB\n", "runtime.memory_limit"},
+		{"store:\n  redis:\n    revocation_cache_size: -1\n  driver: redis\n", "store.redis.revocation_cache_size"},
+	}
+	for _, b := range bad {
+		_, err := loadConfig(writeConfig(t, baseSections+baseRules+b.yaml), noEnv)
+		if err == nil || !strings.Contains(err.Error(), b.key) {
+			t.Errorf("%q: got %v; want a problem at %s", b.yaml, err, b.key)
+		}
+	}
+	if _, err := loadConfig(writeConfig(t, sfCache0+baseRules), noEnv); err == nil || !strings.Contains(err.Error(), "second_factor.cache_size") {
+		t.Errorf("second_factor.cache_size 0: got %v; want a problem", err)
+	}
+
+	// applyRuntime sets the collector; restore the test binary's after.
+	prevGC := debug.SetGCPercent(100)
+	prevLimit := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(prevGC); debug.SetMemoryLimit(prevLimit) })
+	cfg.Runtime = RuntimeConfig{GCPercent: 150, MemoryLimit: "300MiB"}
+	applyRuntime(cfg)
+	if got := debug.SetGCPercent(150); got != 150 {
+		t.Errorf("GC percent after applyRuntime: %d; want 150", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 300<<20 {
+		t.Errorf("memory limit after applyRuntime: %d; want %d", got, 300<<20)
+	}
+}
