@@ -28,6 +28,8 @@ Usage:
   stepgate explain -config FILE [-H 'Name: value']... METHOD URL|PATH
                                    which rule decides a request, why, and what it requires
   stepgate demo                    a complete local demo with no setup
+  stepgate factors list|remove|rekey -config FILE [-user SUB] [-id ID]
+                                   enrolled factors: list, help-desk removal, key rotation
   stepgate version                 version and build info
   stepgate healthcheck [-url URL]  GET the admin /healthz (for container HEALTHCHECKs); exit 0 when 200
 
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, getenv, stdout, stderr)
+	case "factors":
+		return runFactors(ctx, rest, getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
