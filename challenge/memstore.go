@@ -27,6 +27,10 @@ type MemoryStore struct {
 	revoked    *cache.Cache // jti -> struct{}
 	ceremonies *cache.Cache // key -> []byte
 	maxPending int
+	// lastSweep is when room last swept a full cache; sweeps counts the
+	// sweeps (for tests). Both under mu.
+	lastSweep time.Time
+	sweeps    int
 	seq        uint64 // the last BeginCheck ticket, under mu
 	// epoch is random per store, so per process: tokens minted before a
 	// restart (whose revocations the restart lost) are refused after it.
@@ -116,6 +120,24 @@ func (s *MemoryStore) ThrottleSend(_ context.Context, user string, now time.Time
 	return nil
 }
 
+// releaseSend implements sendReleaser: it forgets the newest send of user
+// recorded at now (PutCode refused the code for lack of room).
+func (s *MemoryStore) releaseSend(user string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.sends.Get(user)
+	if !ok {
+		return
+	}
+	st := v.(*memSends)
+	for i := len(st.at) - 1; i >= 0; i-- {
+		if st.at[i].Equal(now) {
+			st.at = append(st.at[:i], st.at[i+1:]...)
+			return
+		}
+	}
+}
+
 // pruneBefore drops times at or before cut from a sorted slice: an event
 // exactly one hour old has left the rolling hour.
 func pruneBefore(ts []time.Time, cut time.Time) []time.Time {
@@ -136,18 +158,35 @@ func (s *MemoryStore) PutCode(_ context.Context, key string, code Code, ttl time
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, replacing := s.codes.Get(key); !replacing && s.codes.ItemCount() >= s.maxPending {
-		// ItemCount includes expired entries the janitor has not yet
-		// removed; drop them before refusing.
-		s.codes.DeleteExpired()
-		if s.codes.ItemCount() >= s.maxPending {
-			return ErrStoreFull
-		}
+	if _, replacing := s.codes.Get(key); !replacing && !s.room(s.codes) {
+		return ErrStoreFull
 	}
 	c := &memCode{macLen: uint8(len(code.MAC)), attempts: int32(code.Attempts), email: code.Email, expiresAt: code.ExpiresAt}
 	copy(c.mac[:], code.MAC)
 	s.codes.Set(key, c, ttl)
 	return nil
+}
+
+// sweepEvery is how often a full cache may be swept of expired entries
+// that the janitor has not yet removed.
+const sweepEvery = time.Second
+
+// room reports whether c, a cache bounded by maxPending, can take a new
+// entry; s.mu is held. The count is go-cache's item count, O(1). It
+// includes expired entries the janitor (every minute) has not removed yet,
+// so a full cache is swept of them, but at most once per sweepEvery: a
+// flood of refused sends costs one O(n) sweep a second, not one each
+// (SPEC §10: a full store must not slow every other request down).
+func (s *MemoryStore) room(c *cache.Cache) bool {
+	if c.ItemCount() < s.maxPending {
+		return true
+	}
+	if now := time.Now(); now.Sub(s.lastSweep) >= sweepEvery {
+		s.lastSweep = now
+		s.sweeps++
+		c.DeleteExpired()
+	}
+	return c.ItemCount() < s.maxPending
 }
 
 func (c *memCode) code() Code {
@@ -167,11 +206,8 @@ func (s *MemoryStore) PutCeremony(_ context.Context, key string, state []byte, t
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ceremonies.ItemCount() >= s.maxPending {
-		s.ceremonies.DeleteExpired()
-		if s.ceremonies.ItemCount() >= s.maxPending {
-			return ErrStoreFull
-		}
+	if !s.room(s.ceremonies) {
+		return ErrStoreFull
 	}
 	s.ceremonies.Set(key, append([]byte(nil), state...), ttl)
 	return nil

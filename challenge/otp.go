@@ -14,6 +14,14 @@ import (
 	"github.com/stepgate/stepgate/secondfactor"
 )
 
+// sendReleaser is a bounded store (MemoryStore), the only kind whose
+// PutCode can refuse a code for lack of room after ThrottleSend took the
+// send.
+type sendReleaser interface {
+	// releaseSend forgets the send ThrottleSend recorded for user at now.
+	releaseSend(user string, now time.Time)
+}
+
 // Send issues a code to id.Emails[index]. Errors: *LimitError (throttled or
 // locked), ErrMailUnavailable, ErrStoreUnavailable, ErrBadEmail.
 //
@@ -24,7 +32,8 @@ import (
 // sender fails, the fresh code is killed (CheckCode with maxAttempts 1
 // deletes it) so that a code the user was told was not sent can never be
 // used, and ErrMailUnavailable is returned. The throttle stays taken: a
-// failing mail server is not hammered by retries.
+// failing mail server is not hammered by retries. A code the store has no
+// room for (ErrStoreFull) is never sent, and its send is released.
 func (s *Service) Send(ctx context.Context, id identity.Identity, index int, m Meta) (expiresIn time.Duration, err error) {
 	if index < 0 || index >= len(id.Emails) || mailer.CheckAddress(id.Emails[index]) != nil {
 		s.sendDone(ctx, sentBadEmail, id, m, slog.LevelWarn, nil)
@@ -62,6 +71,11 @@ func (s *Service) Send(ctx context.Context, id identity.Identity, index int, m M
 		ExpiresAt: expires,
 	}
 	if err := s.cfg.Store.PutCode(ctx, key, pending, o.TTL); err != nil {
+		if r, ok := s.cfg.Store.(sendReleaser); ok && errors.Is(err, ErrStoreFull) {
+			// Nothing was sent: the send must not count against the
+			// user's throttle, or the retry would get 429.
+			r.releaseSend(id.Subject, now)
+		}
 		s.sendDone(ctx, sentStoreError, id, m, slog.LevelError, err)
 		return 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
