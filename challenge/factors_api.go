@@ -21,11 +21,16 @@ type nameRequest struct {
 // methodsFor is what id can use for the rule deciding rd ("" or no
 // RuleMethods: every enabled method).
 func (s *Service) methodsFor(r *http.Request, id identity.Identity, rd string) ([]string, error) {
-	var allowed []string
-	if rd != "" && s.cfg.RuleMethods != nil {
-		allowed = s.cfg.RuleMethods(r, respond.CleanRedirect(rd))
+	return s.AvailableMethods(r.Context(), id, s.allowedFor(r, rd))
+}
+
+// allowedFor is the methods of the rule deciding rd; nil means any
+// enabled method.
+func (s *Service) allowedFor(r *http.Request, rd string) []string {
+	if rd == "" || s.cfg.RuleMethods == nil {
+		return nil
 	}
-	return s.AvailableMethods(r.Context(), id, allowed)
+	return s.cfg.RuleMethods(r, respond.CleanRedirect(rd))
 }
 
 // apiTOTP is PUT /api/totp: like PUT /api/email-otp, with a code from an

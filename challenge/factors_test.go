@@ -365,4 +365,14 @@ func TestFactorStoreDown(t *testing.T) {
 	if err := e.s.Ready(t.Context()); err == nil {
 		t.Errorf("Ready with the factor store down: nil")
 	}
+	// The browser chooser falls back to email codes, which need no
+	// factor store, and an email code still works.
+	w := httptest.NewRecorder()
+	e.s.Handler().ServeHTTP(w, browserReq("GET", hPrefix+"/challenge?rd=/admin", hAlice, nil))
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `action="/.stepup/send"`) || strings.Contains(w.Body.String(), `action="/.stepup/totp"`) {
+		t.Errorf("chooser with the factor store down: %d %s; want the email form only", w.Code, w.Body)
+	}
+	if _, err := e.s.Send(t.Context(), hAlice, 0, Meta{}); err != nil {
+		t.Errorf("email code with the factor store down: %v", err)
+	}
 }

@@ -119,7 +119,15 @@ func (s *Service) serveChallenge(w http.ResponseWriter, r *http.Request) {
 	f := s.form(id, r.URL.Query().Get("rd"))
 	methods, err := s.methodsFor(r, id, f.RD)
 	if err != nil {
-		s.h.pages.Error(w, r, errorFor(opFactors, err))
+		// The factor store is down: email codes do not need it, so offer
+		// them when the rule allows email rather than fail the page.
+		allowed := s.allowedFor(r, f.RD)
+		if !s.methodEnabled(secondfactor.MethodEmail) || (allowed != nil && !slices.Contains(allowed, secondfactor.MethodEmail)) || len(id.Emails) == 0 {
+			s.h.pages.Error(w, r, errorFor(opFactors, err))
+			return
+		}
+		s.h.log.Warn("factor store unavailable; offering email codes only", "err", err)
+		s.renderChallenge(w, f, id, []string{secondfactor.MethodEmail}, http.StatusOK, "")
 		return
 	}
 	s.renderChallenge(w, f, id, methods, http.StatusOK, "")
