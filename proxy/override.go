@@ -10,7 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/stepgate/stepgate/policy"
 )
@@ -69,13 +68,6 @@ const maxFormPeek = 64 << 10
 // method name, so it is doubt.
 const maxMethodValue = 32
 
-// peekPool holds the maxFormPeek buffers, so that form posts do not
-// allocate one each. A buffer goes back once its bytes were replayed.
-var peekPool = sync.Pool{New: func() any {
-	b := make([]byte, maxFormPeek)
-	return &b
-}}
-
 // errUnreadableBody means the body could not be inspected because reading
 // it failed; the request is refused with 400, never forwarded half-read.
 var errUnreadableBody = errors.New("unreadable request body")
@@ -114,13 +106,19 @@ func formOverrides(r *http.Request, p *policy.Policy, pr *policy.Request) error 
 		return nil
 	}
 
-	bp := peekPool.Get().(*[]byte)
-	n, eof, complete, err := peekBody(r, *bp)
+	// The buffer is the body's size when it is known, so a small form
+	// costs a small buffer; BENCHMARKS.md does not show a pool of
+	// maxFormPeek buffers to be worth its release-after-replay rule.
+	size := maxFormPeek
+	if r.ContentLength > 0 && r.ContentLength < maxFormPeek {
+		size = int(r.ContentLength)
+	}
+	buf := make([]byte, size)
+	n, eof, complete, err := peekBody(r, buf)
 	if err != nil {
-		peekPool.Put(bp)
 		return fmt.Errorf("%w: %v", errUnreadableBody, err)
 	}
-	head := (*bp)[:n]
+	head := buf[:n]
 	var doubt, d bool
 	switch kind.form {
 	case urlencodedForm:
@@ -136,11 +134,7 @@ func formOverrides(r *http.Request, p *policy.Policy, pr *policy.Request) error 
 	// override beyond the inspected bytes would win over one inside them.
 	pr.AnyMethod = pr.AnyMethod || doubt || !complete
 
-	rb := &replayBody{bp: bp, head: head, rest: r.Body, eof: eof}
-	if n == 0 {
-		rb.release()
-	}
-	r.Body = rb // r.ContentLength is unchanged: every byte is still sent.
+	r.Body = &replayBody{head: head, rest: r.Body, eof: eof} // r.ContentLength is unchanged: every byte is still sent.
 	return nil
 }
 
@@ -365,13 +359,8 @@ func methodDispositions(body []byte) int {
 }
 
 // replayBody is a request body whose first bytes were read already: it
-// yields head, then the rest of the original body. Its head lives in a
-// pooled buffer, which goes back to the pool as soon as head was read.
-// That happens inside Read, which the transport calls from one goroutine,
-// so no Read can touch the buffer after; Close (maybe from another
-// goroutine) never touches it.
+// yields head, then the rest of the original body.
 type replayBody struct {
-	bp   *[]byte       // pooled buffer holding head; nil once released
 	head []byte        // inspected bytes not yet read
 	rest io.ReadCloser // the original body, positioned after head
 	eof  bool          // rest already reported io.EOF
@@ -381,9 +370,6 @@ func (b *replayBody) Read(p []byte) (int, error) {
 	if len(b.head) > 0 {
 		n := copy(p, b.head)
 		b.head = b.head[n:]
-		if len(b.head) == 0 {
-			b.release()
-		}
 		return n, nil
 	}
 	if b.eof {
@@ -394,11 +380,3 @@ func (b *replayBody) Read(p []byte) (int, error) {
 
 // Close closes the original body.
 func (b *replayBody) Close() error { return b.rest.Close() }
-
-func (b *replayBody) release() {
-	if b.bp != nil {
-		b.head = nil
-		peekPool.Put(b.bp)
-		b.bp = nil
-	}
-}
