@@ -12,7 +12,8 @@
 #   WARMUP [2s]      one unmeasured wrk run per scenario before round 1 (0 = none)
 #   THREADS [2] CONNECTIONS [64]   wrk -t and -c
 #   RULES [1000]     rules in the generated stepgate policy
-#   SCENARIOS        subset of: bare sg-allow sg-stepup sg-stepup-redis nginx nginx-fa
+#   SCENARIOS        subset of: bare sg-allow sg-stepup sg-stepup-redis nginx
+#                    nginx-fa bare-users sg-jwks sg-flood nginx-fa
 #   NGINX_WORKERS [auto]   nginx worker_processes
 #   KEEP_TMP=1       keep the temporary directory (logs, configs, wrk output)
 #   BENCH_STEPGATE_BIN   an already built stepgate binary to benchmark (for
@@ -27,7 +28,10 @@ WARMUP=${WARMUP:-2s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 RULES=${RULES:-1000}
-SCENARIOS=${SCENARIOS:-bare sg-allow sg-stepup sg-stepup-redis nginx nginx-fa}
+SCENARIOS=${SCENARIOS:-bare sg-allow sg-stepup sg-stepup-redis nginx nginx-fa bare-users sg-jwks sg-flood}
+USERS=${USERS:-50000}
+FORGED=${FORGED:-1000}
+FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-16}
 NGINX_WORKERS=${NGINX_WORKERS:-auto}
 
 die() {
@@ -62,14 +66,19 @@ declare -A what=(
 	[sg-stepup-redis]="stepgate, step_up rule, access + 2FA token, redis store"
 	[nginx]="nginx reverse proxy"
 	[nginx-fa]="nginx + stepgate forward-auth (auth_request), step_up rule, access + 2FA token, memory store"
+	[bare-users]="bare httputil.ReverseProxy, the sg-jwks requests (baseline of sg-jwks)"
+	[sg-jwks]="stepgate, step_up rule, $USERS distinct users: RS256 access tokens through a JWKS + 2FA tokens, memory store, default caches"
+	[sg-flood]="stepgate (JWKS, RS256), step_up rule, one valid user, while a second wrk floods $FORGED distinct forged RS256 tokens"
 )
 read -r -a scenarios <<<"$SCENARIOS"
 ((${#scenarios[@]} > 0)) || die "SCENARIOS is empty"
-need_stepgate=0 need_redis=0 need_nginx=0 need_bare=0 need_fa=0
+need_stepgate=0 need_redis=0 need_nginx=0 need_bare=0 need_fa=0 need_jwks=0
 for s in "${scenarios[@]}"; do
 	[[ -n ${what[$s]:-} ]] || die "unknown scenario '$s' in SCENARIOS (known: ${!what[*]})"
 	case $s in
 	sg-stepup-redis) need_stepgate=1 need_redis=1 ;;
+	sg-jwks | sg-flood) need_stepgate=1 need_jwks=1 ;;
+	bare-users) need_stepgate=1 need_jwks=1 need_bare=1 ;;
 	sg-*) need_stepgate=1 ;;
 	nginx) need_nginx=1 ;;
 	nginx-fa) need_nginx=1 need_stepgate=1 need_fa=1 ;;
@@ -102,10 +111,12 @@ mkdir -p "$bin"
 declare -A pid_of=()
 started=()
 wrk_pid=
+flood_pid=
 cleanup() {
 	local rc=$? p i deadline
 	trap - EXIT INT TERM
 	if [[ -n ${wrk_pid:-} ]]; then kill -TERM "$wrk_pid" 2>/dev/null || true; fi
+	if [[ -n ${flood_pid:-} ]]; then kill -TERM "$flood_pid" 2>/dev/null || true; fi
 	for ((i = ${#started[@]} - 1; i >= 0; i--)); do
 		kill -TERM "${started[i]}" 2>/dev/null || true
 	done
@@ -179,7 +190,7 @@ curl_q() { curl -sS --noproxy '*' --max-time 5 "$@"; }
 log "building in $tmp (repo $repo)"
 (
 	cd "$repo"
-	for t in upstream bareproxy gen-policy mint-tokens; do
+	for t in upstream bareproxy gen-policy mint-tokens users; do
 		go build -o "$bin/$t" "./bench/$t"
 	done
 ) >"$tmp/build.log" 2>&1 || {
@@ -203,7 +214,7 @@ up_port=$PORT
 start upstream "$bin/upstream" -listen "127.0.0.1:$up_port"
 wait_until upstream 20 curl_q -o /dev/null "http://127.0.0.1:$up_port/"
 
-declare -A url=() hdr=() procs=() aux=()
+declare -A url=() hdr=() procs=() aux=() script=() flood=()
 if ((need_bare)); then
 	free_port
 	bare_port=$PORT
@@ -252,9 +263,9 @@ if ((need_stepgate)); then
 	# token names its store's epoch, which a memory store draws at start,
 	# so none can be minted ahead.
 	second_factor_token() {
-		local port=$1 dir=$2 code="" body i
+		local port=$1 dir=$2 at=${3:-$ACCESS_TOKEN} code="" body i
 		local api="http://127.0.0.1:$port/.stepup/api/email-otp"
-		curl_q -f -o /dev/null -H "Authorization: Bearer $ACCESS_TOKEN" -H 'Content-Type: application/json' \
+		curl_q -f -o /dev/null -H "Authorization: Bearer $at" -H 'Content-Type: application/json' \
 			-d '{"index":0}' "$api" || die "stepgate on $port: sending a code failed"
 		for ((i = 0; i < 50; i++)); do
 			code=$(cat "$dir"/*.eml 2>/dev/null | tr '\r\n' '  ' | grep -oE 'is:[[:space:]]+[0-9]{6}' | grep -oE '[0-9]{6}' | head -n 1 || true)
@@ -262,7 +273,7 @@ if ((need_stepgate)); then
 			sleep 0.1
 		done
 		[[ -n $code ]] || die "stepgate on $port: no code mailed to $dir"
-		body=$(curl_q -f -X PUT -H "Authorization: Bearer $ACCESS_TOKEN" -H 'Content-Type: application/json' \
+		body=$(curl_q -f -X PUT -H "Authorization: Bearer $at" -H 'Content-Type: application/json' \
 			-d "{\"otp\":\"$code\"}" "$api") || die "stepgate on $port: verifying the code failed"
 		sed -n 's/.*"SecondFactorAuthenticationToken":"\([^"]*\)".*/\1/p' <<<"$body"
 	}
@@ -289,9 +300,10 @@ if ((need_stepgate)); then
 		start "$name" "$bin/stepgate" serve -config "$cfg"
 		wait_until "$name" 30 curl_q -o /dev/null "http://127.0.0.1:$port/public/bench"
 		SG_PORT=$port
-		SG_TOKEN=$(second_factor_token "$port" "$tmp/mail-$name")
+		local at=${SG_ACCESS:-$ACCESS_TOKEN}
+		SG_TOKEN=$(second_factor_token "$port" "$tmp/mail-$name" "$at")
 		[[ -n $SG_TOKEN ]] || die "$name: no second-factor token"
-		SG_COOKIE="Cookie: access_token=$ACCESS_TOKEN; stepgate_2fa=$SG_TOKEN"
+		SG_COOKIE="Cookie: access_token=$at; stepgate_2fa=$SG_TOKEN"
 	}
 
 	if [[ " ${scenarios[*]} " == *" sg-allow "* || " ${scenarios[*]} " == *" sg-stepup "* ]]; then
@@ -342,6 +354,37 @@ if ((need_stepgate)); then
 		hdr[nginx-fa]=$SG_COOKIE
 		aux[nginx-fa]=sg-fa
 	fi
+	if ((need_jwks)); then
+		# An RS256 identity provider (bench/users serve), a stepgate
+		# verifying through its JWKS, one ceremony for a real
+		# second-factor token, then USERS distinct users minted from it
+		# and FORGED forged access tokens.
+		"$bin/users" keygen -key "$tmp/idp.pem" || die "users keygen failed"
+		free_port
+		jwks_port=$PORT
+		start jwks "$bin/users" serve -key "$tmp/idp.pem" -listen "127.0.0.1:$jwks_port"
+		wait_until jwks 20 curl_q -f -o /dev/null "http://127.0.0.1:$jwks_port/jwks.json"
+		jwt_cookie=$SG_COOKIE
+		SG_ACCESS=$("$bin/users" access -key "$tmp/idp.pem" -sub ceremony) || die "users access failed"
+		start_stepgate sg-jwks memory -jwks-url "http://127.0.0.1:$jwks_port/jwks.json"
+		SG_ACCESS=
+		log "minting $USERS RS256 users and $FORGED forged tokens (RSA signing: about a minute)"
+		"$bin/users" mint -key "$tmp/idp.pem" -n "$USERS" -template "$SG_TOKEN" \
+			-second-factor-secret-file "$tmp/second-factor.secret" -out "$tmp/users.txt" || die "users mint failed"
+		"$bin/users" forge -key "$tmp/idp.pem" -n "$FORGED" -out "$tmp/forged.txt" || die "users forge failed"
+		for s in sg-jwks bare-users; do script[$s]=$tmp/users.txt; done
+		url[sg-jwks]="http://127.0.0.1:$SG_PORT/admin/bench"
+		procs[sg-jwks]=sg-jwks
+		url[sg-flood]="http://127.0.0.1:$SG_PORT/admin/bench"
+		procs[sg-flood]=sg-jwks
+		hdr[sg-flood]=$SG_COOKIE
+		flood[sg-flood]=$tmp/forged.txt
+		if ((need_bare)); then
+			url[bare-users]=${url[bare]}
+			procs[bare-users]=bare
+		fi
+		[[ -n ${jwt_cookie:-} ]] && SG_COOKIE=$jwt_cookie
+	fi
 	cookie_full=$SG_COOKIE
 fi
 
@@ -367,6 +410,19 @@ status_of() {
 	curl_q "${args[@]}" "${url[$1]}"
 }
 for s in "${scenarios[@]}"; do
+	# A scripted scenario is checked with its file's first and last lines.
+	if [[ -n ${script[$s]:-} ]]; then
+		for line in "$(head -n 1 "${script[$s]}")" "$(tail -n 1 "${script[$s]}")"; do
+			out=$(status_of "$s" "Cookie: $line") || die "$s: request to ${url[$s]} failed"
+			[[ $out == "200 1024" ]] || die "$s: GET ${url[$s]} with a user of ${script[$s]} answered $out; want 200 1024"
+			if [[ $s == sg-* ]]; then
+				out=$(status_of "$s" "Cookie: ${line%%;*}") || die "$s: request to ${url[$s]} failed"
+				[[ $out == 401* ]] || die "$s: without the second-factor token ${url[$s]} answered $out; want 401"
+			fi
+		done
+		log "pre-flight ok: $s"
+		continue
+	fi
 	out=$(status_of "$s" "${hdr[$s]:-}") || die "$s: request to ${url[$s]} failed"
 	read -r code size <<<"$out"
 	if [[ $code != 200 || $size != 1024 ]]; then
@@ -377,7 +433,7 @@ for s in "${scenarios[@]}"; do
 	fi
 	# The step_up scenarios must measure a gate that is shut without the
 	# second factor; else they would measure an unguarded path.
-	if [[ $s == sg-stepup* || $s == nginx-fa ]]; then
+	if [[ $s == sg-stepup* || $s == nginx-fa || $s == sg-flood ]]; then
 		out=$(status_of "$s" "$cookie_access") || die "$s: request to ${url[$s]} failed"
 		read -r code size <<<"$out"
 		[[ $code == 401 ]] || die "$s: without the second-factor token ${url[$s]} answered $code; want 401 (is /admin/** really step_up?)"
@@ -425,17 +481,35 @@ results=$tmp/results.tsv
 # run_wrk SCENARIO DURATION OUTFILE: one wrk run, bounded in time.
 run_wrk() {
 	local s=$1 d=$2 out=$3 secs
-	local -a args=(-t"$THREADS" -c"$CONNECTIONS" -d"$d" --latency --timeout 5s)
-	[[ -n ${hdr[$s]:-} ]] && args+=(-H "${hdr[$s]}")
+	local -a args=(-t"$THREADS" -c"$CONNECTIONS" -d"$d" --latency --timeout 5s) tail=()
+	if [[ -n ${script[$s]:-} ]]; then
+		args+=(-s "$repo/bench/users.lua")
+		tail=(-- "${script[$s]}")
+	elif [[ -n ${hdr[$s]:-} ]]; then
+		args+=(-H "${hdr[$s]}")
+	fi
 	secs=$(seconds "$d")
 	# wrk runs in the background and is waited for, because bash runs the
 	# INT/TERM trap only once a foreground command ends, while `wait`
 	# returns at once.
-	timeout $((secs + 30)) wrk "${args[@]}" "${url[$s]}" >"$out" 2>&1 &
+	local fpid=
+	if [[ -n ${flood[$s]:-} ]]; then
+		# The flood runs a little longer than the measured run, so that it
+		# covers all of it; its answers are 401s by design.
+		timeout $((secs + 30)) wrk -t1 -c"$FLOOD_CONNECTIONS" -d$((secs + 1))s --timeout 5s \
+			-s "$repo/bench/users.lua" "${url[$s]}" -- "${flood[$s]}" >"$out.flood" 2>&1 &
+		fpid=$!
+		flood_pid=$fpid
+	fi
+	timeout $((secs + 30)) wrk "${args[@]}" "${url[$s]}" "${tail[@]}" >"$out" 2>&1 &
 	wrk_pid=$!
 	local rc=0
 	wait "$wrk_pid" || rc=$?
 	wrk_pid=
+	if [[ -n $fpid ]]; then
+		wait "$fpid" || true
+		flood_pid=
+	fi
 	((rc == 0)) || {
 		cat "$out" >&2
 		die "$s: wrk failed or overran (exit $rc)"
@@ -490,6 +564,12 @@ measure() {
 	fi
 	((errs == 0)) || log "WARNING: $s round $r: $errs socket errors (see $out)"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$r" "$rps" "$p50" "$p99" "$cpu" "$auxcpu" "$n" "$errs" >>"$results"
+	if [[ -f $out.flood ]]; then
+		local frps
+		frps=$(awk '/^Requests\/sec:/ { print $2 }' "$out.flood")
+		printf '%s\t%s\t%s\n' "$s" "$r" "${frps:-0}" >>"$results.flood"
+		log "$(printf 'round %d/%d  %-16s flood alongside: %s req/s of forged tokens' "$r" "$ROUNDS" "$s" "${frps:-0}")"
+	fi
 	log "$(printf 'round %d/%d  %-16s %8s req/s  p50 %7.3f ms  p99 %7.3f ms  %6.2f µs CPU/req' "$r" "$ROUNDS" "$s" "$rps" "$p50" "$p99" "$cpu")"
 }
 
@@ -552,6 +632,14 @@ for s in "${scenarios[@]}"; do
 		"$(ratio "$rps" "$base_rps")" "$(ratio "$p99" "$base_p99")" "$(paired "$s" 3)" "$(paired "$s" 5)"
 done
 
+if [[ " ${scenarios[*]} " == *" sg-jwks "* && " ${scenarios[*]} " == *" bare-users "* ]]; then
+	echo
+	echo "sg-jwks ÷ bare-users (the same $USERS-user requests through the same wrk script), per round (median (min–max)): req/s $(paired sg-jwks 3 bare-users), p99 $(paired sg-jwks 5 bare-users)."
+fi
+if [[ -s $results.flood ]]; then
+	echo
+	echo "sg-flood: the forged-token flood ($FLOOD_CONNECTIONS connections, $FORGED distinct tokens replayed) was served at a median $(awk -F'\t' '{ print $3 }' "$results.flood" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }') req/s (all 401) while the valid traffic above was measured; its proxy CPU includes the flood's."
+fi
 if [[ " ${scenarios[*]} " == *" nginx-fa "* ]]; then
 	echo
 	for b in nginx sg-stepup; do
@@ -565,7 +653,7 @@ echo "Peak memory after the runs (VmHWM; nginx: master + workers summed):"
 echo
 echo "| process | VmHWM MiB | VmRSS MiB |"
 echo "|---|--:|--:|"
-for name in bare nginx sg-mem sg-redis nginx-fa sg-fa; do
+for name in bare nginx sg-mem sg-redis nginx-fa sg-fa sg-jwks; do
 	[[ -n ${pid_of[$name]:-} ]] || continue
 	read -r -a p <<<"$(pids_of "$name")"
 	printf '| %s | %.1f | %.1f |\n' "$name" "$(awk -v k="$(status_kb VmHWM "${p[@]}")" 'BEGIN { print k / 1024 }')" \

@@ -32,7 +32,7 @@ func run(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8081", "loopback address to listen on")
 	upstream := fs.String("upstream", "http://127.0.0.1:3000", "upstream base URL")
-	idle := fs.Int("max-idle", 512, "idle upstream connections kept (total and per host)")
+	idle := fs.Int("max-idle", 256, "idle upstream connections kept (total and per host)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -26,8 +26,8 @@ func main() {
 type options struct {
 	out, listen, adminListen, publicURL, upstream string
 	store, redisAddr, jwtSecretFile, sfSecretFile string
-	cookie, mailDir                               string
-	rules                                         int
+	cookie, mailDir, jwksURL                      string
+	rules, cacheSize, invalidCacheSize            int
 	forwardAuth                                   bool
 }
 
@@ -47,6 +47,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.sfSecretFile, "second-factor-secret-file", "", "second_factor.secret_file (required)")
 	fs.StringVar(&o.cookie, "cookie", "stepgate_2fa", "second_factor.cookie (no __Host- prefix: public_url is http)")
 	fs.StringVar(&o.mailDir, "mail-dir", os.TempDir(), "mail.file.dir (the benchmark sends no mail)")
+	fs.StringVar(&o.jwksURL, "jwks-url", "", "identity.jwt.jwks_url with algorithms [RS256] instead of the HMAC secret")
+	fs.IntVar(&o.cacheSize, "cache-size", 0, "identity.jwt.cache_size and second_factor.cache_size (0: stepgate's default)")
+	fs.IntVar(&o.invalidCacheSize, "invalid-cache-size", 0, "identity.jwt.invalid_cache_size (0: stepgate's default)")
 	fs.BoolVar(&o.forwardAuth, "forward-auth", false, "server.forward_auth, answering 127.0.0.1 (server.trusted_proxies)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -101,7 +104,10 @@ type identity struct {
 type jwt struct {
 	Cookie         string   `yaml:"cookie"`
 	Algorithms     []string `yaml:"algorithms"`
-	HMACSecretFile string   `yaml:"hmac_secret_file"`
+	HMACSecretFile string   `yaml:"hmac_secret_file,omitempty"`
+	JWKSURL        string   `yaml:"jwks_url,omitempty"`
+	CacheSize      int      `yaml:"cache_size,omitempty"`
+	InvalidCache   int      `yaml:"invalid_cache_size,omitempty"`
 	SubjectClaim   string   `yaml:"subject_claim"`
 	EmailClaim     string   `yaml:"email_claim"`
 	SessionClaim   string   `yaml:"session_claim"`
@@ -111,6 +117,7 @@ type secondFactor struct {
 	SecretFile string `yaml:"secret_file"`
 	Cookie     string `yaml:"cookie"`
 	TTL        string `yaml:"ttl"`
+	CacheSize  int    `yaml:"cache_size,omitempty"`
 }
 
 type mail struct {
@@ -159,7 +166,7 @@ func build(o options) (config, error) {
 	if o.rules < 6 {
 		return config{}, fmt.Errorf("-rules %d: need at least 6 (the policy tests name r0000 and r0003)", o.rules)
 	}
-	if o.jwtSecretFile == "" || o.sfSecretFile == "" {
+	if (o.jwtSecretFile == "" && o.jwksURL == "") || o.sfSecretFile == "" {
 		return config{}, fmt.Errorf("-jwt-secret-file and -second-factor-secret-file are required")
 	}
 	var st store
@@ -179,6 +186,19 @@ func build(o options) (config, error) {
 	if o.forwardAuth {
 		srv.ForwardAuth, srv.TrustedProxies = true, []string{"127.0.0.1/32"}
 	}
+	j := jwt{
+		Cookie:         "access_token",
+		Algorithms:     []string{"HS256"},
+		HMACSecretFile: o.jwtSecretFile,
+		SubjectClaim:   "sub",
+		EmailClaim:     "email",
+		SessionClaim:   "sid",
+		CacheSize:      o.cacheSize,
+		InvalidCache:   o.invalidCacheSize,
+	}
+	if o.jwksURL != "" {
+		j.Algorithms, j.HMACSecretFile, j.JWKSURL = []string{"RS256"}, "", o.jwksURL
+	}
 	return config{
 		Server:   srv,
 		Upstream: upstream{URL: o.upstream, Timeout: "30s"},
@@ -187,16 +207,9 @@ func build(o options) (config, error) {
 			// No login URL: a request without identity gets a 401, which
 			// the benchmark's pre-flight check reports as a failure.
 			LoginURL: "",
-			JWT: jwt{
-				Cookie:         "access_token",
-				Algorithms:     []string{"HS256"},
-				HMACSecretFile: o.jwtSecretFile,
-				SubjectClaim:   "sub",
-				EmailClaim:     "email",
-				SessionClaim:   "sid",
-			},
+			JWT:      j,
 		},
-		SecondFactor: secondFactor{SecretFile: o.sfSecretFile, Cookie: o.cookie, TTL: "12h"},
+		SecondFactor: secondFactor{SecretFile: o.sfSecretFile, Cookie: o.cookie, TTL: "12h", CacheSize: o.cacheSize},
 		Mail:         mail{Driver: "file", From: "stepgate bench <no-reply@example.com>", File: mailFile{Dir: o.mailDir}},
 		Store:        st,
 		Policies:     makePolicies(o.rules),
