@@ -38,8 +38,8 @@ func TestRuntimeConfig(t *testing.T) {
 		want          int64
 	}{
 		{"auto", "536870912\n", 536870912 / 10 * 9},
-		{"auto", "max\n", 0},
-		{"auto", "", 0}, // no cgroup file
+		{"auto", "max\n", defaultMemoryLimit},
+		{"auto", "", defaultMemoryLimit}, // no cgroup file
 		{"off", "536870912\n", 0},
 		{"400MiB", "", 400 << 20},
 		{"1GiB", "", 1 << 30},
