@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-webauthn/webauthn/metadata"
+	"github.com/go-webauthn/webauthn/metadata/providers/memory"
 	"github.com/google/uuid"
 
 	"github.com/stepgate/stepgate/challenge"
@@ -446,5 +448,50 @@ func TestCheckRPID(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("CheckRPID(%q, %q) = %v; want ok=%v", tt.rpID, tt.host, err, tt.ok)
 		}
+	}
+}
+
+// TestAAGUIDPolicy: with aaguids set, a registration whose AAGUID is not
+// listed is refused, and so is a listed AAGUID that comes only with
+// attestation "none" (self-asserted). The accepted path (a packed
+// attestation chaining to a metadata trust anchor) is left to the
+// library's own attestation tests; stepgate adds these two refusals.
+func TestAAGUIDPolicy(t *testing.T) {
+	allowed := uuid.MustParse("ee882879-721c-4913-9775-3dfcce97072a")
+	mds, err := memory.New(memory.WithMetadata(map[uuid.UUID]*metadata.Entry{allowed: {AaGUID: allowed}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *passkey.Config) {
+		c.Attestation = passkey.AttestationDirect
+		c.AAGUIDs = []uuid.UUID{allowed}
+		c.Metadata = mds
+	})
+	for _, tt := range []struct {
+		name   string
+		aaguid uuid.UUID
+	}{
+		{"unlisted model", uuid.MustParse("08987058-cadc-4b81-b6e1-30de50dcbe96")},
+		{"zero AAGUID", uuid.Nil},
+		{"listed model, no attestation", allowed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := passkeytest.New(origin, rpID)
+			a.AAGUID = tt.aaguid
+			opts, err := e.rp.BeginRegistration(t.Context(), alice, "Key")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := opts.Response.Attestation; got != "direct" {
+				t.Errorf("options ask attestation %q; want direct", got)
+			}
+			body, _ := a.Create(opts)
+			if _, err := e.rp.FinishRegistration(t.Context(), alice, body); !errors.Is(err, passkey.ErrNotAllowed) {
+				t.Fatalf("got %v; want ErrNotAllowed", err)
+			}
+			if list, _ := e.store.List(t.Context(), "alice"); len(list) != 0 {
+				t.Fatalf("%d factors stored; want 0", len(list))
+			}
+		})
 	}
 }
