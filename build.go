@@ -23,6 +23,7 @@ import (
 	"github.com/stepgate/stepgate/challenge/mailer"
 	"github.com/stepgate/stepgate/challenge/redisstore"
 	"github.com/stepgate/stepgate/factors"
+	"github.com/stepgate/stepgate/factors/passkey"
 	"github.com/stepgate/stepgate/factors/pgstore"
 	"github.com/stepgate/stepgate/factors/sqlitestore"
 	"github.com/stepgate/stepgate/identity"
@@ -55,6 +56,9 @@ type sharedParts struct {
 	// (totp) is enabled. keyring seals their secrets.
 	factorStore factors.Store
 	keyring     *factors.Keyring
+	// passkeys is the WebAuthn relying party; nil when passkey is not in
+	// factors.enabled. It keeps its challenges in store.
+	passkeys *passkey.RP
 }
 
 // Close releases the stores.
@@ -178,8 +182,21 @@ func newSharedParts(cfg *Config, logger *slog.Logger, sender challenge.Sender) (
 	if factorStore != nil {
 		reg.MustRegister(newEnrolledCollector(factorStore))
 	}
+	var passkeys *passkey.RP
+	if slices.Contains(cfg.Factors.Enabled, secondfactor.MethodPasskey) {
+		pc, err := cfg.passkeyConfig()
+		if err == nil {
+			passkeys, err = passkey.New(pc, factorStore, keyring, store, challenge.ErrNoCeremony)
+		}
+		if err != nil {
+			store.Close()
+			factorStore.Close()
+			return nil, err
+		}
+	}
 	return &sharedParts{
 		factorStore:      factorStore,
+		passkeys:         passkeys,
 		keyring:          keyring,
 		logger:           logger,
 		registry:         reg,
@@ -345,6 +362,7 @@ func (c *Config) challengeConfig(shared *sharedParts, auth *identity.Authenticat
 		RuleMethods:  c.ruleMethods,
 		Factors:      shared.factorStore,
 		Keyring:      shared.keyring,
+		Passkeys:     shared.passkeys,
 		TOTP:         c.totpParams(),
 		TOTPIssuer:   c.Factors.TOTP.Issuer,
 	}

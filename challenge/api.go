@@ -18,8 +18,7 @@ type triggerResponse struct {
 	Emails                          []string
 	// IsAuthenticatorVerified: a TOTP app is enrolled (SPEC §11).
 	IsAuthenticatorVerified bool
-	// IsPasskeyVerified: a passkey is enrolled (always false until
-	// passkeys exist).
+	// IsPasskeyVerified: a usable passkey is registered.
 	IsPasskeyVerified bool
 	// Methods the user can use for the rule deciding ?rd=, strongest first.
 	Methods []string

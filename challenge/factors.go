@@ -98,6 +98,15 @@ func (s *Service) AvailableMethods(ctx context.Context, id identity.Identity, al
 	ok := func(m string) bool {
 		return s.methodEnabled(m) && (allowed == nil || slices.Contains(allowed, m))
 	}
+	if ok(secondfactor.MethodPasskey) {
+		has, err := s.HasPasskey(ctx, id)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		if has {
+			out = append(out, secondfactor.MethodPasskey)
+		}
+	}
 	if ok(secondfactor.MethodTOTP) {
 		fs, err := s.userFactors(ctx, id)
 		if err != nil {

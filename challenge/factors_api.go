@@ -150,5 +150,8 @@ func (s *Service) triggerMethods(r *http.Request, id identity.Identity, t *trigg
 		return err
 	}
 	t.IsAuthenticatorVerified = hasTOTP(fs)
+	if t.IsPasskeyVerified, err = s.HasPasskey(r.Context(), id); err != nil {
+		return storeErr(err)
+	}
 	return nil
 }

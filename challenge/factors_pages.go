@@ -26,6 +26,7 @@ type factorsData struct {
 	Fresh     bool
 	Confirm   string // the challenge link that comes back here
 	CanAdd    bool   // totp is enabled
+	Passkeys  string // the passkeys page, when passkeys are enabled
 	Notice    string
 	FreshMins int
 }
@@ -57,6 +58,9 @@ func (s *Service) serveFactors(w http.ResponseWriter, r *http.Request) {
 		Confirm:   s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(s.factorsURL()),
 		CanAdd:    s.methodEnabled("totp") && s.cfg.Factors != nil,
 		FreshMins: int(FreshFactor / time.Minute),
+	}
+	if s.cfg.Passkeys != nil {
+		d.Passkeys = s.cfg.Prefix + "/factors/passkey"
 	}
 	switch r.URL.Query().Get("done") {
 	case "added":

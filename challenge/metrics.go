@@ -68,13 +68,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.FactorVerified = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stepgate_factor_verify_total",
-		Help: "Second-factor verifications by method (email, totp) and result.",
+		Help: "Second-factor verifications by method (email, totp, passkey) and result.",
 	}, []string{"method", "result"})
 	for _, r := range []string{verifyOK, verifyInvalid, verifyExpired, verifyLocked, verifyStoreError} {
 		m.FactorVerified.WithLabelValues("email", r)
 	}
 	for _, r := range []string{verifyOK, verifyInvalid, verifyReplayed, verifyLocked, verifyNoFactor, verifyStoreError} {
 		m.FactorVerified.WithLabelValues("totp", r)
+	}
+	for _, r := range []string{verifyOK, verifyInvalid, verifyExpired, passkeyCloned, verifyLocked, verifyStoreError} {
+		m.FactorVerified.WithLabelValues("passkey", r)
 	}
 	for _, r := range []string{sentOK, sentThrottled, sentLocked, sentMailError, sentStoreError, sentBadEmail} {
 		m.Sent.WithLabelValues(r)

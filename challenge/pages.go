@@ -35,7 +35,10 @@ type formData struct {
 type challengeData struct {
 	formData
 	Emails []emailOption
-	// TOTP offers the authenticator-app form (first: strongest).
+	// Passkey links to the passkey step-up ({prefix}/passkey?rd=), offered
+	// first (strongest, phishing-resistant); "" when not offered.
+	Passkey string
+	// TOTP offers the authenticator-app form.
 	TOTP bool
 	// CodeLength is the TOTP form's maxlength.
 	CodeLength int
@@ -130,11 +133,11 @@ func (s *Service) serveChallenge(w http.ResponseWriter, r *http.Request) {
 		s.renderChallenge(w, f, id, []string{secondfactor.MethodEmail}, http.StatusOK, "")
 		return
 	}
-	s.renderChallenge(w, f, id, methods, http.StatusOK, "")
+	s.renderChallenge(w, r, f, id, methods, http.StatusOK, "")
 }
 
 // renderChallenge renders the chooser for methods (AvailableMethods).
-func (s *Service) renderChallenge(w http.ResponseWriter, f formData, id identity.Identity, methods []string, status int, errMsg string) {
+func (s *Service) renderChallenge(w http.ResponseWriter, r *http.Request, f formData, id identity.Identity, methods []string, status int, errMsg string) {
 	var emails []string
 	if slices.Contains(methods, secondfactor.MethodEmail) {
 		emails = id.Emails
@@ -142,16 +145,28 @@ func (s *Service) renderChallenge(w http.ResponseWriter, f formData, id identity
 	pd := challengePage(f, emails)
 	d := pd.Data.(challengeData)
 	d.TOTP = slices.Contains(methods, secondfactor.MethodTOTP)
+	if slices.Contains(methods, secondfactor.MethodPasskey) {
+		d.Passkey = s.cfg.Prefix + "/passkey?rd=" + url.QueryEscape(f.RD)
+	}
 	d.CodeLength = max(s.cfg.TOTP.Digits, 6)
 	d.Error = errMsg
 	switch {
 	case len(methods) == 0:
 		status = http.StatusForbidden
-		if s.methodEnabled(secondfactor.MethodTOTP) {
+		if s.cfg.Passkeys != nil && s.ruleAllows(r, f.RD, secondfactor.MethodPasskey) {
+			d.Factors = s.cfg.Prefix + "/factors/passkey"
+			pd.Title = "Add a passkey first"
+			pd.Message = "This page accepts only second factors you have not set up yet. Add a passkey on your passkeys page (you will confirm it's you with a code by email), then come back."
+		} else if s.methodEnabled(secondfactor.MethodTOTP) {
 			d.Factors = s.cfg.Prefix + "/factors"
 			pd.Title = "Add an authenticator app first"
 			pd.Message = "This page accepts only second factors you have not set up yet. Add an authenticator app on your second factors page (you will confirm it's you with a code by email), then come back."
 		}
+	case d.Passkey != "" && !d.TOTP && len(d.Emails) == 0:
+		pd.Title = "Confirm it's you"
+		pd.Message = "This page needs a second step, and accepts only a passkey."
+	case d.Passkey != "":
+		pd.Message = "This page needs a second step. Use a passkey, or another way below."
 	case d.TOTP && len(d.Emails) == 0:
 		pd.Title = "Confirm it's you"
 		pd.Message = "This page needs a second step. Enter the code from your authenticator app."
@@ -188,7 +203,7 @@ func (s *Service) serveTOTP(w http.ResponseWriter, r *http.Request) {
 			s.h.pages.Error(w, r, errorFor(opFactors, merr))
 			return
 		}
-		s.renderChallenge(w, f, id, methods, e.Status, e.Msg)
+		s.renderChallenge(w, r, f, id, methods, e.Status, e.Msg)
 	default:
 		s.h.pages.Error(w, r, e)
 	}

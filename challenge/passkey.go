@@ -176,6 +176,7 @@ func passkeyAttrs(c passkey.Credential) []slog.Attr {
 // passkeyDone counts and audits one passkey assertion.
 func (s *Service) passkeyDone(ctx context.Context, result string, id identity.Identity, m Meta, c passkey.Credential, lvl slog.Level, cause error) {
 	s.metrics.Passkey.WithLabelValues("assert", result).Inc()
+	s.metrics.FactorVerified.WithLabelValues(secondfactor.MethodPasskey, result).Inc()
 	msg, event := "passkey refused", "passkey_failed"
 	switch result {
 	case verifyOK:

@@ -3,11 +3,13 @@ package challenge
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/stepgate/stepgate/factors/passkey"
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // passkeyScript is the script's path below the prefix.
@@ -84,7 +86,31 @@ func (s *Service) servePasskey(w http.ResponseWriter, r *http.Request) {
 // othersAllowed reports whether the rule deciding rd accepts a method
 // besides passkey (so the passkey page links to them).
 func (s *Service) othersAllowed(r *http.Request, rd string) bool {
-	return true
+	for _, m := range s.ruleMethods(r, rd) {
+		if m != secondfactor.MethodPasskey && s.methodEnabled(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// ruleMethods are the methods the rule deciding rd accepts (every
+// enabled one without RuleMethods or a rule's list).
+func (s *Service) ruleMethods(r *http.Request, rd string) []string {
+	if s.cfg.RuleMethods != nil {
+		if ms := s.cfg.RuleMethods(r, rd); ms != nil {
+			return ms
+		}
+	}
+	if s.cfg.Methods == nil {
+		return []string{secondfactor.MethodEmail}
+	}
+	return s.cfg.Methods
+}
+
+// ruleAllows reports whether the rule deciding rd accepts method.
+func (s *Service) ruleAllows(r *http.Request, rd, method string) bool {
+	return slices.Contains(s.ruleMethods(r, rd), method) && s.methodEnabled(method)
 }
 
 // serveAddPasskey is GET /factors/passkey: the user's passkeys (with

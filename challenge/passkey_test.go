@@ -329,3 +329,52 @@ func TestSecondPasskeyNeedsAPasskey(t *testing.T) {
 	pk, _ := m["SecondFactorAuthenticationToken"].(string)
 	e.register(t, hAlice, pk, passkeytest.New(pkOrigin, "app.example.com"), "Second")
 }
+
+// TestPasskeyOnlyChooser: on a rule that lists only passkey, the chooser
+// offers the passkey and nothing else, also to a user who holds a fresh
+// email token (the gate refused it for that rule); without a passkey it
+// says to add one.
+func TestPasskeyOnlyChooser(t *testing.T) {
+	e := newPasskeyEnv(t)
+	e.s.cfg.Methods = []string{secondfactor.MethodPasskey, secondfactor.MethodEmail}
+	e.s.cfg.RuleMethods = func(_ *http.Request, rd string) []string {
+		if strings.HasPrefix(rd, "/vault") {
+			return []string{secondfactor.MethodPasskey}
+		}
+		return nil
+	}
+	tok := e.emailToken(t, hAlice)
+	page := func(rd string) (int, string) {
+		r := browserReq(http.MethodGet, hPrefix+"/challenge?rd="+rd, hAlice, nil)
+		r.Header.Set("X-Second-Factor-Token", tok)
+		w := hServe(e.h, r)
+		return w.Code, w.Body.String()
+	}
+	if code, body := page("/vault"); code != http.StatusForbidden || !strings.Contains(body, "Add a passkey first") || strings.Contains(body, "/send") {
+		t.Fatalf("passkey-only rule, no passkey: %d %s", code, body)
+	}
+	e.register(t, hAlice, tok, passkeytest.New(pkOrigin, "app.example.com"), "Key")
+	code, body := page("/vault")
+	if code != http.StatusOK || !strings.Contains(body, `href="/.stepup/passkey?rd=%2Fvault"`) || strings.Contains(body, `action="/.stepup/send"`) || strings.Contains(body, "a***@") {
+		t.Fatalf("passkey-only rule: %d %s; want only the passkey offered", code, body)
+	}
+	// Elsewhere the passkey comes first, email after it.
+	_, body = page("/elsewhere")
+	if i, j := strings.Index(body, "Use a passkey"), strings.Index(body, `action="/.stepup/send"`); i < 0 || j < 0 || i > j {
+		t.Fatalf("default rule: passkey at %d, email at %d; want both, passkey first", i, j)
+	}
+	// The passkey page of a passkey-only rule links to no other way.
+	r := browserReq(http.MethodGet, hPrefix+"/passkey?rd=/vault", hAlice, nil)
+	if body := hServe(e.h, r).Body.String(); !strings.Contains(body, "accepts only a passkey") || strings.Contains(body, "Use another way") {
+		t.Fatalf("passkey page, passkey-only: %s", body)
+	}
+	// The trigger API names the passkey.
+	tw := hServe(e.h, apiReq(http.MethodGet, hPrefix+"/api/trigger?rd=/vault", hAlice, ""))
+	var m map[string]any
+	if err := json.Unmarshal(tw.Body.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["IsPasskeyVerified"] != true || len(m["Methods"].([]any)) != 1 || m["Methods"].([]any)[0] != "passkey" {
+		t.Fatalf("trigger for a passkey-only rule: %v", m)
+	}
+}
