@@ -130,7 +130,7 @@ func (s *Service) serveChallenge(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.h.log.Warn("factor store unavailable; offering email codes only", "err", err)
-		s.renderChallenge(w, f, id, []string{secondfactor.MethodEmail}, http.StatusOK, "")
+		s.renderChallenge(w, r, f, id, []string{secondfactor.MethodEmail}, http.StatusOK, "")
 		return
 	}
 	s.renderChallenge(w, r, f, id, methods, http.StatusOK, "")
