@@ -50,6 +50,7 @@ func stripCookieLine(line, name string) (string, bool) {
 		return line, false
 	}
 	var b strings.Builder
+	b.Grow(len(line))
 	changed := false
 	for rest := line; rest != ""; {
 		var part string
