@@ -37,9 +37,9 @@ func tokenSum(raw string) [sha256.Size]byte {
 // built per config load: a TTL would leak one goroutine and one whole
 // cache per reload.
 //
-// The key is a hash rather than the token so that an entry costs about 200
+// The key is a hash rather than the token so that an entry costs about 400
 // bytes whatever the token's length (32 bytes of key, the identity's
-// strings, the LRU's bookkeeping): 100,000 entries are about 20 MiB, and
+// strings, the LRU's bookkeeping): 100,000 entries are about 40 MiB, and
 // no entry can keep a large Cookie header reachable. Hashing a 1 KiB token
 // costs well under a microsecond, against 5 µs (HS256) to 30–60 µs (RS256,
 // ES256) for a verification.

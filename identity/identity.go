@@ -65,11 +65,11 @@ type JWTConfig struct {
 	// Logger receives JWKS fetch failures. Nil discards them.
 	Logger *slog.Logger
 	// CacheSize bounds the verified-token cache (identity.jwt.cache_size):
-	// tokens up to 4 KiB are kept until their exp, about 1.5 KiB per entry
-	// for a typical 1 KiB token. 0 means 10,000.
+	// tokens are kept by their SHA-256 until their exp, about 400 bytes per
+	// entry. 0 means 10,000.
 	CacheSize int
 	// InvalidCacheSize bounds the cache of tokens refused for good
-	// (identity.jwt.invalid_cache_size, invalid.go), about 100 bytes per
+	// (identity.jwt.invalid_cache_size, invalid.go), about 70 bytes per
 	// entry. 0 means 10,000.
 	InvalidCacheSize int
 }

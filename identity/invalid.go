@@ -19,7 +19,7 @@ import (
 // Keying by the whole token, not by its signing input, matters: the
 // signing input of a valid token with a forged signature attached must not
 // make the valid token fail. Each entry is 32 bytes of key plus map
-// overhead, about 60 bytes; when full, an arbitrary entry makes room.
+// overhead, about 70 bytes; when full, an arbitrary entry makes room.
 type invalidCache struct {
 	max int
 

@@ -54,7 +54,7 @@ type Config struct {
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 	// CacheSize bounds the verified-token cache (second_factor.cache_size):
-	// about 500 bytes per entry for a 300-byte token. 0 means 10,000.
+	// about 650 bytes per entry for a 300-byte token. 0 means 10,000.
 	CacheSize int
 }
 

@@ -70,7 +70,7 @@ type Options struct {
 	// RevocationCache is how many token ids known not to be revoked this
 	// Store keeps, so that Revoked needs no round trip while its
 	// subscription to the revocation channel delivers (revocations.go);
-	// about 150 bytes each. 0 means no cache: one round trip per call.
+	// about 100 bytes each. 0 means no cache: one round trip per call.
 	RevocationCache int
 }
 
