@@ -72,7 +72,8 @@ type cluster struct {
 }
 
 // newCluster starts two replicas sharing the redis-server at addr.
-func newCluster(t *testing.T, addr string, otp challenge.OTPConfig) *cluster {
+// mod changes each replica's store options.
+func newCluster(t *testing.T, addr string, otp challenge.OTPConfig, mod ...func(*redisstore.Options)) *cluster {
 	t.Helper()
 	auth, err := identity.New(identity.Config{Source: "jwt", JWT: identity.JWTConfig{
 		Cookie: repAccessCookie, Algorithms: []string{"HS256"}, HMACSecret: repAccessKey,
@@ -90,7 +91,7 @@ func newCluster(t *testing.T, addr string, otp challenge.OTPConfig) *cluster {
 		},
 	}
 	for i := range c.reps {
-		svc, tok := newReplicaService(t, addr, c.in.Port(), auth, otp, repSecret, nil)
+		svc, tok := newReplicaService(t, addr, c.in.Port(), auth, otp, repSecret, nil, mod...)
 		srv := httptest.NewServer(svc.Handler())
 		t.Cleanup(srv.Close)
 		c.reps[i] = &replica{name: "replica " + strconv.Itoa(i+1), svc: svc, tok: tok, url: srv.URL}
@@ -101,9 +102,13 @@ func newCluster(t *testing.T, addr string, otp challenge.OTPConfig) *cluster {
 // newReplicaService builds one replica's Service with its own Store
 // (same KeyPrefix) and its own SMTP sender.
 func newReplicaService(t *testing.T, addr string, smtpPort int, auth *identity.Authenticator,
-	otp challenge.OTPConfig, secret []byte, previous [][]byte) (*challenge.Service, *secondfactor.Tokens) {
+	otp challenge.OTPConfig, secret []byte, previous [][]byte, mod ...func(*redisstore.Options)) (*challenge.Service, *secondfactor.Tokens) {
 	t.Helper()
-	store := newStore(t, redisstore.Options{Addr: addr, KeyPrefix: "stepgate:", Timeout: time.Second})
+	o := redisstore.Options{Addr: addr, KeyPrefix: "stepgate:", Timeout: time.Second}
+	for _, f := range mod {
+		f(&o)
+	}
+	store := newStore(t, o)
 	sender, err := mailer.NewSMTPSender(mailer.SMTPConfig{Host: "127.0.0.1", Port: smtpPort, TLS: "none",
 		Timeout: 5 * time.Second, From: "stepgate <no-reply@example.com>"})
 	if err != nil {

@@ -65,12 +65,24 @@ func TestStateLoss(t *testing.T) {
 			}
 		}},
 	}
-	for _, loss := range losses {
+	// A real restart also with the revocation cache (as serve runs it):
+	// the restart drops its subscription, so the cache is bypassed at once.
+	type variant struct {
+		name  string
+		lose  func(t *testing.T, srv *redistest.Server)
+		cache int
+	}
+	var variants []variant
+	for _, l := range losses {
+		variants = append(variants, variant{l.name, l.lose, 0})
+	}
+	variants = append(variants, variant{"restart with the revocation cache", losses[0].lose, 1024})
+	for _, loss := range variants {
 		t.Run(loss.name, func(t *testing.T) {
 			srv := redistest.StartServer(t, redistest.Config{})
 			otp := repOTP()
 			otp.MaxFailuresPerHour = 2
-			c := newCluster(t, srv.Addr, otp)
+			c := newCluster(t, srv.Addr, otp, func(o *redisstore.Options) { o.RevocationCache = loss.cache })
 			alice := accessToken(t, "alice", "a1", "alice@example.com")
 			bob := accessToken(t, "bob", "b1", "bob@example.com")
 			dave := accessToken(t, "dave", "d1", "dave@example.com")
@@ -96,6 +108,22 @@ func TestStateLoss(t *testing.T) {
 			lockOut(t, c, dave, "dave@example.com", otp.MaxFailuresPerHour)
 
 			loss.lose(t, srv)
+			if loss.cache > 0 {
+				// The revoked token was never cached as valid: refused at
+				// once. A token the cache holds as not revoked may pass
+				// until the replica sees its subscription drop (at most
+				// the cache's 1s lease); then it is refused for good.
+				for i := range c.reps {
+					if _, ok := c.check(t, i, alice, revoked); ok {
+						t.Errorf("revoked token accepted by %s right after the restart (cached)", c.reps[i].name)
+					}
+				}
+				eventually(t, 3*time.Second, "the caches to drop tokens from before the restart", func() (bool, error) {
+					_, ok0 := c.check(t, 0, bob, kept)
+					_, ok1 := c.check(t, 1, bob, kept)
+					return !ok0 && !ok1, nil
+				})
+			}
 
 			// The revocation is gone from Redis; the token must stay
 			// refused on every replica, and so must every token minted
