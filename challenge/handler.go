@@ -234,17 +234,19 @@ func (s *Service) identify(w http.ResponseWriter, r *http.Request, api bool) (id
 	}
 	if err != nil && !errors.Is(err, identity.ErrNoCredential) && !errors.Is(err, identity.ErrInvalid) {
 		s.h.log.Warn("identity unavailable", "err", err, "client", r.RemoteAddr)
-		if api || respond.IsAPI(r) {
-			respond.JSON(w, http.StatusServiceUnavailable, respond.APIError{Error: "temporarily_unavailable", Description: "identity could not be checked; try again"})
-			return id, false
+		// The cause is logged above at warn, not as a failure of ours.
+		e := &respond.HTTPError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Title: "Try again shortly",
+			Msg: "Your sign-in could not be checked right now. Please try again in a moment.", APIMsg: "identity could not be checked; try again"}
+		if api {
+			e.WriteJSON(w, s.h.log)
+		} else {
+			s.h.pages.Error(w, r, e)
 		}
-		s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Title: "Try again shortly",
-			Msg: "Your sign-in could not be checked right now. Please try again in a moment."})
 		return id, false
 	}
 	if api || respond.IsAPI(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="stepgate"`)
-		respond.JSON(w, http.StatusUnauthorized, respond.APIError{Error: "unauthenticated", Description: "sign in first"})
+		(&respond.HTTPError{Status: http.StatusUnauthorized, Code: "unauthenticated", Msg: "sign in first",
+			Header: http.Header{"Www-Authenticate": {`Bearer realm="stepgate"`}}}).WriteJSON(w, s.h.log)
 		return id, false
 	}
 	if s.cfg.LoginURL != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
