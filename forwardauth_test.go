@@ -30,15 +30,15 @@ type faUpstream struct {
 }
 
 type faSeen struct {
-	method, uri string
-	header      http.Header
+	method, uri, host string
+	header            http.Header
 }
 
 func newFAUpstream(t *testing.T) *faUpstream {
 	t.Helper()
 	u := &faUpstream{got: make(chan faSeen, 64)}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.got <- faSeen{method: r.Method, uri: r.RequestURI, header: r.Header.Clone()}
+		u.got <- faSeen{method: r.Method, uri: r.RequestURI, host: r.Host, header: r.Header.Clone()}
 		io.WriteString(w, "app "+r.RequestURI)
 	}))
 	t.Cleanup(u.Close)
@@ -90,6 +90,10 @@ mail:
 policies:
   default: authenticate
   rules:
+    - name: admin-host
+      hosts: ["admin.example"]
+      paths: ["/**"]
+      action: deny
     - name: login
       paths: ["/login"]
       action: allow
@@ -350,6 +354,8 @@ func faProxyCases(t *testing.T, s *faStack, addr, browserLogin string, outsideAu
 		{name: "duplicated slashes", req: rawReq("GET", "//public/x", addr), status: 400},
 		{name: "duplicated slashes inside", req: rawReq("GET", "/public//x", addr), status: 400},
 		{name: "host list", req: rawReq("GET", "/public/x", "a.example,"+addr), status: 400},
+		{name: "host rule", req: rawReq("GET", "/public/x", "admin.example"), status: 403},
+		{name: "host rule, upper case and port", req: rawReq("GET", "/public/x", "ADMIN.example:8443"), status: 403},
 		{name: "decision endpoint from outside", req: rawReq("GET", "/.stepup/authz/auth-request", addr, "X-Original-Method: GET", "X-Original-URL: http://"+addr+"/public/x"), status: outsideAuthz},
 	}
 	for _, tt := range tests {
@@ -375,6 +381,23 @@ func faProxyCases(t *testing.T, s *faStack, addr, browserLogin string, outsideAu
 			s.up.take(t, tt.name)
 		} else {
 			s.up.none(t, tt.name)
+		}
+	}
+
+	// An absolute-form request line names another host than Host: either
+	// it is refused, or the app is told the host the policy decided.
+	for _, tt := range []struct{ name, target, host string }{
+		{"absolute form, allowed Host", "http://admin.example/public/x", addr},
+		{"absolute form, denied Host", "http://" + addr + "/public/x", "admin.example"},
+	} {
+		res, _ := rawHTTP(t, addr, rawReq("GET", tt.target, tt.host))
+		if res.StatusCode != http.StatusOK {
+			s.up.none(t, tt.name)
+			continue
+		}
+		got := s.up.take(t, tt.name)
+		if xfh := got.header.Get("X-Forwarded-Host"); strings.Contains(got.host+xfh, "admin.example") {
+			t.Errorf("%s: forwarded with Host %q and X-Forwarded-Host %q: the app was told a host the policy denies", tt.name, got.host, xfh)
 		}
 	}
 }
