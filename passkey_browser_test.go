@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
@@ -195,6 +196,22 @@ func TestPasskeyBrowser(t *testing.T) {
 	}
 	if c := creds.Credentials[0]; c.RpID != "localhost" {
 		t.Fatalf("credential scoped to %q; want localhost (the public_url's host)", c.RpID)
+	}
+
+	// A browser without WebAuthn is told so, in a tab where the script
+	// finds no PublicKeyCredential.
+	bare, closeBare := chromedp.NewContext(steps)
+	err = chromedp.Do(bare, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: "delete window.PublicKeyCredential;"})
+		return err
+	}), chromedp.Navigate(base+"/.stepup/passkey?rd=%2Fadmin%2Fusers"), chromedp.WaitVisible(chromedp.CSS("#passkey-status")))
+	var noWebAuthn string
+	if err == nil {
+		noWebAuthn, err = chromedp.Run(bare, chromedp.Text(chromedp.CSS("#passkey-status")))
+	}
+	closeBare()
+	if err != nil || !strings.Contains(noWebAuthn, "cannot use passkeys") {
+		t.Fatalf("page without WebAuthn: %q, %v; want a clear message", noWebAuthn, err)
 	}
 
 	// The admin rule is passkey-only: the email token does not satisfy it.
