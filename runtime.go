@@ -27,13 +27,15 @@ type RuntimeConfig struct {
 // defaultMemoryLimit is "auto" outside a container with a memory limit.
 // With gc_percent 200 the heap of a busy proxy (a live heap of 10–20 MiB)
 // is collected a third as often as GOGC=100 would, while a process holding
-// many pending codes (100,000 users: ~40 MiB live) is held near 80 MiB by
-// more frequent collections instead of growing to three times its live
-// heap: ~92 MB RSS, measured by bench/memstore-rss. Beyond it (the memory
-// store's 200,000-code cap with full caches, ~100 MiB live) the heap
-// exceeds the soft limit and the runtime caps the collector at half the
-// CPU; set memory_limit higher, or off, where that matters more.
-const defaultMemoryLimit = 80 << 20
+// many pending codes (100,000 users: ~40 MiB live) is held near the limit
+// by more frequent collections (8% of the CPU of that flood of sends)
+// instead of growing to three times its live heap: 80 MiB peak RSS,
+// measured by bench/memstore-rss, against 98 MiB with an 80 MiB limit.
+// Beyond it (the memory store's 200,000-code cap with full caches, ~90 MiB
+// live) the heap exceeds the soft limit and the runtime caps the collector
+// at half the CPU; set memory_limit higher, or off, where that matters
+// more than RSS.
+const defaultMemoryLimit = 64 << 20
 
 // cgroupMemoryMax is where cgroup v2 publishes the container's memory
 // limit (a number, or "max" for none).
