@@ -13,7 +13,11 @@
 #   THREADS [2] CONNECTIONS [64]   wrk -t and -c
 #   RULES [1000]     rules in the generated stepgate policy
 #   SCENARIOS        subset of: bare sg-allow sg-stepup sg-stepup-redis nginx
-#                    nginx-fa bare-users sg-jwks sg-flood nginx-fa
+#                    nginx-fa bare-users sg-jwks sg-flood
+#   USERS [50000] FORGED [1000]   distinct users (sg-jwks) and forged tokens (sg-flood)
+#   JWKS_CACHE       sg-jwks's identity.jwt.cache_size and second_factor.cache_size
+#                    (default: stepgate's, 10000)
+#   FLOOD_CONNECTIONS [16]        the flood's wrk -c nginx-fa
 #   NGINX_WORKERS [auto]   nginx worker_processes
 #   KEEP_TMP=1       keep the temporary directory (logs, configs, wrk output)
 #   BENCH_STEPGATE_BIN   an already built stepgate binary to benchmark (for
@@ -32,6 +36,7 @@ SCENARIOS=${SCENARIOS:-bare sg-allow sg-stepup sg-stepup-redis nginx nginx-fa ba
 USERS=${USERS:-50000}
 FORGED=${FORGED:-1000}
 FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-16}
+JWKS_CACHE=${JWKS_CACHE:-}
 NGINX_WORKERS=${NGINX_WORKERS:-auto}
 
 die() {
@@ -67,7 +72,7 @@ declare -A what=(
 	[nginx]="nginx reverse proxy"
 	[nginx-fa]="nginx + stepgate forward-auth (auth_request), step_up rule, access + 2FA token, memory store"
 	[bare-users]="bare httputil.ReverseProxy, the sg-jwks requests (baseline of sg-jwks)"
-	[sg-jwks]="stepgate, step_up rule, $USERS distinct users: RS256 access tokens through a JWKS + 2FA tokens, memory store, default caches"
+	[sg-jwks]="stepgate, step_up rule, $USERS distinct users: RS256 access tokens through a JWKS + 2FA tokens, memory store, caches of ${JWKS_CACHE:-10000 (the default)}"
 	[sg-flood]="stepgate (JWKS, RS256), step_up rule, one valid user, while a second wrk floods $FORGED distinct forged RS256 tokens"
 )
 read -r -a scenarios <<<"$SCENARIOS"
@@ -366,7 +371,7 @@ if ((need_stepgate)); then
 		wait_until jwks 20 curl_q -f -o /dev/null "http://127.0.0.1:$jwks_port/jwks.json"
 		jwt_cookie=$SG_COOKIE
 		SG_ACCESS=$("$bin/users" access -key "$tmp/idp.pem" -sub ceremony) || die "users access failed"
-		start_stepgate sg-jwks memory -jwks-url "http://127.0.0.1:$jwks_port/jwks.json"
+		start_stepgate sg-jwks memory -jwks-url "http://127.0.0.1:$jwks_port/jwks.json" ${JWKS_CACHE:+-cache-size "$JWKS_CACHE"}
 		SG_ACCESS=
 		log "minting $USERS RS256 users and $FORGED forged tokens (RSA signing: about a minute)"
 		"$bin/users" mint -key "$tmp/idp.pem" -n "$USERS" -template "$SG_TOKEN" \
