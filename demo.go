@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/stepgate/stepgate/demo"
@@ -83,6 +85,13 @@ func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Log
 	// left behind. The access-token key and the second-factor key differ,
 	// as validate requires.
 	hmacSecret, sfSecret := randomSecret(), randomSecret()
+	// Enrolled authenticator apps live in a SQLite file of this run,
+	// removed at the end, under a random key.
+	factorDir, err := os.MkdirTemp("", "stepgate-demo-")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer os.RemoveAll(factorDir)
 
 	var lc net.ListenConfig
 	var listeners []net.Listener
@@ -115,7 +124,7 @@ func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Log
 		return fmt.Errorf("demo: -admin-listen: %w", err)
 	}
 
-	cfg, err := demoConfig(pl.Addr().String(), al.Addr().String(), "http://"+appL.Addr().String(), hmacSecret, sfSecret)
+	cfg, err := demoConfig(pl.Addr().String(), al.Addr().String(), "http://"+appL.Addr().String(), hmacSecret, sfSecret, filepath.Join(factorDir, "factors.db"))
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("demo config: %w", err)
@@ -178,7 +187,7 @@ func serveDemo(ctx context.Context, listen, adminListen string, logger *slog.Log
 	}
 	servers := []*http.Server{
 		appSrv,
-		newProxyServer(observe(withInbox(live, cfg.Server.Prefix+inboxPath, inbox), live, shared.responses, logger), cfg.Server, errLog),
+		newProxyServer(observe(withInbox(withInbox(live, cfg.Server.Prefix+totpCodesPath, totpCodes(shared.factorStore, shared.keyring, cfg.Factors.TOTP.Skew, cfg.Server.Prefix)), cfg.Server.Prefix+inboxPath, inbox), live, shared.responses, logger), cfg.Server, errLog),
 		newAdminServer(adminHandler(shared, live), errLog),
 	}
 
@@ -236,7 +245,7 @@ func withInbox(next http.Handler, path string, inbox http.Handler) http.Handler 
 // demoConfig builds the demo's Config the way loadConfig builds one from a
 // file: the SPEC §3 defaults, the demo's values on top, then the same
 // derived defaults and validation (policy compiled, policy tests run).
-func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret string) (*Config, error) {
+func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret, factorDB string) (*Config, error) {
 	cfg, err := defaultConfig("(demo)")
 	if err != nil {
 		return nil, err
@@ -256,6 +265,11 @@ func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret string) (*Co
 	cfg.Mail.From = "stepgate demo <no-reply@stepgate.invalid>"
 	cfg.Mail.Subject = "Your stepgate demo code"
 	cfg.Store.Driver = "memory"
+	cfg.Factors.Enabled = []string{"totp", "email"}
+	cfg.Factors.Driver = "sqlite"
+	cfg.Factors.SQLite.Path = factorDB
+	cfg.Factors.EncryptionKey = randomSecret()
+	cfg.Factors.TOTP.Issuer = "stepgate demo"
 	cfg.Policies = PoliciesConfig{
 		Default: "authenticate",
 		Rules: []RuleConfig{
@@ -265,6 +279,7 @@ func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret string) (*Co
 			{Name: "account", Paths: []string{"/account/**"}, Action: "authenticate"},
 			{Name: "admin", Paths: []string{"/admin/**"}, Action: "step_up", MaxAge: demoAdminMaxAge},
 			{Name: "payments", Paths: []string{"/payments/**"}, Methods: []string{"GET", "POST"}, Action: "step_up", MaxAge: demoPaymentMaxAge},
+			{Name: "vault", Paths: []string{"/vault/**"}, Action: "step_up", MaxAge: demoAdminMaxAge, Factors: []string{"totp"}},
 		},
 		Tests: []TestConfig{
 			{Request: "GET http://127.0.0.1/", Expect: "allow", Rule: "home"},
@@ -272,6 +287,7 @@ func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret string) (*Co
 			{Request: "GET http://127.0.0.1/account", Expect: "authenticate", Rule: "account"},
 			{Request: "GET http://127.0.0.1/admin/users", Expect: "step_up", Rule: "admin"},
 			{Request: "POST http://127.0.0.1/payments", Expect: "step_up", Rule: "payments"},
+			{Request: "GET http://127.0.0.1/vault", Expect: "step_up", Rule: "vault"},
 			{Request: "GET http://127.0.0.1/elsewhere", Expect: "authenticate"},
 		},
 	}
@@ -305,9 +321,12 @@ A three-minute tour:
   5. The admin page opens and lists the X-Stepup-* headers the app got.
   6. Payments wants a code no older than 2 minutes; %[1]s%[3]s/
      shows your step-up status and drops the second factor on request.
+  7. Vault accepts only an authenticator app (factors: [totp]). Add one at
+     %[1]s%[3]s/factors: scan the QR code with your phone, or use the
+     demo-only code page %[1]s%[3]s%[5]s instead of a phone.
 
 Secrets are random for this run, state lives in memory, and mail never
-leaves this process. The dev inbox exists only in demo mode.
+leaves this process. The dev inbox and the code page exist only in demo mode.
 Press Ctrl+C to stop.
-`, base, admin, prefix, inboxPath)
+`, base, admin, prefix, inboxPath, totpCodesPath)
 }

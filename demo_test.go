@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -313,7 +314,7 @@ func TestDemoInboxNotInServe(t *testing.T) {
 		t.Errorf("upstream reached for %s", r.URL)
 	}))
 	defer upstream.Close()
-	cfg, err := demoConfig("127.0.0.1:0", "127.0.0.1:0", upstream.URL, randomSecret(), randomSecret())
+	cfg, err := demoConfig("127.0.0.1:0", "127.0.0.1:0", upstream.URL, randomSecret(), randomSecret(), filepath.Join(t.TempDir(), "f.db"))
 	if err != nil {
 		t.Fatalf("demoConfig: %v", err)
 	}
@@ -322,7 +323,7 @@ func TestDemoInboxNotInServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer shared.store.Close()
+	defer shared.Close()
 	gate, err := buildGate(cfg, shared)
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +342,7 @@ func TestDemoInboxNotInServe(t *testing.T) {
 // TestDemoConfigValid checks the demo's config passes the same validation
 // as a file, with the policy the tour describes.
 func TestDemoConfigValid(t *testing.T) {
-	cfg, err := demoConfig("127.0.0.1:8080", "127.0.0.1:9090", "http://127.0.0.1:3000", randomSecret(), randomSecret())
+	cfg, err := demoConfig("127.0.0.1:8080", "127.0.0.1:9090", "http://127.0.0.1:3000", randomSecret(), randomSecret(), "/nonexistent/f.db")
 	if err != nil {
 		t.Fatalf("demoConfig: %v", err)
 	}
@@ -354,7 +355,7 @@ func TestDemoConfigValid(t *testing.T) {
 	if a, b := randomSecret(), randomSecret(); a == b || len(a) != 64 {
 		t.Errorf("randomSecret: got %q and %q; want two different 64-hex-digit secrets", a, b)
 	}
-	if _, err := demoConfig("127.0.0.1:8080", "127.0.0.1:9090", "http://127.0.0.1:3000", "short", randomSecret()); err == nil {
+	if _, err := demoConfig("127.0.0.1:8080", "127.0.0.1:9090", "http://127.0.0.1:3000", "short", randomSecret(), "/nonexistent/f.db"); err == nil {
 		t.Errorf("demoConfig with a short HMAC secret: got no error; want validation to refuse it")
 	}
 }

@@ -102,6 +102,7 @@ func NewApp(c AppConfig) (*App, error) {
 	m.HandleFunc("GET /account", a.area("Your account", "Only signed-in users reach this page (action authenticate). No second factor is needed."))
 	m.HandleFunc("GET /admin/", a.area("Admin area", "This page needs a second factor no older than 10 minutes (action step_up, max_age 10m)."))
 	m.HandleFunc("GET /admin", a.area("Admin area", "This page needs a second factor no older than 10 minutes (action step_up, max_age 10m)."))
+	m.HandleFunc("GET /vault", a.area("Vault", "This page accepts only an authenticator app (factors: [totp]): an email code does not open it. X-Stepup-Method tells the app which factor was used."))
 	m.HandleFunc("GET /payments", a.payments)
 	m.HandleFunc("POST /payments", a.payments)
 	a.mux = m
@@ -141,7 +142,7 @@ type payment struct {
 // shownHeaders are the request headers each page lists: stepgate's own
 // (SPEC §7) and the forwarding headers.
 var shownHeaders = []string{
-	"X-Stepup-User", "X-Stepup-Email", "X-Stepup-Rule", "X-Stepup-Auth-Time",
+	"X-Stepup-User", "X-Stepup-Email", "X-Stepup-Rule", "X-Stepup-Auth-Time", "X-Stepup-Method",
 	"X-Stepup-Token", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
 }
 
