@@ -153,7 +153,10 @@ func TestPasskeyBrowser(t *testing.T) {
 	auth := virtualAuthenticator(steps, t)
 
 	run("sign in", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(chromedp.CSS("#signin")),
-		chromedp.Click(chromedp.CSS("#signin")), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		chromedp.Click(chromedp.CSS("#signin")),
+		// The login page has a main h1 too: wait for the redirect to land,
+		// or the next Navigate races it (net::ERR_ABORTED).
+		chromedp.WaitVisible(chromedp.CSS("main p.ok")))
 
 	// Without a fresh factor the registration page asks to confirm first.
 	run("registration page", chromedp.Navigate(base+"/.stepup/factors/passkey"), chromedp.WaitVisible(chromedp.CSS("main h1")))
