@@ -365,7 +365,26 @@ func (c *Config) challengeConfig(shared *sharedParts, auth *identity.Authenticat
 		Passkeys:     shared.passkeys,
 		TOTP:         c.totpParams(),
 		TOTPIssuer:   c.Factors.TOTP.Issuer,
+		UI:           challenge.UIConfig{AppName: c.UI.AppName, Logo: c.logo, LogoType: c.logoType, TimeZone: c.zone},
+		Areas:        c.stepUpAreas(),
 	}
+}
+
+// stepUpAreas are the step_up rules with the max_age each accepts, for the
+// status page.
+func (c *Config) stepUpAreas() []challenge.Area {
+	var out []challenge.Area
+	for _, r := range c.Policies.Rules {
+		if r.Action != "step_up" {
+			continue
+		}
+		age := r.MaxAge
+		if age == 0 {
+			age = c.SecondFactor.TTL
+		}
+		out = append(out, challenge.Area{Rule: r.Name, MaxAge: age})
+	}
+	return out
 }
 
 // enabledMethods is factors.enabled, strongest first.

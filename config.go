@@ -23,6 +23,7 @@ type Config struct {
 	Policies     PoliciesConfig     `mapstructure:"policies"`
 	Log          LogConfig          `mapstructure:"log"`
 	Runtime      RuntimeConfig      `mapstructure:"runtime"`
+	UI           UIConfig           `mapstructure:"ui"`
 
 	// meta locates keys in the file for error messages.
 	meta configMeta
@@ -33,6 +34,11 @@ type Config struct {
 	policy *policy.Policy
 	// publicKeyPEM is the content of identity.jwt.public_key_file.
 	publicKeyPEM []byte
+	// logo is the content of ui.logo_file, logoType its Content-Type.
+	logo     []byte
+	logoType string
+	// zone is ui.time_zone, loaded by validate.
+	zone *time.Location
 	// redisCAPEM is the content of store.redis.tls_ca_file.
 	redisCAPEM []byte
 }
@@ -79,6 +85,22 @@ type ServerConfig struct {
 	// new connections are answered 503 and closed (SPEC §13). Default
 	// 10000.
 	MaxConnections int `mapstructure:"max_connections"`
+}
+
+// UIConfig is the ui section: what stepgate's pages and mails show of the
+// site they protect (README "Configuration").
+type UIConfig struct {
+	// AppName names the protected site in page titles, headings and
+	// mails ("Acme Portal"). Default "": no name; stepgate's own name is
+	// only ever in a small footer.
+	AppName string `mapstructure:"app_name"`
+	// LogoFile is an image (PNG, JPEG, GIF, WebP or SVG, at most 256 KiB)
+	// served at {prefix}/logo and shown beside the name. Default "": none.
+	LogoFile string `mapstructure:"logo_file"`
+	// TimeZone is the IANA zone ("Europe/Berlin") of the clock times on
+	// the pages and in mails, always shown with the zone's name.
+	// Default UTC.
+	TimeZone string `mapstructure:"time_zone"`
 }
 
 // LogConfig is the log section (README "Operations"; not in SPEC §3, which
@@ -356,6 +378,9 @@ var configDefaults = map[string]any{
 	"log.access":                        false,
 	"runtime.gc_percent":                200,
 	"runtime.memory_limit":              "auto",
+	"ui.app_name":                       "",
+	"ui.logo_file":                      "",
+	"ui.time_zone":                      "UTC",
 }
 
 const defaultCookie = "__Host-stepgate"

@@ -264,6 +264,7 @@ func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret, factorDB st
 	cfg.Mail.Driver = "log"
 	cfg.Mail.From = "stepgate demo <no-reply@stepgate.invalid>"
 	cfg.Mail.Subject = "Your stepgate demo code"
+	cfg.UI.AppName = "Acme Legacy Portal"
 	cfg.Store.Driver = "memory"
 	cfg.Factors.Enabled = []string{"totp", "email"}
 	cfg.Factors.Driver = "sqlite"

@@ -429,7 +429,7 @@ func faStepUpFlow(t *testing.T, s *faStack, base, challengeLoc string, postRedir
 	s.up.none(t, "before the challenge")
 
 	page := b.expect("GET", "/.stepup/challenge?rd=%2Fadmin%2Fx", nil, http.StatusOK, "")
-	if !strings.Contains(page, "a***@example.com") {
+	if !strings.Contains(page, "a***e@example.com") {
 		t.Fatalf("challenge page lacks the masked address:\n%s", page)
 	}
 	b.expect("POST", "/.stepup/send", url.Values{"email": {"0"}, "rd": {"/admin/x"}, "csrf": {csrfOf(t, page)}}, http.StatusSeeOther, "/.stepup/verify?rd=%2Fadmin%2Fx")

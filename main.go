@@ -8,6 +8,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// The zone database, for ui.time_zone on images without one
+	// (distroless).
+	_ "time/tzdata"
 )
 
 func main() {

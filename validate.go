@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/mail"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/stepgate/stepgate/identity"
 )
@@ -35,6 +38,42 @@ func (c *Config) validate(ps *problems) {
 	c.validateLog(ps)
 	c.validateRuntime(ps)
 	c.validateCaches(ps)
+	c.validateUI(ps)
+}
+
+// maxLogo bounds ui.logo_file.
+const maxLogo = 256 << 10
+
+func (c *Config) validateUI(ps *problems) {
+	u := c.UI
+	if u.AppName != "" && (!utf8.ValidString(u.AppName) || strings.ContainsAny(u.AppName, "\r\n") || len(u.AppName) > 80) {
+		ps.add("ui.app_name", "must be one line of at most 80 bytes")
+	}
+	z, err := time.LoadLocation(u.TimeZone)
+	switch {
+	case u.TimeZone == "":
+		c.zone = time.UTC
+	case err != nil || u.TimeZone == "Local":
+		ps.add("ui.time_zone", "%q is not an IANA time zone such as UTC or Europe/Berlin", u.TimeZone)
+	default:
+		c.zone = z
+	}
+	if u.LogoFile != "" {
+		b, err := readLimited(u.LogoFile, maxLogo)
+		if err != nil {
+			ps.add("ui.logo_file", "%v", err)
+			return
+		}
+		ct := http.DetectContentType(b)
+		if strings.HasSuffix(strings.ToLower(u.LogoFile), ".svg") && strings.Contains(string(b[:min(len(b), 512)]), "<svg") {
+			ct = "image/svg+xml"
+		}
+		if !strings.HasPrefix(ct, "image/") {
+			ps.add("ui.logo_file", "%s is not an image (%s)", u.LogoFile, ct)
+			return
+		}
+		c.logo, c.logoType = b, ct
+	}
 }
 
 func (c *Config) validateLog(ps *problems) {

@@ -66,8 +66,15 @@ func canonicalCode(in string, n int) (string, bool) {
 		in = in[:64]
 	}
 	code := strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) || r == '-' {
+		switch {
+		case unicode.IsSpace(r) || unicode.Is(unicode.Pd, r) || r == '\u2212' || r == '\u00ad' || r == '\u200b':
+			// Spaces of every kind (an indented line, a no-break space),
+			// dashes and minus signs, soft hyphens and zero-width spaces
+			// that mail clients insert.
 			return -1
+		case '\uff10' <= r && r <= '\uff19':
+			// Full-width digits from East Asian input methods.
+			return '0' + (r - '\uff10')
 		}
 		return r
 	}, in)

@@ -59,8 +59,13 @@ func TestBrowserFlowSMTP(t *testing.T) {
 	code := in.Code(t, hAlice.Emails[1])
 
 	w = hServe(h, browserReq("GET", hPrefix+"/verify?rd=%2Fadmin%3Fx%3D1", hAlice, nil))
-	if !strings.Contains(w.Body.String(), "a***@corp.example") {
-		t.Errorf("code form does not say where the code went:\n%s", w.Body)
+	for _, want := range []string{"6-digit code to <strong>a***k@corp.example</strong>", `inputmode="numeric"`, `autocomplete="one-time-code"`, `maxlength="32"`, "It works until <strong>"} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("code form lacks %q:\n%s", want, w.Body)
+		}
+	}
+	if strings.Contains(w.Body.String(), "pattern=") {
+		t.Errorf("code form still has a pattern, which refuses pasted spaces")
 	}
 
 	wrong := "000000"
@@ -68,8 +73,8 @@ func TestBrowserFlowSMTP(t *testing.T) {
 		wrong = "111111"
 	}
 	w = hServe(h, browserReq("POST", hPrefix+"/verify", hAlice, url.Values{"code": {wrong}, "rd": {"/admin?x=1"}, "csrf": {csrf}}))
-	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "2 attempts left") {
-		t.Fatalf("wrong code: got %d; want 401 with 2 attempts left:\n%s", w.Code, w.Body)
+	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "2 tries left for this code") {
+		t.Fatalf("wrong code: got %d; want 401 with 2 tries left:\n%s", w.Code, w.Body)
 	}
 	if cookieNamed(w.Result().Cookies(), "stepgate") != nil {
 		t.Fatalf("wrong code set the second-factor cookie")
@@ -87,8 +92,8 @@ func TestBrowserFlowSMTP(t *testing.T) {
 
 	// The same code is single use.
 	w = hServe(h, browserReq("POST", hPrefix+"/verify", hAlice, url.Values{"code": {code}, "rd": {"/admin"}, "csrf": {csrf}}))
-	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "no longer valid") {
-		t.Errorf("reused code: got %d; want 401 'no longer valid':\n%s", w.Code, w.Body)
+	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "expired or was already used") {
+		t.Errorf("reused code: got %d; want 401 'expired or was already used':\n%s", w.Code, w.Body)
 	}
 
 	r := browserReq("GET", hPrefix+"/", hAlice, nil)

@@ -75,9 +75,11 @@ func errorFor(o op, err error) *respond.HTTPError {
 		case isCode && ce.AttemptsLeft > 0:
 			return &respond.HTTPError{Status: http.StatusUnauthorized, Code: "invalid_otp", Title: "Enter your code",
 				Msg: attemptsLeftMessage(ce.AttemptsLeft), APIMsg: "wrong code"}
-		case isCode, errors.Is(err, ErrNoCode):
-			// A code that just died and one that never existed look
-			// alike: either way only a new code helps.
+		case isCode:
+			// The wrong try that used up the code's attempts.
+			return &respond.HTTPError{Status: http.StatusUnauthorized, Code: "expired_otp", Title: "Enter your code",
+				Msg: killedCodeMessage, APIMsg: "no valid code; request a new one"}
+		case errors.Is(err, ErrNoCode):
 			return &respond.HTTPError{Status: http.StatusUnauthorized, Code: "expired_otp", Title: "Enter your code",
 				Msg: deadCodeMessage, APIMsg: "no valid code; request a new one"}
 		case errors.Is(err, ErrStoreUnavailable):

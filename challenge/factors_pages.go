@@ -166,7 +166,7 @@ func (s *Service) serveConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e := errorFor(opEnrol, err)
 	if le, ok := errors.AsType[*LimitError](err); ok {
-		s.renderLimited(w, e, le, s.factorsURL())
+		s.renderLimited(w, r, id, e, le, s.factorsURL())
 		return
 	}
 	if e.Code == "invalid_otp" {

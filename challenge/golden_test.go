@@ -32,21 +32,28 @@ func TestGoldenPages(t *testing.T) {
 	f := formData{CSRF: csrfToken(s.h.csrfKey, hAlice), RD: "/admin?x=1"}
 	at := time.Date(2026, 3, 4, 9, 30, 0, 0, time.UTC)
 	g := secondfactor.Grant{Subject: "alice", AuthTime: at, ExpiresAt: at.Add(12 * time.Hour)}
+	s.h.now = func() time.Time { return at.Add(3 * time.Minute) }
+	s.cfg.Areas = []Area{{Rule: "admin", MaxAge: 10 * time.Minute}, {Rule: "payments", MaxAge: 2 * time.Minute}}
+	verify := verifyData{formData: f, SentTo: "a***e@example.com", CodeLength: 6, MaxLength: maxCodeInput,
+		ExpiresAt: "09:35 UTC", ExpiresIn: "in 5 minutes", ResendAt: "09:31 UTC", ResendIn: "in 30 seconds"}
+	lockedE, throttledE := errorFor(opVerify, lockedErr), errorFor(opSend, throttledErr)
 	pages := []struct {
 		name   string
 		status int
 		page   string
 		data   respond.PageData
 	}{
-		{"challenge", 200, "challenge", challengePage(f, hAlice.Emails)},
-		{"challenge_no_address", 403, "challenge", challengePage(f, nil)},
-		{"verify", 200, "verify", verifyPage(f, "a***@example.com", 6, "", false)},
-		{"verify_attempts_left", 401, "verify", verifyPage(f, "a***@example.com", 6, attemptsLeftMessage(2), false)},
-		{"verify_dead", 401, "verify", verifyPage(f, "", 6, deadCodeMessage, true)},
-		{"status_with_factor", 200, "status", statusPage(f, hAlice, g, true)},
-		{"status_without_factor", 200, "status", statusPage(f, hAlice, secondfactor.Grant{}, false)},
-		{"locked", 429, "locked", lockedPage(errorFor(opVerify, lockedErr), lockedErr, f.RD)},
-		{"throttled", 429, "locked", lockedPage(errorFor(opSend, throttledErr), throttledErr, f.RD)},
+		{"challenge", 200, "challenge", withUser(s, challengePage(f, hAlice.Emails))},
+		{"challenge_no_address", 403, "challenge", withUser(s, challengePage(f, nil))},
+		{"verify", 200, "verify", s.page(hAlice, "Enter your code", "", verify)},
+		{"verify_attempts_left", 401, "verify", s.page(hAlice, "Enter your code", "", withErr(verify, attemptsLeftMessage(2), true))},
+		{"verify_dead", 401, "verify", s.page(hAlice, "Enter your code", "", verifyData{formData: f, CodeLength: 6, MaxLength: maxCodeInput, Error: deadCodeMessage, Dead: true})},
+		{"verify_killed", 401, "verify", s.page(hAlice, "Enter your code", "", verifyData{formData: f, CodeLength: 6, MaxLength: maxCodeInput, Error: killedCodeMessage, Dead: true})},
+		{"verify_throttled", 429, "verify", s.page(hAlice, "Enter your code", "", withNotice(verify, "A code was sent a moment ago; enter it below. You can ask for another in 30 seconds."))},
+		{"status_with_factor", 200, "status", s.statusPage(f, hAlice, g, true)},
+		{"status_without_factor", 200, "status", s.statusPage(f, hAlice, secondfactor.Grant{}, false)},
+		{"locked", 429, "locked", s.page(hAlice, lockedE.Title, lockedE.Msg, lockedData{Wait: "15 minutes", Until: "09:48 UTC", RD: f.RD, Locked: true})},
+		{"throttled", 429, "locked", s.page(hAlice, throttledE.Title, throttledE.Msg, lockedData{Wait: "30 seconds", Until: "09:33 UTC", RD: f.RD, Pending: true})},
 		{"error", 404, "error", respond.PageData{Title: "Not found", Message: "There is nothing at this address.",
 			Link: &respond.Link{URL: hPrefix + "/", Text: "Your sign-in status"}}},
 	}
@@ -75,6 +82,22 @@ func TestGoldenPages(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withUser(s *Service, p respond.PageData) respond.PageData {
+	shared := s.page(hAlice, "", "", nil)
+	p.User, p.Back = shared.User, shared.Back
+	return p
+}
+
+func withErr(d verifyData, msg string, warn bool) verifyData {
+	d.Error, d.Warn = msg, warn
+	return d
+}
+
+func withNotice(d verifyData, msg string) verifyData {
+	d.Notice = msg
+	return d
 }
 
 // checkPage asserts what every page must be: a language, no script, no
@@ -120,7 +143,7 @@ func TestPagesThroughHandler(t *testing.T) {
 	}{
 		{hPrefix + "/", hAlice, []string{"Not confirmed", "alice@example.com", "<dd>alice</dd>"}},
 		{hPrefix, hAlice, []string{"Not confirmed"}},
-		{hPrefix + "/verify?rd=%2Fpay", hAlice, []string{`name="rd" value="/pay"`, `href="/.stepup/challenge?rd=%2fpay"`, `maxlength="6"`}},
+		{hPrefix + "/verify?rd=%2Fpay", hAlice, []string{`href="/.stepup/challenge?rd=%2fpay"`, "There is no code waiting for you", "Signed in as <strong>alice (a***e@example.com)</strong>"}},
 	} {
 		w := hServe(s.Handler(), browserReq(http.MethodGet, tt.target, tt.id, nil))
 		if w.Code != http.StatusOK {

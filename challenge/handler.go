@@ -1,6 +1,7 @@
 package challenge
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -66,6 +67,11 @@ func (s *Service) initHandler() error {
 	if err != nil {
 		return err
 	}
+	logo := ""
+	if len(s.cfg.UI.Logo) > 0 {
+		logo = "/logo"
+	}
+	pages.SetApp(s.cfg.UI.AppName, logo)
 	style, err := fs.ReadFile(fsys, "style.css")
 	if err != nil {
 		return err
@@ -87,6 +93,7 @@ func (s *Service) initHandler() error {
 	routes := map[string]http.HandlerFunc{
 		"GET /{$}":                      s.serveStatus,
 		"GET /style.css":                s.serveStyle,
+		"GET /logo":                     s.serveLogo,
 		"GET /challenge":                s.serveChallenge,
 		"POST /send":                    s.serveSend,
 		"GET /verify":                   s.serveVerifyForm,
@@ -208,6 +215,17 @@ func (p *probeWriter) Write(b []byte) (int, error) {
 func (s *Service) notFound(w http.ResponseWriter, r *http.Request) {
 	s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusNotFound, Code: "not_found", Title: "Not found",
 		Msg: "There is nothing at this address.", Link: &respond.Link{URL: s.cfg.Prefix + "/", Text: "Your sign-in status"}})
+}
+
+// serveLogo serves UI.Logo (404 without one).
+func (s *Service) serveLogo(w http.ResponseWriter, r *http.Request) {
+	if len(s.cfg.UI.Logo) == 0 {
+		s.notFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", s.cfg.UI.LogoType)
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	http.ServeContent(w, r, "logo", time.Time{}, bytes.NewReader(s.cfg.UI.Logo))
 }
 
 // serveStyle serves style.css, the only asset (CSP style-src 'self').

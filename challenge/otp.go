@@ -259,23 +259,27 @@ func (s *Service) audit(ctx context.Context, lvl slog.Level, msg, event, outcome
 // challenge page, so a mail can never sign anyone in (SPEC §9).
 var mailHTML = template.Must(template.New("mail").Parse(`<!doctype html>
 <html><body style="font-family:sans-serif">
-<p>Your stepgate verification code for signing in to a protected area is:</p>
+<p>Your verification code for {{.For}} is:</p>
 <p style="font-size:1.6em;font-weight:bold;letter-spacing:0.2em">{{.Code}}</p>
-<p>It expires in {{.Minutes}} at {{.At}}.</p>
+<p>It expires in {{.Minutes}}, at {{.At}}.</p>
 <p>If you did not ask for this, ignore this message: nobody can use the code without also being signed in as you.</p>
 </body></html>
 `))
 
 // message builds the mail for code (text and HTML parts).
 func (s *Service) message(to, code string, expires time.Time) mailer.Message {
-	d := struct{ Code, Minutes, At string }{
+	d := struct{ For, Code, Minutes, At string }{
+		For:     "signing in to a protected area",
 		Code:    code,
 		Minutes: humanDuration(s.cfg.OTP.TTL),
-		At:      expires.UTC().Format("15:04 MST"),
+		At:      expires.In(s.cfg.zone()).Format("15:04 MST (2 Jan)"),
+	}
+	if s.cfg.UI.AppName != "" {
+		d.For = s.cfg.UI.AppName
 	}
 	var text strings.Builder
-	fmt.Fprintf(&text, "Your stepgate verification code for signing in to a protected area is:\n\n    %s\n\n", d.Code)
-	fmt.Fprintf(&text, "It expires in %s at %s.\n\n", d.Minutes, d.At)
+	fmt.Fprintf(&text, "Your verification code for %s is:\n\n    %s\n\n", d.For, d.Code)
+	fmt.Fprintf(&text, "It expires in %s, at %s.\n\n", d.Minutes, d.At)
 	text.WriteString("If you did not ask for this, ignore this message: nobody can use the code without also being signed in as you.\n")
 	var html strings.Builder
 	if err := mailHTML.Execute(&html, d); err != nil {

@@ -86,7 +86,13 @@ func TestCanonicalCode(t *testing.T) {
 		{"12345", "12345", false},
 		{"1234567", "1234567", false},
 		{"12345a", "12345a", false},
-		{"１２３４５６", "１２３４５６", false}, // full-width digits are not ASCII digits
+		{"１２３４５６", "123456", true}, // full-width digits, as East Asian input methods type them
+		{"１２３ ４５６", "123456", true},
+		{"    456 086\n", "456086", true}, // the mail's indented line, pasted whole
+		{"456\u00a0086", "456086", true},  // a no-break space
+		{"456\u2013086", "456086", true},  // an en dash
+		{"456\u2212086", "456086", true},  // a minus sign
+		{"٤٥٦٠٨٦", "٤٥٦٠٨٦", false},       // other scripts' digits are not read as a code
 		{"", "", false},
 	}
 	for _, tt := range tests {
@@ -124,10 +130,13 @@ func TestSendVerify(t *testing.T) {
 	}
 	code := e.sender.lastCode(t, 6)
 	for _, part := range []string{m.Text, m.HTML} {
-		for _, want := range []string{"stepgate verification code", "protected area", code, "5 minutes", "did not ask for this, ignore"} {
+		for _, want := range []string{"Your verification code for signing in to a protected area", code, "5 minutes", "did not ask for this, ignore"} {
 			if !strings.Contains(part, want) {
 				t.Errorf("mail part lacks %q:\n%s", want, part)
 			}
+		}
+		if strings.Contains(part, "stepgate") {
+			t.Errorf("mail part names stepgate rather than the site:\n%s", part)
 		}
 		if strings.Contains(part, "http") || strings.Contains(part, "href") {
 			t.Errorf("mail contains a link:\n%s", part)

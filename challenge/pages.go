@@ -53,7 +53,14 @@ type verifyData struct {
 	formData
 	SentTo     string // masked address, "" when unknown
 	CodeLength int
+	MaxLength  int    // the field's maxlength: room for pasted spaces and dashes
+	ExpiresAt  string // "19:37 UTC", "" when unknown
+	ExpiresIn  string // "in 5 minutes"
+	ResendAt   string // when a new code may be asked for, "" when now
+	ResendIn   string // "in 30 seconds"
 	Error      string // why the last code was refused
+	Warn       bool   // few tries are left: the error is a warning
+	Notice     string // why the user is here rather than where they asked to go
 	Dead       bool   // no code is pending: only "send a new code" helps
 }
 
@@ -65,36 +72,102 @@ type statusData struct {
 	HasFactor bool
 	AuthTime  string
 	ExpiresAt string
+	Areas     []areaStatus
+}
+
+// areaStatus is one step_up rule on the status page.
+type areaStatus struct {
+	Rule   string
+	MaxAge string // "10 minutes"
+	Until  string // "19:45 UTC (for 8 more minutes)"; "" when it no longer counts
 }
 
 // lockedData is the 429 page's Data.
 type lockedData struct {
-	Wait string // "15 minutes"
-	RD   string
+	Wait    string // "15 minutes"
+	Until   string // "19:52 UTC"
+	RD      string
+	Locked  bool // wrong codes, not too many sends
+	Pending bool // a code is still pending: offer to enter it
 }
 
-// maskEmail shows the first character of the local part and the domain:
-// "j***@example.com" (SPEC §6), enough to recognise one's own address
-// without disclosing it to someone looking over the shoulder.
+// maskEmail shows the first and last character of the local part and the
+// domain: "j***n@example.com", enough to tell two addresses on one domain
+// apart and to recognise one's own, without disclosing it to someone
+// looking over the shoulder. A local part of one or two characters keeps
+// only its first.
 func maskEmail(addr string) string {
 	at := strings.LastIndexByte(addr, '@')
 	if at <= 0 {
 		return "***"
 	}
-	r, _ := utf8.DecodeRuneInString(addr)
-	return string(r) + "***" + addr[at:]
+	local := addr[:at]
+	first, n := utf8.DecodeRuneInString(local)
+	last, m := utf8.DecodeLastRuneInString(local)
+	if utf8.RuneCountInString(local) <= 2 || n+m > len(local) {
+		return string(first) + "***" + addr[at:]
+	}
+	return string(first) + "***" + string(last) + addr[at:]
 }
 
+// maskEmails masks addresses for the JSON API the SPEC's way
+// ("j***@example.com": the first character and the domain), which API
+// clients may display or compare; the pages use maskEmail.
 func maskEmails(addrs []string) []string {
 	out := make([]string, 0, len(addrs))
 	for _, a := range addrs {
-		out = append(out, maskEmail(a))
+		at := strings.LastIndexByte(a, '@')
+		if at <= 0 {
+			out = append(out, "***")
+			continue
+		}
+		r, _ := utf8.DecodeRuneInString(a)
+		out = append(out, string(r)+"***"+a[at:])
 	}
 	return out
 }
 
 func (s *Service) form(id identity.Identity, rd string) formData {
 	return formData{CSRF: csrfToken(s.h.csrfKey, id), RD: respond.CleanRedirect(rd)}
+}
+
+// userLabel says who is signed in, with the first address masked.
+func userLabel(id identity.Identity) string {
+	if len(id.Emails) > 0 {
+		return id.Subject + " (" + maskEmail(id.Emails[0]) + ")"
+	}
+	return id.Subject
+}
+
+// page is the PageData every page of a signed-in user shares: who is
+// signed in and a way out. The way out is the site's home page: the page
+// the user asked for (rd) needs the very step they would be cancelling.
+func (s *Service) page(id identity.Identity, title, msg string, data any) respond.PageData {
+	back := "Cancel and go to the home page"
+	if s.cfg.UI.AppName != "" {
+		back = "Cancel and go back to " + s.cfg.UI.AppName
+	}
+	return respond.PageData{Title: title, Message: msg, Data: data, User: userLabel(id),
+		Back: &respond.Link{URL: "/", Text: back}}
+}
+
+// clock is a time as pages show it: "19:37 UTC", with the day when it is
+// not today ("3 Dec, 19:37 UTC"), in UI.TimeZone.
+func (s *Service) clock(t time.Time) string {
+	z := s.cfg.zone()
+	t, now := t.In(z), s.h.now().In(z)
+	if y, m, d := t.Date(); y == now.Year() && m == now.Month() && d == now.Day() {
+		return t.Format("15:04 MST")
+	}
+	return t.Format("2 Jan, 15:04 MST")
+}
+
+// in is d from now in words: "in 5 minutes".
+func in(d time.Duration) string {
+	if d <= 0 {
+		return "now"
+	}
+	return "in " + humanDuration(d)
 }
 
 func challengePage(f formData, emails []string) respond.PageData {
@@ -109,6 +182,17 @@ func challengePage(f formData, emails []string) respond.PageData {
 	}
 	return respond.PageData{Title: "Confirm it's you",
 		Message: "This page needs a second step. Choose where to send a one-time code.", Data: d}
+}
+
+// tooOld is the challenge page's first sentence when the user has a
+// second factor that still works elsewhere but is older than this page
+// (its rule's max_age) allows; "" otherwise.
+func (s *Service) tooOld(r *http.Request, id identity.Identity) string {
+	g, ok := s.cfg.Tokens.Check(r, id, s.cfg.Tokens.TTL())
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("Your confirmation from %s ago is older than this page allows, so it's needed again.", humanDuration(s.h.now().Sub(g.AuthTime)))
 }
 
 // serveChallenge is GET /challenge?rd= (SPEC §6, §11): the methods the
@@ -174,6 +258,11 @@ func (s *Service) renderChallenge(w http.ResponseWriter, r *http.Request, f form
 		pd.Message = "This page needs a second step. Enter the code from your authenticator app, or have a code sent by email."
 	}
 	pd.Data = d
+	if why := s.tooOld(r, id); why != "" && len(methods) > 0 {
+		pd.Message = why + " " + pd.Message[len("This page needs a second step. "):]
+	}
+	shared := s.page(id, "", "", nil)
+	pd.User, pd.Back = shared.User, shared.Back
 	s.h.pages.Render(w, status, "challenge", pd)
 }
 
@@ -193,7 +282,7 @@ func (s *Service) serveTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e := errorFor(opTOTP, err)
 	if le, ok := errors.AsType[*LimitError](err); ok {
-		s.renderLimited(w, e, le, f.RD)
+		s.renderLimited(w, r, id, e, le, f.RD)
 		return
 	}
 	switch e.Code {
@@ -248,7 +337,18 @@ func (s *Service) serveSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := s.Send(r.Context(), id, idx, meta(r)); err != nil {
-		s.sendFailed(w, r, err, rd, back)
+		if le, ok := errors.AsType[*LimitError](err); ok && errors.Is(le, ErrThrottled) {
+			// A code is still pending: keep the user where it can be
+			// typed rather than on a dead end.
+			if v, ok := s.verifyData(r.Context(), id, s.form(id, rd)); ok {
+				v.Notice = fmt.Sprintf("A code was sent a moment ago; enter it below. You can ask for another %s.", in(le.RetryAfter))
+				e := errorFor(opSend, err)
+				e.WriteHeader(w)
+				s.h.pages.Render(w, e.Status, "verify", s.page(id, "Enter your code", "", v))
+				return
+			}
+		}
+		s.sendFailed(w, r, id, err, rd, back)
 		return
 	}
 	http.Redirect(w, r, s.cfg.Prefix+"/verify?rd="+url.QueryEscape(rd), http.StatusSeeOther)
@@ -257,10 +357,10 @@ func (s *Service) serveSend(w http.ResponseWriter, r *http.Request) {
 // sendFailed renders a failed Send from errorFor: the locked page with
 // Retry-After when throttled or locked, else an error page linking back to
 // the address choice (SPEC §9: never "code sent").
-func (s *Service) sendFailed(w http.ResponseWriter, r *http.Request, err error, rd string, back *respond.Link) {
+func (s *Service) sendFailed(w http.ResponseWriter, r *http.Request, id identity.Identity, err error, rd string, back *respond.Link) {
 	e := errorFor(opSend, err)
 	if le, ok := errors.AsType[*LimitError](err); ok {
-		s.renderLimited(w, e, le, rd)
+		s.renderLimited(w, r, id, e, le, rd)
 		return
 	}
 	e.Link = back
@@ -273,32 +373,51 @@ func retryAfter(d time.Duration) string {
 	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }
 
-// lockedPage is the 429 page of e (from errorFor) for le.
-func lockedPage(e *respond.HTTPError, le *LimitError, rd string) respond.PageData {
-	return respond.PageData{Title: e.Title, Message: e.Msg, Data: lockedData{Wait: humanDuration(le.RetryAfter), RD: rd}}
-}
-
-func (s *Service) renderLimited(w http.ResponseWriter, e *respond.HTTPError, le *LimitError, rd string) {
+func (s *Service) renderLimited(w http.ResponseWriter, r *http.Request, id identity.Identity, e *respond.HTTPError, le *LimitError, rd string) {
+	d := lockedData{Wait: humanDuration(le.RetryAfter), Until: s.clock(s.h.now().Add(le.RetryAfter)), RD: rd, Locked: errors.Is(le, ErrLocked)}
+	if !d.Locked {
+		_, d.Pending = s.verifyData(r.Context(), id, formData{RD: rd})
+	}
 	e.WriteHeader(w)
-	s.h.pages.Render(w, e.Status, "locked", lockedPage(e, le, rd))
+	s.h.pages.Render(w, e.Status, "locked", s.page(id, e.Title, e.Msg, d))
 }
 
-func verifyPage(f formData, sentTo string, codeLen int, errMsg string, dead bool) respond.PageData {
-	return respond.PageData{Title: "Enter your code", Data: verifyData{
-		formData: f, SentTo: sentTo, CodeLength: codeLen, Error: errMsg, Dead: dead,
-	}}
-}
+// maxCodeInput is the code field's maxlength: room for a code pasted with
+// spaces, dashes or an indent, and canonicalCode's bound.
+const maxCodeInput = 32
 
-// sentTo is the masked address of id's pending code, or "" when none is
-// pending or the store cannot tell (the page then says it less precisely).
-func (s *Service) sentTo(ctx context.Context, id identity.Identity) string {
+// verifyData describes id's pending code for the code form: where it was
+// sent, until when it works, when a new one may be asked for, and how many
+// tries are left. ok is false when no code is pending (or the store cannot
+// tell); the form then says less.
+func (s *Service) verifyData(ctx context.Context, id identity.Identity, f formData) (verifyData, bool) {
+	d := verifyData{formData: f, CodeLength: s.codeLen(), MaxLength: maxCodeInput}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	c, err := s.cfg.Store.PeekCode(ctx, codeKey(id.Subject, id.Session))
-	if err != nil || c.Email == "" {
-		return ""
+	now := s.h.now()
+	if err != nil || c.Email == "" || !now.Before(c.ExpiresAt) {
+		return d, false
 	}
-	return maskEmail(c.Email)
+	d.SentTo = maskEmail(c.Email)
+	d.ExpiresAt, d.ExpiresIn = s.clock(c.ExpiresAt), in(c.ExpiresAt.Sub(now))
+	o := s.cfg.OTP
+	if resend := c.ExpiresAt.Add(-o.TTL).Add(o.ResendAfter); resend.After(now) {
+		d.ResendAt, d.ResendIn = s.clock(resend), in(resend.Sub(now))
+	}
+	if left := o.MaxAttempts - c.Attempts; c.Attempts > 0 && left <= 2 {
+		d.Warn = true
+		d.Error = fewLeftMessage(left)
+	}
+	return d, true
+}
+
+// fewLeftMessage warns that a code is about to die.
+func fewLeftMessage(left int) string {
+	if left == 1 {
+		return "Only 1 try left for this code; after that you will need a new one."
+	}
+	return fmt.Sprintf("Only %d tries left for this code; after that you will need a new one.", left)
 }
 
 // codeLen is the form's maxlength; a generous default keeps the form
@@ -317,18 +436,30 @@ func (s *Service) serveVerifyForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := s.form(id, r.URL.Query().Get("rd"))
-	s.h.pages.Render(w, http.StatusOK, "verify", verifyPage(f, s.sentTo(r.Context(), id), s.codeLen(), "", false))
+	d, ok := s.verifyData(r.Context(), id, f)
+	if !ok {
+		d.Dead, d.Error = true, "There is no code waiting for you: it expired or was already used. Ask for a new one."
+	}
+	s.h.pages.Render(w, http.StatusOK, "verify", s.page(id, "Enter your code", "", d))
 }
 
 // attemptsLeftMessage is the refusal of a wrong code.
 func attemptsLeftMessage(n int) string {
-	if n == 1 {
-		return "That code is not right. 1 attempt left."
+	switch {
+	case n == 1:
+		return "That code is not right. 1 try left for this code; after that you will need a new one."
+	case n == 2:
+		return "That code is not right. 2 tries left for this code; after that you will need a new one."
 	}
-	return fmt.Sprintf("That code is not right. %d attempts left.", n)
+	return fmt.Sprintf("That code is not right. %d tries left.", n)
 }
 
-const deadCodeMessage = "This code is no longer valid. Ask for a new one."
+// The two ways a code stops working, each with its own sentence.
+const (
+	deadCodeMessage    = "This code has expired or was already used. Ask for a new one."
+	killedCodeMessage  = "That was the last try for this code: after too many wrong tries it no longer works. Ask for a new one."
+	malformedCodeWords = "A code has only digits; spaces and dashes are fine."
+)
 
 // serveVerify is POST /verify (code, rd, csrf): right → cookie and 303 to
 // rd; wrong → the form again with attempts left (SPEC §6).
@@ -346,33 +477,57 @@ func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	e := errorFor(opVerify, err)
 	if le, ok := errors.AsType[*LimitError](err); ok {
-		s.renderLimited(w, e, le, f.RD)
+		s.renderLimited(w, r, id, e, le, f.RD)
 		return
 	}
 	switch e.Code {
 	case "invalid_otp":
-		s.h.pages.Render(w, e.Status, "verify", verifyPage(f, s.sentTo(r.Context(), id), s.codeLen(), e.Msg, false))
+		d, _ := s.verifyData(r.Context(), id, f)
+		d.Error, d.Warn = e.Msg, strings.Contains(e.Msg, "after that")
+		if _, ok := canonicalCode(r.PostForm.Get("code"), s.codeLen()); !ok {
+			d.Error = fmt.Sprintf("%s %s", e.Msg, malformedCodeWords)
+		}
+		s.h.pages.Render(w, e.Status, "verify", s.page(id, "Enter your code", "", d))
 	case "expired_otp":
-		s.h.pages.Render(w, e.Status, "verify", verifyPage(f, "", s.codeLen(), e.Msg, true))
+		d := verifyData{formData: f, CodeLength: s.codeLen(), MaxLength: maxCodeInput, Error: e.Msg, Dead: true}
+		s.h.pages.Render(w, e.Status, "verify", s.page(id, "Enter your code", "", d))
 	default:
 		s.h.pages.Error(w, r, e)
 	}
 }
 
-// timeFormat shows times in UTC: the server cannot know the reader's zone
-// without JavaScript, and a zone-less time would mislead.
+// timeFormat is a full date and time in UTC, for the factors pages and
+// mails that show one.
 const timeFormat = "2 Jan 2006, 15:04 UTC"
 
-func statusPage(f formData, id identity.Identity, g secondfactor.Grant, has bool) respond.PageData {
+// statusPage shows who is signed in, when the second step was given, and
+// per step_up rule how long it still counts there. Times are in
+// UI.TimeZone, named: the server cannot know the reader's zone without
+// JavaScript, and a zone-less time would mislead.
+func (s *Service) statusPage(f formData, id identity.Identity, g secondfactor.Grant, has bool) respond.PageData {
 	d := statusData{formData: f, Subject: id.Subject, HasFactor: has}
 	if len(id.Emails) > 0 {
 		d.Email = id.Emails[0]
 	}
+	now := s.h.now()
 	if has {
-		d.AuthTime = g.AuthTime.UTC().Format(timeFormat)
-		d.ExpiresAt = g.ExpiresAt.UTC().Format(timeFormat)
+		d.AuthTime = s.clock(g.AuthTime) + " (" + humanDuration(now.Sub(g.AuthTime)) + " ago)"
+		d.ExpiresAt = s.clock(g.ExpiresAt)
 	}
-	return respond.PageData{Title: "Your sign-in", Data: d}
+	for _, a := range s.cfg.Areas {
+		as := areaStatus{Rule: a.Rule, MaxAge: humanDuration(a.MaxAge)}
+		if has {
+			until := g.AuthTime.Add(a.MaxAge)
+			if g.ExpiresAt.Before(until) {
+				until = g.ExpiresAt
+			}
+			if until.After(now) {
+				as.Until = fmt.Sprintf("%s (for %s more)", s.clock(until), humanDuration(until.Sub(now)))
+			}
+		}
+		d.Areas = append(d.Areas, as)
+	}
+	return s.page(id, "Your sign-in", "", d)
 }
 
 // serveStatus is GET / (SPEC §6): who is signed in and whether a second
@@ -387,7 +542,15 @@ func (s *Service) serveStatus(w http.ResponseWriter, r *http.Request) {
 	if rd == "" {
 		rd = s.cfg.Prefix + "/"
 	}
-	s.h.pages.Render(w, http.StatusOK, "status", statusPage(s.form(id, rd), id, g, has))
+	p := s.statusPage(s.form(id, rd), id, g, has)
+	if r.URL.Query().Get("done") == "removed" && !has {
+		p.Notice = "Second step removed. You are still signed in; pages that need it will ask for a new code."
+	}
+	p.Back = &respond.Link{URL: "/", Text: "Back to the home page"}
+	if clean := respond.CleanRedirect(rd); clean != s.cfg.Prefix+"/" {
+		p.Back = &respond.Link{URL: clean, Text: "Back to where you were"}
+	}
+	s.h.pages.Render(w, http.StatusOK, "status", p)
 }
 
 // serveLogout is POST /logout (csrf, rd): it revokes the second factor's
@@ -410,7 +573,12 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.cfg.Tokens.ClearCookie(w)
-	http.Redirect(w, r, respond.CleanRedirect(r.PostForm.Get("rd")), http.StatusSeeOther)
+	rd := respond.CleanRedirect(r.PostForm.Get("rd"))
+	if rd == s.cfg.Prefix+"/" {
+		// Back to the status page, which then confirms the removal.
+		rd += "?done=removed"
+	}
+	http.Redirect(w, r, rd, http.StatusSeeOther)
 }
 
 // humanDuration says d in words a person reads at a glance, rounded up:

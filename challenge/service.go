@@ -53,6 +53,12 @@ type Config struct {
 	LoginURL string
 	// Templates overrides the embedded pages when non-nil.
 	Templates fs.FS
+	// UI is what the pages and mails show of the protected site
+	// (ui.* keys). The zero value names no site and shows times in UTC.
+	UI UIConfig
+	// Areas are the policy's step_up rules, for the status page's "how
+	// long your confirmation still counts" per area. Nil lists none.
+	Areas []Area
 	// Metrics counts sends and verifications. Nil means unregistered metrics.
 	Metrics *Metrics
 	// Logger receives the audit records. Nil means slog.Default().
@@ -221,4 +227,32 @@ func (s *Service) Ready(ctx context.Context) error {
 // Sender delivers mail: SMTP, .eml files, the log, or the demo inbox.
 type Sender interface {
 	Send(ctx context.Context, m mailer.Message) error
+}
+
+// UIConfig is the ui section: the site's name, logo and time zone.
+type UIConfig struct {
+	// AppName names the protected site in titles, headings and mails
+	// ("Acme Portal"); "" names none.
+	AppName string
+	// Logo is an image served at Prefix+"/logo" and shown beside the
+	// name; nil shows none. LogoType is its Content-Type.
+	Logo     []byte
+	LogoType string
+	// TimeZone is the zone of the clock times on pages and in mails; nil
+	// means UTC. The zone's name is always shown with the time.
+	TimeZone *time.Location
+}
+
+// Area is one step_up rule as the status page names it.
+type Area struct {
+	Rule   string        // the rule's name
+	MaxAge time.Duration // how old a second factor it accepts
+}
+
+// zone is UI.TimeZone or UTC.
+func (c *Config) zone() *time.Location {
+	if c.UI.TimeZone != nil {
+		return c.UI.TimeZone
+	}
+	return time.UTC
 }

@@ -91,6 +91,21 @@ type PageData struct {
 	// prefix ("/passkey.js"); "" means none. It switches the page to
 	// ScriptCSP.
 	Script string
+	// App is the protected site's name (ui.app_name), for the title and
+	// the heading; set by Render from Pages.SetApp. "" names none.
+	App string
+	// Logo is the path of the site's logo below the prefix ("/logo"), or
+	// "" for none; set by Render from Pages.SetApp.
+	Logo string
+	// User says who is signed in ("demo (d***o@example.org)"); "" shows
+	// nothing.
+	User string
+	// Back is the way back to where the user came from (the cleaned rd)
+	// or to "/"; nil shows none.
+	Back *Link
+	// Notice is a confirmation of what just happened ("Second step
+	// removed."); "" shows none.
+	Notice string
 }
 
 // Pages renders the page templates parsed once from an fs.FS.
@@ -98,6 +113,14 @@ type Pages struct {
 	pages  map[string]*template.Template
 	prefix string
 	log    *slog.Logger
+	app    string // ui.app_name; "" for none
+	logo   string // logo path below the prefix; "" for none
+}
+
+// SetApp names the protected site (ui.app_name) and its logo path below
+// the prefix ("" for none) on every page. Call it before serving.
+func (p *Pages) SetApp(name, logo string) {
+	p.app, p.logo = name, logo
 }
 
 // ParsePages parses layout.html with each named page ("error" reads
@@ -120,13 +143,13 @@ func ParsePages(fsys fs.FS, prefix string, log *slog.Logger, names ...string) (*
 // Render writes page name with status. It renders into a buffer first so a
 // template error never sends half a page.
 func (p *Pages) Render(w http.ResponseWriter, status int, name string, d PageData) {
-	d.Prefix = p.prefix
+	d.Prefix, d.App, d.Logo = p.prefix, p.app, p.logo
 	var buf bytes.Buffer
 	t, ok := p.pages[name]
 	if !ok {
 		p.log.Error("unknown page", "page", name)
 		status, t = http.StatusInternalServerError, p.pages["error"]
-		d = PageData{Title: "Something went wrong", Message: "Please try again.", Prefix: p.prefix}
+		d = PageData{Title: "Something went wrong", Message: "Please try again.", Prefix: p.prefix, App: p.app, Logo: p.logo}
 	}
 	if err := t.ExecuteTemplate(&buf, "layout", d); err != nil {
 		p.log.Error("render page", "page", name, "err", err)
