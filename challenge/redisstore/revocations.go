@@ -42,8 +42,11 @@ const (
 	leaseEvery        = 200 * time.Millisecond
 	leaseFor          = time.Second
 	epochEvery        = time.Second
-	// resubscribeAfter paces new subscription attempts after a failure.
+	// resubscribeAfter paces new subscription attempts after a failure,
+	// doubling up to resubscribeMax while they fail (go-redis logs every
+	// failed dial); a confirmed subscription resets it.
 	resubscribeAfter = 100 * time.Millisecond
+	resubscribeMax   = 5 * time.Second
 )
 
 // revCache is the local not-revoked cache and the subscription's state.
@@ -165,18 +168,24 @@ func (s *Store) Subscribed() bool {
 // state in step with it.
 func (s *Store) subscribe(ctx context.Context) {
 	defer close(s.subDone)
+	wait := resubscribeAfter
 	for ctx.Err() == nil {
-		s.subscription(ctx)
+		if s.subscription(ctx) {
+			wait = resubscribeAfter
+		} else {
+			wait = min(2*wait, resubscribeMax)
+		}
 		s.rev.setUp(false)
 		select {
 		case <-ctx.Done():
-		case <-time.After(resubscribeAfter):
+		case <-time.After(wait):
 		}
 	}
 }
 
-// subscription runs one subscription until it fails or ctx ends.
-func (s *Store) subscription(ctx context.Context) {
+// subscription runs one subscription until it fails or ctx ends. It
+// reports whether Redis confirmed it.
+func (s *Store) subscription(ctx context.Context) (confirmed bool) {
 	ps := s.client.Subscribe(ctx, s.prefix+revocationChannel)
 	defer ps.Close()
 	pctx, stop := context.WithCancel(ctx)
@@ -193,13 +202,14 @@ func (s *Store) subscription(ctx context.Context) {
 				time.Now().UnixNano()-max(s.rev.proven.Load(), started) < int64(2*leaseFor) {
 				continue
 			}
-			return
+			return confirmed
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind != "subscribe" {
-				return
+				return confirmed
 			}
+			confirmed = true
 			// Confirmed: every revocation published from now on arrives.
 			// The cache starts empty, and is used once a PONG proves the
 			// connection (keepAlive sends the first PING at once).
