@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -267,6 +268,13 @@ func demoConfig(listen, adminListen, upstream, hmacSecret, sfSecret, factorDB st
 	cfg.UI.AppName = "Acme Legacy Portal"
 	cfg.Store.Driver = "memory"
 	cfg.Factors.Enabled = []string{"totp", "email"}
+	if pk := demoPasskeyURL(listen); pk != "" {
+		// Browsers allow passkeys on http://localhost but never on an IP
+		// address: the public URL (the passkeys' origin and RP ID) names
+		// localhost; the demo still answers on 127.0.0.1 for the rest.
+		cfg.Server.PublicURL = pk
+		cfg.Factors.Enabled = []string{"passkey", "totp", "email"}
+	}
 	cfg.Factors.Driver = "sqlite"
 	cfg.Factors.SQLite.Path = factorDB
 	cfg.Factors.EncryptionKey = randomSecret()
@@ -325,9 +333,38 @@ A three-minute tour:
   7. Vault accepts only an authenticator app (factors: [totp]). Add one at
      %[1]s%[3]s/factors: scan the QR code with your phone, or use the
      demo-only code page %[1]s%[3]s%[5]s instead of a phone.
-
+%[6]s
 Secrets are random for this run, state lives in memory, and mail never
 leaves this process. The dev inbox and the code page exist only in demo mode.
 Press Ctrl+C to stop.
-`, base, admin, prefix, inboxPath, totpCodesPath)
+`, base, admin, prefix, inboxPath, totpCodesPath, passkeyTour(base, prefix))
+}
+
+// demoPasskeyURL is the demo's public URL with passkeys: localhost on the
+// port of listen when listen is 127.0.0.1 or localhost (which localhost
+// reaches), else "" (no passkeys: [::1] or 127.0.0.2 are not localhost
+// to every browser).
+func demoPasskeyURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || (host != "127.0.0.1" && host != "localhost") {
+		return ""
+	}
+	return "http://localhost:" + port
+}
+
+// passkeyTour is the tour's passkey step, when the demo has passkeys.
+func passkeyTour(base, prefix string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	pk := demoPasskeyURL(u.Host)
+	if pk == "" {
+		return ""
+	}
+	return fmt.Sprintf(`  8. Passkeys work on localhost only (browsers refuse them on 127.0.0.1):
+     open %[1]s%[2]s/factors/passkey, sign in again, confirm with a code,
+     and create a passkey with this computer's screen lock, a phone or a
+     security key. Admin then offers "Use a passkey" first.
+`, pk, prefix)
 }
