@@ -3,6 +3,7 @@ package passkey_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -493,5 +494,58 @@ func TestAAGUIDPolicy(t *testing.T) {
 				t.Fatalf("%d factors stored; want 0", len(list))
 			}
 		})
+	}
+}
+
+// TestAAGUIDPolicyAccepts: a listed model whose packed attestation chains
+// to the root the metadata names for its AAGUID registers; the same
+// attestation from a root the metadata does not name does not.
+func TestAAGUIDPolicyAccepts(t *testing.T) {
+	allowed := uuid.MustParse("ee882879-721c-4913-9775-3dfcce97072a")
+	att, err := passkeytest.NewAttester(allowed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue, err := passkeytest.NewAttester(allowed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := &metadata.Entry{
+		AaGUID: allowed,
+		MetadataStatement: metadata.Statement{
+			AaGUID:                      allowed,
+			Description:                 "passkeytest key",
+			AttestationTypes:            metadata.AuthenticatorAttestationTypes{metadata.BasicFull},
+			AttestationRootCertificates: []*x509.Certificate{att.Root},
+		},
+		StatusReports: []metadata.StatusReport{{Status: metadata.FidoCertifiedL1}},
+	}
+	mds, err := memory.New(memory.WithMetadata(map[uuid.UUID]*metadata.Entry{allowed: entry}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *passkey.Config) {
+		c.Attestation = passkey.AttestationDirect
+		c.AAGUIDs = []uuid.UUID{allowed}
+		c.Metadata = mds
+	})
+	a := passkeytest.New(origin, rpID)
+	a.AAGUID = allowed
+	a.Attestation = att
+	c := e.register(t, alice, a, "Security key")
+	if c.AAGUID != allowed || c.AttestationFormat != "packed" {
+		t.Fatalf("registered %s with %q; want the listed model, packed", c.AAGUID, c.AttestationFormat)
+	}
+	if _, err := e.login(t, alice, a); err != nil {
+		t.Fatalf("step-up with the attested key: %v", err)
+	}
+	b := passkeytest.New(origin, rpID)
+	b.AAGUID = allowed
+	b.Attestation = rogue
+	opts, _ := e.rp.BeginRegistration(t.Context(), alice, "Rogue")
+	body, _ := b.Create(opts)
+	_, err = e.rp.FinishRegistration(t.Context(), alice, body)
+	if !(errors.Is(err, passkey.ErrRefused) || errors.Is(err, passkey.ErrNotAllowed)) || !strings.Contains(err.Error(), "trust chain") {
+		t.Fatalf("attestation from a root the metadata does not name: %v; want a trust-chain refusal", err)
 	}
 }

@@ -9,10 +9,15 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/big"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -39,6 +44,11 @@ type Authenticator struct {
 	Step    uint32
 	// AAGUID is the model claimed at registration.
 	AAGUID [16]byte
+
+	// Attestation, when set, makes Create answer with a "packed" full
+	// attestation signed by its key and carrying its certificate (x5c);
+	// nil means "none".
+	Attestation *Attester
 
 	ID         []byte
 	key        *ecdsa.PrivateKey
@@ -123,7 +133,19 @@ func (a *Authenticator) Create(opts any) ([]byte, error) {
 	attested = append(attested, a.ID...)
 	attested = append(attested, a.coseKey()...)
 	ad := a.authData(a.Flags|FlagAT, a.Counter, attested)
-	att, err := cbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": ad})
+	cd := a.clientData("webauthn.create", o.PublicKey.Challenge)
+	stmt := map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": ad}
+	if at := a.Attestation; at != nil {
+		// WebAuthn §8.2: sig over authenticatorData || hash(clientDataJSON).
+		cdh := sha256.Sum256(cd)
+		digest := sha256.Sum256(append(append([]byte{}, ad...), cdh[:]...))
+		sig, err := ecdsa.SignASN1(rand.Reader, at.Key, digest[:])
+		if err != nil {
+			return nil, err
+		}
+		stmt = map[string]any{"fmt": "packed", "attStmt": map[string]any{"alg": -7, "sig": sig, "x5c": [][]byte{at.Cert}}, "authData": ad}
+	}
+	att, err := cbor.Marshal(stmt)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +153,7 @@ func (a *Authenticator) Create(opts any) ([]byte, error) {
 		"id": b64.EncodeToString(a.ID), "rawId": b64.EncodeToString(a.ID), "type": "public-key",
 		"authenticatorAttachment": "platform",
 		"response": map[string]any{
-			"clientDataJSON":    b64.EncodeToString(a.clientData("webauthn.create", o.PublicKey.Challenge)),
+			"clientDataJSON":    b64.EncodeToString(cd),
 			"attestationObject": b64.EncodeToString(att),
 			"transports":        []string{"internal"},
 		},
@@ -177,4 +199,61 @@ func (a *Authenticator) Assert(challenge string, counter uint32) ([]byte, error)
 func Challenge(opts any) string {
 	o, _ := parseOptions(opts)
 	return o.PublicKey.Challenge
+}
+
+// Attester is an authenticator model's attestation: a key and its
+// certificate (DER) issued by Root, with the AAGUID extension.
+type Attester struct {
+	Key  *ecdsa.PrivateKey
+	Cert []byte
+	Root *x509.Certificate
+}
+
+// idFidoGenCeAAGUID is the certificate extension naming the AAGUID
+// (WebAuthn §8.2.1).
+var idFidoGenCeAAGUID = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 45724, 1, 1, 4}
+
+// NewAttester makes a root CA and an attestation certificate for aaguid
+// meeting WebAuthn §8.2.1 (version 3, OU "Authenticator Attestation",
+// not a CA, the AAGUID extension).
+func NewAttester(aaguid [16]byte) (*Attester, error) {
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	rootTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "passkeytest root", Organization: []string{"passkeytest"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
+	if err != nil {
+		return nil, err
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	ext, err := asn1.Marshal(aaguid[:])
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject: pkix.Name{Country: []string{"US"}, Organization: []string{"passkeytest"},
+			OrganizationalUnit: []string{"Authenticator Attestation"}, CommonName: "passkeytest key"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		BasicConstraintsValid: true, IsCA: false,
+		ExtraExtensions: []pkix.Extension{{Id: idFidoGenCeAAGUID, Value: ext}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, &key.PublicKey, rootKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Attester{Key: key, Cert: der, Root: root}, nil
 }
