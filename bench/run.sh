@@ -13,11 +13,11 @@
 #   THREADS [2] CONNECTIONS [64]   wrk -t and -c
 #   RULES [1000]     rules in the generated stepgate policy
 #   SCENARIOS        subset of: bare sg-allow sg-stepup sg-stepup-redis nginx
-#                    nginx-fa bare-users sg-jwks sg-flood
+#                    nginx-fa bare-users sg-jwks sg-flood; opt-in: nginx-fa-cache
 #   USERS [50000] FORGED [1000]   distinct users (sg-jwks) and forged tokens (sg-flood)
 #   JWKS_CACHE       sg-jwks's identity.jwt.cache_size and second_factor.cache_size
 #                    (default: stepgate's, 10000)
-#   FLOOD_CONNECTIONS [16]        the flood's wrk -c nginx-fa
+#   FLOOD_CONNECTIONS [16]        the flood's wrk -c
 #   NGINX_WORKERS [auto]   nginx worker_processes
 #   KEEP_TMP=1       keep the temporary directory (logs, configs, wrk output)
 #   BENCH_STEPGATE_BIN   an already built stepgate binary to benchmark (for
@@ -71,6 +71,7 @@ declare -A what=(
 	[sg-stepup-redis]="stepgate, step_up rule, access + 2FA token, redis store"
 	[nginx]="nginx reverse proxy"
 	[nginx-fa]="nginx + stepgate forward-auth (auth_request), step_up rule, access + 2FA token, memory store"
+	[nginx-fa-cache]="nginx-fa with the decision cached in nginx for 5s (an experiment; not a documented config)"
 	[bare-users]="bare httputil.ReverseProxy, the sg-jwks requests (baseline of sg-jwks)"
 	[sg-jwks]="stepgate, step_up rule, $USERS distinct users: RS256 access tokens through a JWKS + 2FA tokens, memory store, caches of ${JWKS_CACHE:-10000 (the default)}"
 	[sg-flood]="stepgate (JWKS, RS256), step_up rule, one valid user, while a second wrk floods $FORGED distinct forged RS256 tokens"
@@ -86,7 +87,7 @@ for s in "${scenarios[@]}"; do
 	bare-users) need_stepgate=1 need_jwks=1 need_bare=1 ;;
 	sg-*) need_stepgate=1 ;;
 	nginx) need_nginx=1 ;;
-	nginx-fa) need_nginx=1 need_stepgate=1 need_fa=1 ;;
+	nginx-fa | nginx-fa-cache) need_nginx=1 need_stepgate=1 need_fa=1 ;;
 	bare) need_bare=1 ;;
 	esac
 done
@@ -336,28 +337,42 @@ if ((need_stepgate)); then
 		# deploy/nginx/stepgate.conf as shipped, with the addresses filled
 		# in and the upstream pools tuned like the nginx baseline's.
 		start_stepgate sg-fa memory -forward-auth
-		fdir=$tmp/nginx-fa
-		mkdir -p "$fdir"
-		free_port
-		fa_port=$PORT
-		sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:$SG_PORT;|" -e "s|server 127.0.0.1:3000;|server 127.0.0.1:$up_port;|" \
-			-e "s|listen 80;|listen 127.0.0.1:$fa_port;|" \
-			-e "s|keepalive 32;|keepalive 256; keepalive_requests 1000000; keepalive_timeout 120s;|" \
-			"$repo/deploy/nginx/stepgate.conf" >"$fdir/stepgate.conf"
-		grep -q "127.0.0.1:$SG_PORT" "$fdir/stepgate.conf" && grep -q "127.0.0.1:$fa_port" "$fdir/stepgate.conf" ||
-			die "deploy/nginx/stepgate.conf no longer has the addresses bench/run.sh replaces"
-		sed -e "s|@USER_DIRECTIVE@|$nginx_user|" -e "s|@WORKERS@|$NGINX_WORKERS|" -e "s|@DIR@|$fdir|g" \
-			"$repo/bench/nginx-forwardauth.conf.tmpl" >"$fdir/nginx.conf"
-		"$NGINX" -t -e "$fdir/nginx-error.log" -p "$fdir" -c "$fdir/nginx.conf" >"$tmp/nginx-fa-test.log" 2>&1 || {
-			cat "$tmp/nginx-fa-test.log" >&2
-			die "nginx rejected $fdir/nginx.conf"
+		# start_nginx_fa NAME [CACHE]: one nginx in front of sg-fa; with
+		# CACHE, the auth_request answers are cached for 5s under a key of
+		# everything stepgate decides on (README: why this is not a
+		# documented configuration).
+		start_nginx_fa() {
+			local name=$1 cache=${2:-} fdir=$tmp/$1 fa_port
+			mkdir -p "$fdir"
+			free_port
+			fa_port=$PORT
+			sed -e "s|server 127.0.0.1:8080;|server 127.0.0.1:$SG_PORT;|" -e "s|server 127.0.0.1:3000;|server 127.0.0.1:$up_port;|" \
+				-e "s|listen 80;|listen 127.0.0.1:$fa_port;|" \
+				-e "s|keepalive 32;|keepalive 256; keepalive_requests 1000000; keepalive_timeout 120s;|" \
+				"$repo/deploy/nginx/stepgate.conf" >"$fdir/stepgate.conf"
+			grep -q "127.0.0.1:$SG_PORT" "$fdir/stepgate.conf" && grep -q "127.0.0.1:$fa_port" "$fdir/stepgate.conf" ||
+				die "deploy/nginx/stepgate.conf no longer has the addresses bench/run.sh replaces"
+			if [[ -n $cache ]]; then
+				sed -i -e "s|^upstream stepgate {|proxy_cache_path $fdir/authz-cache keys_zone=stepgate_authz:10m;\nupstream stepgate {|" \
+					-e 's#        proxy_pass_request_body off;#        proxy_pass_request_body off;\n        proxy_cache stepgate_authz;\n        proxy_cache_key "$request_method $http_host $request_uri|$http_cookie|$http_authorization|$http_x_second_factor_token|$http_x_http_method_override|$http_x_http_method|$http_x_method_override|$http_content_type|$http_accept|$http_x_requested_with";\n        proxy_cache_valid 200 5s;\n        proxy_ignore_headers Cache-Control;#' \
+					"$fdir/stepgate.conf"
+				grep -q "proxy_cache stepgate_authz;" "$fdir/stepgate.conf" || die "could not add the cache to $fdir/stepgate.conf"
+			fi
+			sed -e "s|@USER_DIRECTIVE@|$nginx_user|" -e "s|@WORKERS@|$NGINX_WORKERS|" -e "s|@DIR@|$fdir|g" \
+				"$repo/bench/nginx-forwardauth.conf.tmpl" >"$fdir/nginx.conf"
+			"$NGINX" -t -e "$fdir/nginx-error.log" -p "$fdir" -c "$fdir/nginx.conf" >"$tmp/$name-test.log" 2>&1 || {
+				cat "$tmp/$name-test.log" >&2
+				die "nginx rejected $fdir/nginx.conf"
+			}
+			start "$name" "$NGINX" -e "$fdir/nginx-error.log" -p "$fdir" -c "$fdir/nginx.conf"
+			wait_until "$name" 20 curl_q -o /dev/null "http://127.0.0.1:$fa_port/public/bench"
+			url[$name]="http://127.0.0.1:$fa_port/admin/bench"
+			procs[$name]=$name
+			hdr[$name]=$SG_COOKIE
+			aux[$name]=sg-fa
 		}
-		start nginx-fa "$NGINX" -e "$fdir/nginx-error.log" -p "$fdir" -c "$fdir/nginx.conf"
-		wait_until nginx-fa 20 curl_q -o /dev/null "http://127.0.0.1:$fa_port/public/bench"
-		url[nginx-fa]="http://127.0.0.1:$fa_port/admin/bench"
-		procs[nginx-fa]=nginx-fa
-		hdr[nginx-fa]=$SG_COOKIE
-		aux[nginx-fa]=sg-fa
+		if [[ " ${scenarios[*]} " == *" nginx-fa "* ]]; then start_nginx_fa nginx-fa; fi
+		if [[ " ${scenarios[*]} " == *" nginx-fa-cache "* ]]; then start_nginx_fa nginx-fa-cache cache; fi
 	fi
 	if ((need_jwks)); then
 		# An RS256 identity provider (bench/users serve), a stepgate
@@ -438,7 +453,7 @@ for s in "${scenarios[@]}"; do
 	fi
 	# The step_up scenarios must measure a gate that is shut without the
 	# second factor; else they would measure an unguarded path.
-	if [[ $s == sg-stepup* || $s == nginx-fa || $s == sg-flood ]]; then
+	if [[ $s == sg-stepup* || $s == nginx-fa* || $s == sg-flood ]]; then
 		out=$(status_of "$s" "$cookie_access") || die "$s: request to ${url[$s]} failed"
 		read -r code size <<<"$out"
 		[[ $code == 401 ]] || die "$s: without the second-factor token ${url[$s]} answered $code; want 401 (is /admin/** really step_up?)"
@@ -645,20 +660,21 @@ if [[ -s $results.flood ]]; then
 	echo
 	echo "sg-flood: the forged-token flood ($FLOOD_CONNECTIONS connections, $FORGED distinct tokens replayed) was served at a median $(awk -F'\t' '{ print $3 }' "$results.flood" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }') req/s (all 401) while the valid traffic above was measured; its proxy CPU includes the flood's."
 fi
-if [[ " ${scenarios[*]} " == *" nginx-fa "* ]]; then
-	echo
-	for b in nginx sg-stepup; do
-		[[ " ${scenarios[*]} " == *" $b "* ]] || continue
-		echo "nginx-fa ÷ $b, per round (median (min–max)): req/s $(paired nginx-fa 3 "$b"), p99 $(paired nginx-fa 5 "$b")."
+echo
+for fa in nginx-fa nginx-fa-cache; do
+	[[ " ${scenarios[*]} " == *" $fa "* ]] || continue
+	for b in nginx sg-stepup nginx-fa; do
+		[[ $b != "$fa" && " ${scenarios[*]} " == *" $b "* ]] || continue
+		echo "$fa ÷ $b, per round (median (min–max)): req/s $(paired "$fa" 3 "$b"), p99 $(paired "$fa" 5 "$b")."
 	done
-fi
+done
 
 echo
 echo "Peak memory after the runs (VmHWM; nginx: master + workers summed):"
 echo
 echo "| process | VmHWM MiB | VmRSS MiB |"
 echo "|---|--:|--:|"
-for name in bare nginx sg-mem sg-redis nginx-fa sg-fa sg-jwks; do
+for name in bare nginx sg-mem sg-redis nginx-fa nginx-fa-cache sg-fa sg-jwks; do
 	[[ -n ${pid_of[$name]:-} ]] || continue
 	read -r -a p <<<"$(pids_of "$name")"
 	printf '| %s | %.1f | %.1f |\n' "$name" "$(awk -v k="$(status_kb VmHWM "${p[@]}")" 'BEGIN { print k / 1024 }')" \

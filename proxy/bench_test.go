@@ -99,3 +99,16 @@ func BenchmarkGateStepUpCookie(b *testing.B) {
 	r.Header.Set("Cookie", "theme=dark; access_token="+e.accessToken(b, alice.Subject, alice.Session, alice.Emails...)+"; "+sfCookie+"="+e.grant(b, alice).Token)
 	benchGate(b, e.gate, r, 200)
 }
+
+// BenchmarkForwardAuthStepUp is BenchmarkGateStepUpCookie asked through
+// nginx's auth-request endpoint: the decision without the forwarding.
+func BenchmarkForwardAuthStepUp(b *testing.B) {
+	e, _ := newStepUpEnv(b, "", fixedTransport{}, func(c *Config) { c.ForwardAuth, c.TrustedProxies = true, loopback() })
+	r := newBenchRequest("/.stepup/authz/auth-request")
+	r.RemoteAddr = "127.0.0.1:5555"
+	alice := identity.Identity{Subject: "alice", Emails: []string{"alice@example.com"}, Session: "s1"}
+	r.Header.Set("Cookie", "theme=dark; access_token="+e.accessToken(b, alice.Subject, alice.Session, alice.Emails...)+"; "+sfCookie+"="+e.grant(b, alice).Token)
+	r.Header.Set("X-Original-Method", "GET")
+	r.Header.Set("X-Original-Url", "https://app.example.com/account/x?a=1")
+	benchGate(b, e.gate, r, 200)
+}
