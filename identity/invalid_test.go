@@ -111,3 +111,18 @@ func BenchmarkAuthenticateInvalid(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAuthenticateRS256 is a cache miss of sg-jwks: a valid RS256
+// access token verified in full (signature, claims decoding).
+func BenchmarkAuthenticateRS256(b *testing.B) {
+	c := newClock()
+	a := newAuth(b, rsConfig(b, c))
+	a.jwt.cache = nil
+	r := request(nil, sign(b, jwt.SigningMethodRS256, rsaKey(), claims(), ""))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Authenticate(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
