@@ -224,6 +224,38 @@ func TestTOTPWrongCodesLockOut(t *testing.T) {
 	}
 }
 
+// TestTOTPLockUntilSlotFree: TOTP checks follow the same rule as email
+// codes (Store.BeginCheck): with 3 wrong codes per hour and a 1m lockout,
+// the third locks until the first leaves the hour, and after the lockout
+// the right code, too, gets 429 with Retry-After until then.
+func TestTOTPLockUntilSlotFree(t *testing.T) {
+	e := newTOTPEnv(t, "", func(c *Config) {
+		c.OTP.MaxFailuresPerHour = 3
+		c.OTP.Lockout = time.Minute
+	})
+	t0 := e.clock.now()
+	_, secret := e.enrol(t) // the wrong confirm code at t0 is failure 1
+	put := func(code string) *httptest.ResponseRecorder {
+		return e.do(t, apiReq("PUT", hPrefix+"/api/totp", hAlice, `{"code":"`+code+`"}`), "", nil)
+	}
+	e.clock.add(10 * time.Minute)
+	if w := put("000001"); w.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong code 2 of 3: %d %s; want 401", w.Code, w.Body)
+	}
+	e.clock.add(10 * time.Minute)
+	if w := put("000001"); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "2400" {
+		t.Fatalf("wrong code 3 of 3 at +20m: %d Retry-After %q; want 429 and 2400 (until the one at 0 leaves the hour)", w.Code, w.Header().Get("Retry-After"))
+	}
+	e.clock.add(10 * time.Minute) // the 1m lockout ended long ago
+	if w := put(e.code(t, secret, e.clock.now())); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "1800" {
+		t.Fatalf("right code at +30m, 3 failures in the hour: %d Retry-After %q; want 429 and 1800", w.Code, w.Header().Get("Retry-After"))
+	}
+	e.clock.add(t0.Add(time.Hour).Sub(e.clock.now()))
+	if w := put(e.code(t, secret, e.clock.now())); w.Code != http.StatusOK {
+		t.Fatalf("right code at +1h, a slot free: %d %s; want 200", w.Code, w.Body)
+	}
+}
+
 // TestTOTPEnrolNeedsFresh: adding needs a second factor ≤ 5 minutes old.
 func TestTOTPEnrolNeedsFresh(t *testing.T) {
 	e := newTOTPEnv(t, "", nil)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -31,7 +32,7 @@ type MemoryStore struct {
 	// sweeps (for tests). Both under mu.
 	lastSweep time.Time
 	sweeps    int
-	seq        uint64 // the last BeginCheck ticket, under mu
+	seq       uint64 // the last BeginCheck ticket, under mu
 	// epoch is random per store, so per process: tokens minted before a
 	// restart (whose revocations the restart lost) are refused after it.
 	epoch string
@@ -281,35 +282,25 @@ func (s *MemoryStore) BeginCheck(_ context.Context, user string, now time.Time, 
 		return "", f.lockedUntil.Sub(now), nil
 	}
 	settled, pending := f.counts()
-	if wait := admitWait(settled, pending, maxPerHour, lockout, f.oldest()+time.Hour.Nanoseconds()-now.UnixNano()); wait > 0 {
-		return "", wait, nil
+	switch {
+	case settled >= maxPerHour:
+		// No lock runs (none was set, or a clock went back), yet the hour
+		// is full: lock until a slot is free, so Locked says so too.
+		if leaves, ok := f.slotFree(maxPerHour); ok {
+			f.lockedUntil = leaves
+			s.fails.Set(user, f, max(time.Hour, lockout))
+			return "", max(leaves.Sub(now), time.Millisecond), nil
+		}
+		return "", time.Hour, nil
+	case settled+pending >= maxPerHour:
+		// Checks in progress fill the count; they settle in moments.
+		return "", time.Second, nil
 	}
 	s.seq++
 	ticket := strconv.FormatUint(s.seq, 36)
 	f.at = append(f.at, memFail{at: now, ticket: ticket})
 	s.fails.Set(user, f, max(time.Hour, lockout))
 	return ticket, 0, nil
-}
-
-// admitWait is the rule BeginCheck applies once the user is not locked
-// (the Redis store's script applies the same): a check is admitted while
-// fewer than maxPerHour failures and checks in progress are counted. When
-// maxPerHour failures are still in the hour after a lockout ended, one
-// check at a time is admitted, and a wrong code locks again at once (as
-// before the lockout, a right code must get its chance after it). Checks in
-// progress that fill the count make the caller wait a second; with no
-// lockout configured, a full hour waits until its oldest failure leaves
-// (oldestLeaves, in ns).
-func admitWait(settled, pending, maxPerHour int, lockout time.Duration, oldestLeaves int64) time.Duration {
-	switch {
-	case settled+pending < maxPerHour:
-		return 0
-	case settled >= maxPerHour && pending == 0 && lockout > 0:
-		return 0
-	case settled >= maxPerHour && lockout <= 0:
-		return max(time.Duration(oldestLeaves), time.Second)
-	}
-	return time.Second
 }
 
 // EndCheck implements Store.
@@ -346,12 +337,26 @@ func (f *memFails) counts() (settled, pending int) {
 	return settled, pending
 }
 
-// oldest returns the time of the oldest entry in ns, or 0.
-func (f *memFails) oldest() int64 {
-	if len(f.at) == 0 {
-		return 0
+// slotFree returns when fewer than maxPerHour settled failures will be
+// left in the rolling hour: the moment the oldest of the newest maxPerHour
+// leaves it (an event exactly one hour old has left). ok is false when
+// fewer than maxPerHour are settled, or maxPerHour < 1 (no slot ever).
+func (f *memFails) slotFree(maxPerHour int) (time.Time, bool) {
+	if maxPerHour < 1 {
+		return time.Time{}, false
 	}
-	return f.at[0].at.UnixNano()
+	var settled []time.Time
+	for _, e := range f.at {
+		if e.ticket == "" {
+			settled = append(settled, e.at)
+		}
+	}
+	if len(settled) < maxPerHour {
+		return time.Time{}, false
+	}
+	// Callers pass their own clocks, so entries need not be in order.
+	slices.SortFunc(settled, time.Time.Compare)
+	return settled[len(settled)-maxPerHour].Add(time.Hour), true
 }
 
 // failsOf returns user's failures with those that left the rolling hour
@@ -372,10 +377,11 @@ func (s *MemoryStore) failsOf(user string, now time.Time) *memFails {
 	return f
 }
 
-// settleFails locks user for lockout once maxPerHour failures are counted
-// (N means N), stores f and returns the lockout left. Only the newest
-// failures can matter, so at most maxPerHour settled ones are kept, with
-// any checks in progress. s.mu is held.
+// settleFails locks user once maxPerHour failures are counted (N means N)
+// until LockEnd: the later of the lockout's end and the moment a slot in
+// the rolling hour is free. It stores f and returns the lock left. Only
+// the newest failures can matter, so at most maxPerHour settled ones are
+// kept, with any checks in progress. s.mu is held.
 func (s *MemoryStore) settleFails(user string, f *memFails, now time.Time, maxPerHour int, lockout time.Duration) time.Duration {
 	settled, _ := f.counts()
 	for i := 0; settled > max(maxPerHour, 1) && i < len(f.at); {
@@ -386,11 +392,12 @@ func (s *MemoryStore) settleFails(user string, f *memFails, now time.Time, maxPe
 		}
 		i++
 	}
+	if settled >= maxPerHour {
+		leaves, _ := f.slotFree(maxPerHour)
+		f.lockedUntil = LockEnd(now, lockout, leaves, f.lockedUntil)
+	}
 	var left time.Duration
-	if settled >= maxPerHour && lockout > 0 {
-		f.lockedUntil = now.Add(lockout)
-		left = lockout
-	} else if f.lockedUntil.After(now) {
+	if f.lockedUntil.After(now) {
 		left = f.lockedUntil.Sub(now)
 	}
 	s.fails.Set(user, f, max(time.Hour, lockout))

@@ -220,7 +220,9 @@ func TestBruteForceLockout(t *testing.T) {
 		c.OTP.MaxSendsPerHour = 100
 	})
 	// Per code: 5 wrong tries kill it. Per user: 20 in an hour lock the
-	// user out for 15 minutes, across codes and sessions (N means N).
+	// user, across codes and sessions (N means N), for 15 minutes or, as
+	// here, until the first of them leaves the hour, whichever is later.
+	first := e.clock.Now()
 	failures := 0
 	for round := 0; failures < 20; round++ {
 		id := alice
@@ -241,8 +243,8 @@ func TestBruteForceLockout(t *testing.T) {
 			var le *LimitError
 			switch {
 			case failures == 20: // N means N: the 20th wrong code locks
-				if !errors.As(err, &le) || !errors.Is(err, ErrLocked) || le.RetryAfter != 15*time.Minute {
-					t.Fatalf("failure 20: got %v; want *LimitError ErrLocked 15m", err)
+				if want := first.Add(time.Hour).Sub(e.clock.Now()); !errors.As(err, &le) || !errors.Is(err, ErrLocked) || le.RetryAfter != want {
+					t.Fatalf("failure 20: got %v; want *LimitError ErrLocked %v (until the first failure leaves the hour)", err, want)
 				}
 			case errors.As(err, &ce):
 				if want := 5 - attempt; ce.AttemptsLeft != want {
@@ -287,19 +289,25 @@ func TestBruteForceLockout(t *testing.T) {
 	until := regexp.MustCompile(`"event":"code_locked".*"locked_until":"([^"]+)","retry_after":"([^"]+)"`).FindStringSubmatch(e.logs.String())
 	if until == nil {
 		t.Errorf("code_locked record lacks locked_until and retry_after:\n%s", e.logs.String())
-	} else if at, err := time.Parse(time.RFC3339, until[1]); err != nil || at.After(e.clock.Now().Add(15*time.Minute)) || at.Before(e.clock.Now()) || !strings.HasSuffix(until[1], "Z") {
-		t.Errorf("locked_until %q: want a UTC time within the 15m lockout from now (%v)", until[1], e.clock.Now())
+	} else if at, err := time.Parse(time.RFC3339, until[1]); err != nil || !at.Equal(first.Add(time.Hour).Truncate(time.Second)) || !strings.HasSuffix(until[1], "Z") {
+		t.Errorf("locked_until %q: want %v in UTC (the first failure leaves the hour)", until[1], first.Add(time.Hour).UTC())
 	}
-	// After the lockout, the user may try again.
+	// The lockout's 15 minutes are not enough: the hour still holds 20.
 	e.clock.Advance(15 * time.Minute)
+	if _, err := e.s.Send(ctx0, alice, 0, Meta{}); !errors.As(err, &le) || !errors.Is(err, ErrLocked) {
+		t.Errorf("Send 15m later, 20 failures still in the hour: got %v; want ErrLocked", err)
+	}
+	// Once the first failure left the hour, the user may try again.
+	e.clock.Advance(first.Add(time.Hour).Sub(e.clock.Now()))
 	if _, err := e.s.Send(ctx0, alice, 0, Meta{}); err != nil {
 		t.Errorf("Send after lockout: %v", err)
 	}
 }
 
 // TestLockoutNMeansN: with max_failures_per_hour N, exactly N wrong codes
-// are checked; the Nth locks, and then a right code, too, gets ErrLocked
-// with the lockout left, until the lockout ends.
+// are checked in any rolling hour; the Nth locks, and then a right code,
+// too, gets ErrLocked with the lock left, until the lockout ends and the
+// oldest failure left the hour.
 func TestLockoutNMeansN(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.OTP.MaxFailuresPerHour = 3
@@ -316,16 +324,23 @@ func TestLockoutNMeansN(t *testing.T) {
 		switch {
 		case i < 3 && !errors.As(err, &ce):
 			t.Fatalf("wrong code %d of 3: got %v; want *CodeError", i, err)
-		case i == 3 && (!errors.As(err, &le) || le.RetryAfter != 15*time.Minute):
-			t.Fatalf("wrong code 3 of 3: got %v; want *LimitError with 15m", err)
+		case i == 3 && (!errors.As(err, &le) || le.RetryAfter != time.Hour):
+			t.Fatalf("wrong code 3 of 3: got %v; want *LimitError with 1h (until the failures leave the hour)", err)
 		}
 	}
 	// The right code, after N failures: locked, not a token.
 	var le *LimitError
-	if g, err := e.s.Verify(ctx0, alice, code, Meta{}); !errors.As(err, &le) || !errors.Is(err, ErrLocked) || le.RetryAfter <= 0 {
-		t.Fatalf("right code after 3 failures: got %+v, %v; want ErrLocked with Retry-After", g, err)
+	if g, err := e.s.Verify(ctx0, alice, code, Meta{}); !errors.As(err, &le) || !errors.Is(err, ErrLocked) || le.RetryAfter != time.Hour {
+		t.Fatalf("right code after 3 failures: got %+v, %v; want ErrLocked with Retry-After 1h", g, err)
 	}
+	// The 15m lockout ended, but the hour still holds 3 failures: a fourth
+	// wrong code could be checked within the hour, so the right one, too,
+	// is refused until the first failure leaves it.
 	e.clock.Advance(15*time.Minute + time.Second)
+	if g, err := e.s.Verify(ctx0, alice, code, Meta{}); !errors.As(err, &le) || !errors.Is(err, ErrLocked) || le.RetryAfter != 45*time.Minute-time.Second {
+		t.Fatalf("right code after the lockout, 3 failures in the hour: got %+v, %v; want ErrLocked with Retry-After 44m59s", g, err)
+	}
+	e.clock.Advance(45*time.Minute - time.Second)
 	if _, err := e.s.Send(ctx0, alice, 0, Meta{}); err != nil {
 		t.Fatalf("Send after the lockout: %v", err)
 	}

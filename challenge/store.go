@@ -36,26 +36,30 @@ type Store interface {
 	CheckCode(ctx context.Context, key string, mac []byte, maxAttempts int) (CheckResult, error)
 
 	// AddFailure counts one failed verification for user in a rolling hour.
-	// When the count reaches maxPerHour the user is locked out for lockout
-	// and the returned duration is the lockout left (else 0): N means N.
+	// When the count reaches maxPerHour the user is locked (see LockEnd)
+	// and the returned duration is the lock left (else 0): N means N.
 	AddFailure(ctx context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error)
 
 	// BeginCheck admits one code check for user under at most maxPerHour
-	// wrong codes per rolling hour (SPEC §3 otp.max_failures_per_hour),
-	// atomically, also across replicas sharing the backend: while user is
-	// locked it admits none and returns the lockout left; when maxPerHour
-	// failures, checks in progress included, are counted in the hour before
-	// now, it locks user for lockout and returns the time until a check
-	// could be admitted; otherwise it counts the check as a failure in
-	// advance and returns a non-empty ticket for EndCheck. So no
-	// interleaving of concurrent checks gets more than maxPerHour wrong
-	// codes checked.
+	// wrong codes checked in any rolling hour (SPEC §3
+	// otp.max_failures_per_hour), atomically, also across replicas sharing
+	// the backend. A check is admitted only while no lock is running and
+	// fewer than maxPerHour failures, checks in progress included, are
+	// counted in the hour before now; it is then counted as a failure in
+	// advance and a non-empty ticket for EndCheck is returned. Otherwise
+	// the returned duration is the time until a check could be admitted:
+	// the lock left, or (maxPerHour failures counted and no lock, which a
+	// store may fix by locking) the time until the oldest counted failure
+	// leaves the hour, or a short wait while checks in progress fill the
+	// count. So no interleaving of concurrent checks, and no lockout shorter
+	// than the hour, gets more than maxPerHour wrong codes checked in an
+	// hour.
 	BeginCheck(ctx context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (ticket string, left time.Duration, err error)
 
 	// EndCheck settles a check that BeginCheck admitted. failed=false (the
 	// code was right, or no code was checked) withdraws the failure counted
 	// in advance. failed=true keeps it; once maxPerHour failures are
-	// counted the user is locked out for lockout, and the lockout left is
+	// counted the user is locked (see LockEnd), and the lock left is
 	// returned (else 0).
 	EndCheck(ctx context.Context, user, ticket string, failed bool, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error)
 
@@ -127,6 +131,24 @@ var (
 	// ErrLocked is wrapped by a *LimitError while a user is locked out.
 	ErrLocked = errors.New("too many failed attempts")
 )
+
+// LockEnd is when the lock that the failure settled at now starts ends
+// (SPEC §3 otp.max_failures_per_hour, otp.lockout): the later of now+lockout
+// and leaves, the moment the oldest of the maxPerHour failures counted in the
+// hour leaves the rolling hour (its time plus one hour). So when the lockout
+// is shorter than the hour, the lock lasts until a check may be admitted
+// again without more than maxPerHour wrong codes checked in any rolling hour;
+// a lock already running (until) is never shortened.
+func LockEnd(now time.Time, lockout time.Duration, leaves, until time.Time) time.Time {
+	end := now.Add(max(lockout, 0))
+	if leaves.After(end) {
+		end = leaves
+	}
+	if until.After(end) {
+		end = until
+	}
+	return end
+}
 
 // LimitError is a refusal with the time after which trying again may work.
 type LimitError struct {

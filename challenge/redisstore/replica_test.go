@@ -490,7 +490,12 @@ func TestReplicaLockout(t *testing.T) {
 	if r.code != http.StatusTooManyRequests {
 		t.Fatalf("wrong code 2 of 2 on replica 2: got %d %s; want 429 (locked)", r.code, r.body)
 	}
-	checkRetryAfter(t, "locked", r.header, otp.Lockout)
+	// Both failures are a moment old: the lock lasts until the first
+	// leaves the hour, longer than the 15m lockout.
+	checkRetryAfter(t, "locked", r.header, time.Hour)
+	if n, _ := strconv.Atoi(r.header.Get("Retry-After")); time.Duration(n)*time.Second <= otp.Lockout {
+		t.Errorf("locked: Retry-After %d s; want about 3600 (until the failures leave the hour), more than the lockout", n)
+	}
 	r = c.api(t, 0, "PUT", "/api/email-otp", dave, `{"otp":"`+wrong+`"}`)
 	if r.code != http.StatusTooManyRequests {
 		t.Fatalf("third wrong code on replica 1: got %d %s; want 429 (locked)", r.code, r.body)
@@ -501,7 +506,7 @@ func TestReplicaLockout(t *testing.T) {
 	if r.code != http.StatusTooManyRequests || strings.Contains(r.body, "SecondFactorAuthenticationToken") {
 		t.Errorf("right code on replica 2 while locked: got %d %s; want 429 and no token", r.code, r.body)
 	}
-	checkRetryAfter(t, "right code while locked", r.header, otp.Lockout)
+	checkRetryAfter(t, "right code while locked", r.header, time.Hour)
 	r = c.api(t, 1, "POST", "/api/email-otp", dave, `{"index":0}`)
 	if r.code != http.StatusTooManyRequests {
 		t.Errorf("send on replica 2 while locked: got %d %s; want 429", r.code, r.body)

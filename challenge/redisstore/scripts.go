@@ -104,6 +104,8 @@ return {1, 0, left, stored, email, tostring(attempts), exp}
 // failurePrelude has the helpers of the failure scripts. A user's failure
 // set holds settled failures ("f:" members, or older unprefixed ones) and
 // checks in progress ("p:" members), scored by the time they began (ms).
+// The lockout key holds the lock's end (ms, the callers' clock) with a TTL
+// to match; a lock ends at the earlier of the two, as in Store.Locked.
 //
 //	KEYS[1]  the user's failure set; KEYS[2] the user's lockout key
 //	ARGV     now, maxPerHour, lockout, window (ms but max), ...
@@ -121,18 +123,51 @@ local function counts()
   end
   return settled, pending
 end
--- settle locks for lockout once max failures are counted (N means N) and
--- returns the lockout left in ms, or 0.
+-- lockLeft returns the lock left in ms, or 0.
+local function lockLeft()
+  local v = tonumber(redis.call('GET', KEYS[2]) or '')
+  if not v then return 0 end
+  local left = v - now
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl >= 0 and ttl < left then left = ttl end
+  if left > 0 then return left end
+  return 0
+end
+-- slotFree returns when fewer than max settled failures will be left in
+-- the window: the time the oldest of the newest max leaves it (ms), or nil
+-- when fewer than max are settled.
+local function slotFree()
+  if max < 1 then return nil end
+  local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  local at = {}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) ~= 'p:' then at[#at + 1] = tonumber(all[i + 1]) end
+  end
+  if #at < max then return nil end
+  return at[#at - max + 1] + window
+end
+-- lockUntil locks until the ms time ends (never shortening a running lock)
+-- and returns the lock left in ms, or 0.
+local function lockUntil(ends)
+  local cur = tonumber(redis.call('GET', KEYS[2]) or '')
+  if cur and redis.call('PTTL', KEYS[2]) > 0 and cur > ends then ends = cur end
+  if ends <= now then return 0 end
+  redis.call('SET', KEYS[2], ends, 'PX', ends - now)
+  return ends - now
+end
+-- settle locks once max failures are counted (N means N) until the later
+-- of the lockout's end and the time a slot in the window is free
+-- (challenge.LockEnd), and returns the lock left in ms, or 0.
 local function settle()
   redis.call('PEXPIRE', KEYS[1], window)
   local settled = counts()
-  if settled >= max and lockout > 0 then
-    redis.call('SET', KEYS[2], now + lockout, 'PX', lockout)
-    return lockout
+  if settled >= max then
+    local ends = now + lockout
+    local free = slotFree()
+    if free and free > ends then ends = free end
+    return lockUntil(ends)
   end
-  local left = redis.call('PTTL', KEYS[2])
-  if left > 0 then return left end
-  return 0
+  return lockLeft()
 end
 `
 
@@ -149,29 +184,24 @@ return settle()
 `)
 
 // beginCheckScript admits one code check (Store.BeginCheck) by the rule of
-// challenge's admitWait: while fewer than max failures and checks in
-// progress are counted; after a lockout ended with max failures still in
-// the window, one check at a time; checks in progress that fill the count
-// make the caller wait a second; without lockout, a full window waits for
-// its oldest failure to leave.
+// challenge's MemoryStore: only while no lock runs and fewer than max
+// failures and checks in progress are counted. A full window without a
+// lock (lost, or a replica's clock behind) locks until a slot is free;
+// checks in progress that fill the count make the caller wait a second.
 //
 //	ARGV[5]  the ticket: the check is counted as member 'p:' .. ticket
 //
 // It returns {1, 0} when admitted, or {0, ms to wait}.
 var beginCheckScript = redis.NewScript(failurePrelude + `
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  local left = redis.call('PTTL', KEYS[2])
-  if left > 0 then return {0, left} end
-end
+local left = lockLeft()
+if left > 0 then return {0, left} end
 local settled, pending = counts()
-local admit = settled + pending < max or (settled >= max and pending == 0 and lockout > 0)
-if not admit then
-  if settled >= max and lockout <= 0 then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return {0, math.max(tonumber(oldest[2]) + window - now, 1000)}
-  end
-  return {0, 1000}
+if settled >= max then
+  local free = slotFree()
+  if not free then return {0, window} end
+  return {0, math.max(lockUntil(free), 1)}
 end
+if settled + pending >= max then return {0, 1000} end
 redis.call('ZADD', KEYS[1], now, 'p:' .. ARGV[5])
 redis.call('PEXPIRE', KEYS[1], window)
 return {1, 0}

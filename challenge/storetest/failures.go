@@ -19,26 +19,32 @@ type failStep struct {
 
 func testFailures(t *testing.T, newStore func(*testing.T) challenge.Store) {
 	const lockout = 15 * time.Minute
-	// The failure that locks is at real time (offset 0) so that Locked,
-	// which may measure the lockout with a real-time TTL, agrees with the
-	// fake clock; earlier failures are in the fake past.
+	// The failure that locks is at about real time (offset 0) so that
+	// Locked, which may bound the lock with a real-time TTL, agrees with
+	// the fake clock; earlier failures are in the fake past.
+	// The lock lasts until the later of the lockout's end and the moment
+	// the oldest counted failure leaves the hour (challenge.LockEnd).
 	tests := []struct {
 		name  string
 		max   int
 		steps []failStep
+		want  time.Duration // the lock left at offset 0
 	}{
 		{
-			// N means N: the third failure with a limit of 3 locks.
+			// N means N: the third failure with a limit of 3 locks, until
+			// the one at -2m leaves the hour (longer than the lockout).
 			name: "reaching the limit locks", max: 3,
 			steps: []failStep{
 				{-2 * time.Minute, false},
 				{-1 * time.Minute, false},
 				{0, true},
 			},
+			want: 58 * time.Minute,
 		},
 		{
 			// Rolling, not fixed: the failure at -70m has left the hour by
-			// -5m, so 0 is the third in the hour, not the fourth.
+			// -5m, so 0 is the third in the hour, not the fourth. The one
+			// at -50m leaves in 10m, before the lockout ends.
 			name: "rolling hour", max: 3,
 			steps: []failStep{
 				{-70 * time.Minute, false},
@@ -46,12 +52,14 @@ func testFailures(t *testing.T, newStore func(*testing.T) challenge.Store) {
 				{-5 * time.Minute, false},
 				{0, true},
 			},
+			want: lockout,
 		},
 		{
 			name: "one allowed", max: 1,
 			steps: []failStep{
 				{0, true},
 			},
+			want: time.Hour,
 		},
 	}
 	for _, tt := range tests {
@@ -73,16 +81,17 @@ func testFailures(t *testing.T, newStore func(*testing.T) challenge.Store) {
 					}
 					continue
 				}
-				if got < lockout-2*time.Second || got > lockout {
-					t.Fatalf("step %d (at %v): got lockout %v; want %v", i, st.at, got, lockout)
+				if got != tt.want {
+					t.Fatalf("step %d (at %v): got lock %v; want %v", i, st.at, got, tt.want)
 				}
 			}
-			left, err := s.Locked(t.Context(), user, time.Now())
+			left, err := s.Locked(t.Context(), user, base)
 			if err != nil {
 				t.Fatalf("Locked: %v", err)
 			}
-			if left < lockout-5*time.Second || left > lockout {
-				t.Fatalf("Locked: got %v; want about %v", left, lockout)
+			// A store may bound the lock by a real-time TTL set a moment ago.
+			if left < tt.want-2*time.Second || left > tt.want {
+				t.Fatalf("Locked: got %v; want %v", left, tt.want)
 			}
 		})
 	}
@@ -277,16 +286,18 @@ func testExpiry(t *testing.T, newStore func(*testing.T) challenge.Store) {
 		t.Parallel()
 		s := newStore(t)
 		user := unique(t)
+		// The first failure leaves the hour 1.5s from now, when the
+		// lockout ends too: the lock's real TTL is 1.5s.
 		now := time.Now()
-		var got time.Duration
-		for range 2 {
-			var err error
-			if got, err = s.AddFailure(t.Context(), user, now, 1, 1500*time.Millisecond); err != nil {
-				t.Fatal(err)
-			}
+		if _, err := s.AddFailure(t.Context(), user, now.Add(-time.Hour+1500*time.Millisecond), 2, 1500*time.Millisecond); err != nil {
+			t.Fatal(err)
 		}
-		if got <= 0 {
-			t.Fatalf("second failure with maxPerHour 1: got lockout %v; want > 0", got)
+		got, err := s.AddFailure(t.Context(), user, now, 2, 1500*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got <= 0 || got > 1500*time.Millisecond {
+			t.Fatalf("second failure with maxPerHour 2: got lock %v; want 1.5s", got)
 		}
 		eventually(t, wait, "lockout expiry", func() (bool, error) {
 			left, err := s.Locked(t.Context(), user, time.Now())
@@ -334,8 +345,10 @@ func testChecks(t *testing.T, newStore func(*testing.T) challenge.Store, lockout
 			if (i == max) != (left > 0) {
 				t.Fatalf("wrong code %d of %d: lockout %v; want one only at the %dth", i, max, left, max)
 			}
-			if i == max && (left < lockout-2*time.Second || left > lockout) {
-				t.Fatalf("wrong code %d: lockout %v; want %v", i, left, lockout)
+			// All max failures are at now: the lock lasts until they leave
+			// the hour, longer than the lockout.
+			if i == max && left != time.Hour {
+				t.Fatalf("wrong code %d: lock %v; want %v (until the failures leave the hour)", i, left, time.Hour)
 			}
 		}
 		// Locked: no further check, right or wrong, is admitted.
@@ -395,29 +408,82 @@ func testChecks(t *testing.T, newStore func(*testing.T) challenge.Store, lockout
 		}
 	})
 
-	t.Run("after the lockout one check at a time", func(t *testing.T) {
-		// The lockout ends with max failures still in the hour: one check
-		// is admitted at a time (a right code must get its chance), and a
-		// wrong one locks again at once.
+	t.Run("a lockout shorter than the hour lasts until a slot is free", func(t *testing.T) {
+		// max wrong codes at -30m, -20m, -10m with a 1m lockout: the
+		// lockout alone would end at -9m with the hour still holding max
+		// failures, and a fourth wrong code could be checked in the hour.
+		// The lock lasts until the failure at -30m leaves the hour (+30m),
+		// and is refused at 0 with exactly that wait. The clock is the
+		// callers' (no sleeping): offsets from base, a whole second.
 		s := newStore(t)
 		user := unique(t)
-		const short = 1200 * time.Millisecond
-		for range max {
-			if _, err := s.AddFailure(t.Context(), user, time.Now(), max, short); err != nil {
-				t.Fatal(err)
+		const lockout = time.Minute
+		base := clock()
+		at := func(d time.Duration) time.Time { return base.Add(d) }
+		check := func(now time.Time, failed bool) (string, time.Duration) {
+			t.Helper()
+			ticket, left, err := s.BeginCheck(t.Context(), user, now, max, lockout)
+			if err != nil {
+				t.Fatalf("BeginCheck: %v", err)
+			}
+			if ticket == "" {
+				return "", left
+			}
+			left, err = s.EndCheck(t.Context(), user, ticket, failed, now, max, lockout)
+			if err != nil {
+				t.Fatalf("EndCheck: %v", err)
+			}
+			return ticket, left
+		}
+		for i, d := range []time.Duration{-30 * time.Minute, -20 * time.Minute, -10 * time.Minute} {
+			ticket, left := check(at(d), true)
+			if ticket == "" {
+				t.Fatalf("wrong code %d at %v: refused (left %v); want checked", i+1, d, left)
+			}
+			if i < max-1 && left != 0 {
+				t.Fatalf("wrong code %d at %v: lock %v; want none", i+1, d, left)
+			}
+			if i == max-1 && left != 40*time.Minute {
+				t.Errorf("wrong code %d at %v: lock %v; want 40m (until -30m leaves the hour at +30m, not the 1m lockout)", i+1, d, left)
 			}
 		}
-		var ticket string
-		eventually(t, 10*time.Second, "a check admitted after the lockout", func() (bool, error) {
-			tk, _, err := s.BeginCheck(t.Context(), user, time.Now(), max, short)
-			ticket = tk
-			return tk != "", err
-		})
-		if tk, left, err := s.BeginCheck(t.Context(), user, time.Now(), max, short); err != nil || tk != "" || left <= 0 {
-			t.Fatalf("second check while one is in progress: got %q, %v, %v; want refused", tk, left, err)
+		// The lockout ended at -9m; the hour still holds max failures.
+		for _, d := range []time.Duration{-9 * time.Minute, 0, 29*time.Minute + 59*time.Second} {
+			for _, failed := range []bool{true, false} {
+				if ticket, left := check(at(d), failed); ticket != "" || left != 30*time.Minute-d {
+					t.Fatalf("check at %v (wrong %v) with %d failures in the hour: got ticket %q, wait %v; want refused with %v (until -30m leaves the hour)",
+						d, failed, max, ticket, left, 30*time.Minute-d)
+				}
+			}
+			if left, err := s.Locked(t.Context(), user, at(d)); err != nil || left != 30*time.Minute-d {
+				t.Fatalf("Locked at %v: got %v, %v; want %v", d, left, err, 30*time.Minute-d)
+			}
 		}
-		if left, err := s.EndCheck(t.Context(), user, ticket, true, time.Now(), max, short); err != nil || left <= 0 {
-			t.Fatalf("wrong code after the lockout: got %v, %v; want locked again", left, err)
+		// At +30m one slot is free: one check at a time is admitted.
+		ticket, left, err := s.BeginCheck(t.Context(), user, at(30*time.Minute), max, lockout)
+		if err != nil || ticket == "" {
+			t.Fatalf("check at +30m, a slot free: got %q, %v, %v; want admitted", ticket, left, err)
+		}
+		if tk, left, err := s.BeginCheck(t.Context(), user, at(30*time.Minute), max, lockout); err != nil || tk != "" || left <= 0 {
+			t.Fatalf("second check at +30m while one is in progress: got %q, %v, %v; want refused", tk, left, err)
+		}
+		// Wrong: locked again, until -20m leaves the hour (+40m).
+		if left, err := s.EndCheck(t.Context(), user, ticket, true, at(30*time.Minute), max, lockout); err != nil || left != 10*time.Minute {
+			t.Fatalf("wrong code at +30m: got lock %v, %v; want 10m (until -20m leaves the hour)", left, err)
+		}
+		// At +40m a slot is free again; a right code withdraws its failure
+		// and locks nothing.
+		if ticket, left := check(at(40*time.Minute), false); ticket == "" || left != 0 {
+			t.Fatalf("right code at +40m: got ticket %q, lock %v; want admitted, no lock", ticket, left)
+		}
+		if left, err := s.Locked(t.Context(), user, at(40*time.Minute)); err != nil || left != 0 {
+			t.Fatalf("Locked at +40m after a right code: got %v, %v; want 0", left, err)
+		}
+		// The wrong code at +41m is the third in the hour (-10m, +30m,
+		// +41m): locked until -10m leaves the hour at +50m, after the
+		// lockout's end at +42m.
+		if ticket, left := check(at(41*time.Minute), true); ticket == "" || left != 9*time.Minute {
+			t.Fatalf("wrong code at +41m: got ticket %q, lock %v; want checked, locked 9m (until -10m leaves the hour)", ticket, left)
 		}
 	})
 

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -21,13 +22,13 @@ func TestReference(t *testing.T) {
 }
 
 // refStore is a mutex-guarded map store. Real time bounds every entry's
-// life; the caller's now drives the rolling windows.
+// life; the caller's now drives the rolling windows and the locks.
 type refStore struct {
 	mu      sync.Mutex
 	sends   map[string][]time.Time
 	codes   map[string]refCode
 	fails   map[string][]time.Time
-	locks   map[string]time.Time // real-time end of lockout
+	locks   map[string]time.Time // end of lock, on the callers' clock
 	revoked map[string]time.Time // real-time end of revocation
 	cer     map[string]refCeremony
 	pending map[string]map[string]time.Time // user -> ticket -> when begun
@@ -156,13 +157,19 @@ func (s *refStore) CheckCode(_ context.Context, key string, mac []byte, maxAttem
 func (s *refStore) AddFailure(_ context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ts := append(inHour(s.fails[user], now), now)
-	s.fails[user] = ts
-	if len(ts) >= maxPerHour {
-		s.locks[user] = time.Now().Add(lockout)
-		return lockout, nil
+	s.fails[user] = append(inHour(s.fails[user], now), now)
+	return s.settle(user, now, maxPerHour, lockout), nil
+}
+
+// settle locks user once maxPerHour failures are in the hour, until the
+// later of now+lockout and the moment the oldest of the newest maxPerHour
+// leaves the hour, and returns the lock left.
+func (s *refStore) settle(user string, now time.Time, maxPerHour int, lockout time.Duration) time.Duration {
+	ts := slices.SortedFunc(slices.Values(inHour(s.fails[user], now)), time.Time.Compare)
+	if len(ts) >= maxPerHour && maxPerHour > 0 {
+		s.locks[user] = challenge.LockEnd(now, lockout, ts[len(ts)-maxPerHour].Add(time.Hour), s.locks[user])
 	}
-	return 0, nil
+	return max(0, s.locks[user].Sub(now))
 }
 
 // counted is the user's failures and checks in progress in the hour.
@@ -179,16 +186,15 @@ func (s *refStore) counted(user string, now time.Time) int {
 func (s *refStore) BeginCheck(_ context.Context, user string, now time.Time, maxPerHour int, lockout time.Duration) (string, time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if left := time.Until(s.locks[user]); left > 0 {
+	if left := s.locks[user].Sub(now); left > 0 {
 		return "", left, nil
 	}
 	settled := len(inHour(s.fails[user], now))
 	pending := s.counted(user, now) - settled
 	switch {
-	case settled+pending < maxPerHour:
-	case settled >= maxPerHour && pending == 0 && lockout > 0:
-		// After a lockout: one check at a time.
-	default:
+	case settled >= maxPerHour:
+		return "", max(s.settle(user, now, maxPerHour, 0), time.Millisecond), nil
+	case settled+pending >= maxPerHour:
 		return "", time.Second, nil
 	}
 	s.seq++
@@ -211,17 +217,13 @@ func (s *refStore) EndCheck(_ context.Context, user, ticket string, failed bool,
 	if ok {
 		s.fails[user] = append(s.fails[user], at)
 	}
-	if len(inHour(s.fails[user], now)) >= maxPerHour && lockout > 0 {
-		s.locks[user] = time.Now().Add(lockout)
-		return lockout, nil
-	}
-	return max(0, time.Until(s.locks[user])), nil
+	return s.settle(user, now, maxPerHour, lockout), nil
 }
 
-func (s *refStore) Locked(_ context.Context, user string, _ time.Time) (time.Duration, error) {
+func (s *refStore) Locked(_ context.Context, user string, now time.Time) (time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return max(0, time.Until(s.locks[user])), nil
+	return max(0, s.locks[user].Sub(now)), nil
 }
 
 func (s *refStore) Revoke(_ context.Context, jti string, ttl time.Duration) error {
