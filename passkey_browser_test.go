@@ -80,7 +80,7 @@ func TestPasskeyBrowser(t *testing.T) {
 		_, port, _ := net.SplitHostPort(c.Server.Listen)
 		c.Server.PublicURL = "http://localhost:" + port
 		c.Factors.Enabled = []string{secondfactor.MethodPasskey, secondfactor.MethodTOTP, secondfactor.MethodEmail} // the demo's vault rule names totp
-		c.OTP.ResendAfter = 0 // two codes within seconds
+		c.OTP.ResendAfter = 0                                                                                       // two codes within seconds
 		c.Factors.Driver = "sqlite"
 		c.Factors.SQLite.Path = filepath.Join(dbDir, "factors.db")
 		c.Factors.EncryptionKey = randomSecret()
