@@ -115,12 +115,27 @@ func (s *Service) FinishPasskey(ctx context.Context, id identity.Identity, body 
 		s.passkeyDone(ctx, verifyLocked, id, m, passkey.Credential{}, slog.LevelWarn, nil)
 		return secondfactor.Grant{}, &LimitError{RetryAfter: left, Err: ErrLocked}
 	}
+	// The answer is admitted and counted as a failure before it is
+	// checked, as for codes, so concurrent answers on any replica never get
+	// more than otp.max_failures_per_hour refused ones checked.
+	o := s.cfg.OTP
+	ticket, left, err := s.cfg.Store.BeginCheck(ctx, id.Subject, now, o.MaxFailuresPerHour, o.Lockout)
+	if err != nil {
+		s.passkeyDone(ctx, verifyStoreError, id, m, passkey.Credential{}, slog.LevelError, err)
+		return secondfactor.Grant{}, fmt.Errorf("%w: %w", errPasskeyStore, err)
+	}
+	if ticket == "" {
+		s.passkeyDone(ctx, verifyLocked, id, m, passkey.Credential{}, slog.LevelWarn, nil)
+		return secondfactor.Grant{}, &LimitError{RetryAfter: max(left, time.Second), Err: ErrLocked}
+	}
 	c, err := rp.FinishLogin(ctx, passkeyUser(id), body)
 	switch {
 	case err == nil:
+		s.endCheck(ctx, id, ticket, false, now)
 	case errors.Is(err, passkey.ErrNoChallenge):
 		// Expired, reused or never begun: not the user's fault more than a
 		// second click is; not counted as a failure.
+		s.endCheck(ctx, id, ticket, false, now)
 		s.passkeyDone(ctx, verifyExpired, id, m, c, slog.LevelWarn, err)
 		return secondfactor.Grant{}, err
 	case errors.Is(err, passkey.ErrRefused), errors.Is(err, passkey.ErrCloned):
@@ -133,7 +148,7 @@ func (s *Service) FinishPasskey(ctx context.Context, id identity.Identity, body 
 			s.notify(ctx, id, "A passkey was blocked",
 				fmt.Sprintf("The passkey %q on your account was blocked at %s: its signature counter went backwards, which can mean it was copied. Remove it and add it again; if you did not expect this, contact your administrator.", c.Factor.Name, now.UTC().Format(time.RFC1123)))
 		}
-		locked, ferr := s.cfg.Store.AddFailure(ctx, id.Subject, now, s.cfg.OTP.MaxFailuresPerHour, s.cfg.OTP.Lockout)
+		locked, ferr := s.cfg.Store.EndCheck(ctx, id.Subject, ticket, true, now, o.MaxFailuresPerHour, o.Lockout)
 		if ferr != nil {
 			return secondfactor.Grant{}, fmt.Errorf("%w: %w", errPasskeyStore, ferr)
 		}
@@ -142,6 +157,8 @@ func (s *Service) FinishPasskey(ctx context.Context, id identity.Identity, body 
 		}
 		return secondfactor.Grant{}, err
 	default:
+		// A store error: the answer was not judged, as for TOTP.
+		s.endCheck(ctx, id, ticket, false, now)
 		s.passkeyDone(ctx, verifyStoreError, id, m, c, slog.LevelError, err)
 		return secondfactor.Grant{}, fmt.Errorf("%w: %w", errPasskeyStore, err)
 	}

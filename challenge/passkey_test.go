@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -376,5 +378,49 @@ func TestPasskeyOnlyChooser(t *testing.T) {
 	}
 	if m["IsPasskeyVerified"] != true || len(m["Methods"].([]any)) != 1 || m["Methods"].([]any)[0] != "passkey" {
 		t.Fatalf("trigger for a passkey-only rule: %v", m)
+	}
+}
+
+// TestPasskeyFailuresNMeansN: refused passkey answers are admitted and
+// counted like codes (Store.BeginCheck): of many concurrent refused answers
+// exactly max_failures_per_hour are checked, the rest get 429, and then the
+// right answer gets 429 too, with the lock lasting until the failures leave
+// the hour (they are a moment old: 3600 s, longer than the 15m lockout).
+func TestPasskeyFailuresNMeansN(t *testing.T) {
+	e := newPasskeyEnv(t)
+	e.s.cfg.OTP.MaxFailuresPerHour = 3
+	a := passkeytest.New(pkOrigin, "app.example.com")
+	e.register(t, hAlice, e.emailToken(t, hAlice), a, "Key")
+	evil := *a
+	evil.Origin = "https://app-example.com"
+	const n = 10
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		_, opts := e.call(t, "/api/passkey/begin", hAlice, "", []byte(`{}`))
+		b, err := evil.Get(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[i] = b
+	}
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range bodies {
+		wg.Go(func() {
+			<-start
+			r := apiReq(http.MethodPost, hPrefix+"/api/passkey/finish", hAlice, string(bodies[i]))
+			codes[i] = hServe(e.h, r).Code
+		})
+	}
+	close(start)
+	wg.Wait()
+	if got := testutil.ToFloat64(e.s.metrics.FactorVerified.WithLabelValues("passkey", verifyInvalid)); got != 3 {
+		t.Errorf("refused answers checked: %v (statuses %v); want 3", got, codes)
+	}
+	a.Counter = evil.Counter
+	w, _ := e.stepUp(t, hAlice, a)
+	if ra, _ := strconv.Atoi(w.Header().Get("Retry-After")); w.Code != http.StatusTooManyRequests || ra <= 900 || ra > 3600 {
+		t.Fatalf("right passkey after 3 refused: %d Retry-After %q; want 429 with about 3600", w.Code, w.Header().Get("Retry-After"))
 	}
 }
