@@ -58,7 +58,9 @@ type validateResponse struct {
 	Subject   string `json:"sub,omitempty"`
 	AuthTime  int64  `json:"auth_time,omitempty"`
 	ExpiresAt int64  `json:"expires_at,omitempty"`
-	Error     string `json:"error,omitempty"`
+	// Method is the factor that granted the token (email, totp, passkey).
+	Method string `json:"method,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 func apiError(w http.ResponseWriter, status int, code, desc string) {
@@ -204,5 +206,5 @@ func (s *Service) apiValidate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	respond.JSON(w, http.StatusOK, validateResponse{Valid: true, Subject: g.Subject,
-		AuthTime: g.AuthTime.Unix(), ExpiresAt: g.ExpiresAt.Unix()})
+		AuthTime: g.AuthTime.Unix(), ExpiresAt: g.ExpiresAt.Unix(), Method: g.Method})
 }

@@ -171,6 +171,11 @@ func TestTOTPFlowAPI(t *testing.T) {
 	if err != nil || g.Method != secondfactor.MethodTOTP {
 		t.Fatalf("minted token: %+v, %v; want method totp", g, err)
 	}
+	// Back ends validating the token learn the method.
+	var val validateResponse
+	if w := e.do(t, apiReq("GET", hPrefix+"/api/validate", hAlice, ""), vr.SecondFactorAuthenticationToken, &val); w.Code != 200 || !val.Valid || val.Method != "totp" {
+		t.Fatalf("GET /api/validate: %d %+v; want valid, method totp", w.Code, val)
+	}
 	// Replay of the same step.
 	w = e.do(t, apiReq("PUT", hPrefix+"/api/totp", hAlice, `{"code":"`+c+`"}`), "", nil)
 	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), `"replayed_otp"`) {
