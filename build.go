@@ -467,6 +467,13 @@ func buildGate(cfg *Config, shared *sharedParts) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pages: %w", err)
 	}
+	// The gate's own pages (sign in first, denied, refused) name the site
+	// too, as the /.stepup pages do.
+	logo := ""
+	if len(cfg.logo) > 0 {
+		logo = "/logo"
+	}
+	pages.SetApp(cfg.UI.AppName, logo)
 	upstream, err := url.Parse(cfg.Upstream.URL)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.url: %w", err)

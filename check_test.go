@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -375,5 +377,41 @@ func TestNoSpecReferences(t *testing.T) {
 	}
 	if strings.Contains(all.String(), "SPEC") {
 		t.Errorf("usage or explain output mentions the SPEC:\n%s", all.String())
+	}
+}
+
+// TestGatePagesNameTheSite: the gate's own pages (here the 403 of a deny
+// rule) carry ui.app_name in the title, as the /.stepup pages do.
+func TestGatePagesNameTheSite(t *testing.T) {
+	text := baseSections + "ui:\n  app_name: Acme Portal\n" + `
+policies:
+  rules:
+    - name: blocked
+      paths: ["/blocked/**"]
+      action: deny
+  tests:
+    - request: "GET http://app.example.com/blocked/x"
+      expect: deny
+`
+	cfg, err := loadConfig(writeConfig(t, text), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := newSharedParts(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.store.Close()
+	gate, err := buildGate(cfg, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/blocked/x", nil)
+	r.Host = "app.example.com"
+	r.Header.Set("Accept", "text/html")
+	w := httptest.NewRecorder()
+	gate.ServeHTTP(w, r)
+	if body := w.Body.String(); w.Code != 403 || !strings.Contains(body, " · Acme Portal</title>") {
+		t.Errorf("deny page: got %d\n%s\nwant 403 with the site's name in the title", w.Code, body)
 	}
 }
