@@ -161,6 +161,9 @@ func TestPagesBrowser(t *testing.T) {
 		t.Errorf("throttled send: got %q; want the code page with a message", got)
 	}
 	run("code field", chromedp.WaitVisible(chromedp.CSS("#code")))
+	if links, err := chromedp.Run(steps, chromedp.Evaluate[int](`document.querySelectorAll('a[href*="/challenge"]').length`)); err != nil || links != 0 {
+		t.Errorf("throttled code page: %d links to send a new code (%v); want none until the limit passes", links, err)
+	}
 	pageShots(t, steps, "throttle")
 
 	// Wrong codes until the hourly failure budget (3) is spent: locked,

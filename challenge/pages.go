@@ -324,6 +324,9 @@ func (s *Service) serveSend(w http.ResponseWriter, r *http.Request) {
 			// typed rather than on a dead end.
 			if v, ok := s.verifyData(r.Context(), id, s.form(id, rd)); ok {
 				v.Notice = fmt.Sprintf("A code was sent a moment ago; enter it below. You can ask for another %s.", in(le.RetryAfter))
+				// No "send a new code" link until the limit that refused
+				// this one (resend_after or the hourly cap) has passed.
+				v.ResendAt, v.ResendIn = s.clock(s.h.now().Add(le.RetryAfter)), in(le.RetryAfter)
 				e := errorFor(opSend, err)
 				e.WriteHeader(w)
 				s.h.pages.Render(w, e.Status, "verify", s.page(id, "Enter your code", "", v))
