@@ -81,10 +81,10 @@ type original struct {
 
 // serveAuthz answers a forward-auth call r with the gate's decision for the
 // original request it describes (SPEC §12): 200 with the SPEC §7 headers
-// for the outer proxy to copy upstream, 302 to the challenge or the login
-// page for browsers (absolute when the scheme is known; 401 with Location
-// for nginx), the RFC 9470 401 for API
-// clients, 403 for deny, 400 for what cannot be decided unambiguously.
+// for the outer proxy to copy upstream; for browsers, 302 to the challenge
+// or the login page (absolute when the scheme is known; 401 with Location
+// for nginx); the RFC 9470 401 for API clients; 403 for deny; 400 for what
+// cannot be decided unambiguously.
 func (g *Gate) serveAuthz(w http.ResponseWriter, r *http.Request, st *state, ep *endpoint) {
 	st.via = ep.name
 	if !st.peerTrusted {
