@@ -115,13 +115,15 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 }
 
 // passkeyConfig converts factors.passkey to the relying party's config:
-// the origin is server.public_url's, the metadata file is read here
+// the origin is server.public_url's, the display name ui.app_name (the
+// package falls back to "stepgate"), the metadata file is read here
 // (validation read it once already).
 func (c *Config) passkeyConfig() (passkey.Config, error) {
 	p := c.Factors.Passkey
 	pc := passkey.Config{
 		Origin:      c.Server.PublicURL,
 		RPID:        p.RPID,
+		RPName:      c.UI.AppName,
 		Attestation: p.Attestation,
 	}
 	for _, a := range p.AAGUIDs {

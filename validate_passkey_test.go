@@ -5,6 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stepgate/stepgate/challenge"
+	"github.com/stepgate/stepgate/factors"
+	"github.com/stepgate/stepgate/factors/passkey"
+	"github.com/stepgate/stepgate/factors/sqlitestore"
 )
 
 // passkeySections enables passkeys with a factor store.
@@ -63,5 +68,45 @@ func TestPasskeyConfig(t *testing.T) {
 			}
 			t.Fatalf("no problem at %s containing %q; got:\n%v", tt.key, tt.msg, err)
 		})
+	}
+}
+
+// TestPasskeyRPName: the relying party's display name is ui.app_name, the
+// name the pages use, and "stepgate" without one.
+func TestPasskeyRPName(t *testing.T) {
+	for _, tt := range []struct{ ui, want string }{
+		{"", "stepgate"},
+		{"ui:\n  app_name: \"Acme Payments\"\n", "Acme Payments"},
+	} {
+		cfg, err := loadConfig(writeConfig(t, passkeySections("https://app.example.com", "")+tt.ui), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := cfg.passkeyConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "f.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		keys, err := factors.NewKeyring([]byte("0123456789abcdef0123456789abcdef"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := challenge.NewMemoryStore(0)
+		defer states.Close()
+		rp, err := passkey.New(pc, st, keys, states, challenge.ErrNoCeremony)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts, err := rp.BeginRegistration(t.Context(), passkey.User{Subject: "alice", Session: "s"}, "Laptop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := opts.Response.RelyingParty.Name; got != tt.want {
+			t.Errorf("ui %q: rp.name %q; want %q", tt.ui, got, tt.want)
+		}
 	}
 }

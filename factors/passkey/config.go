@@ -32,8 +32,9 @@ type Config struct {
 	// a parent domain of that host (factors.passkey.rp_id); CheckRPID tells
 	// whether it is allowed.
 	RPID string
-	// RPName is shown by the browser while it asks for the passkey; ""
-	// means "stepgate".
+	// RPName is the relying party's display name (options' rp.name), shown
+	// by the browser while it asks for the passkey: ui.app_name; "" means
+	// "stepgate".
 	RPName string
 	// Attestation is AttestationNone (the default for "") or
 	// AttestationDirect.
