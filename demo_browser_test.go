@@ -195,6 +195,32 @@ func TestDemoBrowser(t *testing.T) {
 	screenshots(t, steps, "protected")
 }
 
+// landed waits until the tab's document is path (location.pathname) and
+// fully loaded (readyState "complete"), polling until ctx ends. Put it
+// after a click that navigates, behind a wait for an element only the
+// destination has: it proves the click's navigation is over, so a
+// following chromedp.Navigate cannot race it (net::ERR_ABORTED under load).
+// Evaluation errors while the old document goes away are retried.
+func landed(path string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		want, last := path+" complete", ""
+		for {
+			got, err := chromedp.Evaluate[string](`location.pathname + " " + document.readyState`)(ctx, tg)
+			if err == nil {
+				if got == want {
+					return nil
+				}
+				last = got
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("never landed on %s (last %q): %w", path, last, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+}
+
 // screenshots saves the current page at phone and desktop widths when
 // STEPGATE_DEMO_SCREENSHOTS names a directory.
 func screenshots(t *testing.T, ctx context.Context, name string) {

@@ -52,6 +52,7 @@ func TestTOTPBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#signin")),
 		chromedp.Click(chromedp.CSS("#signin")),
 		chromedp.WaitVisible(chromedp.CSS(`main a[href="/.stepup/factors"]`)),
+		landed("/.stepup/challenge"), // before the next Navigate
 	); err != nil {
 		t.Fatalf("login to /vault: %v", err)
 	}
@@ -112,6 +113,7 @@ func TestTOTPBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#code"), first),
 		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("table")),
+		landed("/.stepup/factors"), // before the next Navigate
 	); err != nil {
 		t.Fatalf("confirm enrolment: %v", err)
 	}

@@ -81,6 +81,7 @@ func TestPagesBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#signin")),
 		chromedp.Click(chromedp.CSS("#signin")),
 		chromedp.WaitVisible(chromedp.CSS(`input[name="email"][value="1"]`)),
+		landed("/.stepup/challenge"), // before the next click's navigation
 	)
 	if h1 := text("main h1"); h1 != "Confirm it's you" {
 		t.Errorf("challenge page: got h1 %q", h1)
@@ -219,6 +220,7 @@ func TestPagesBrowserResendWait(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#signin")),
 		chromedp.Click(chromedp.CSS("#signin")),
 		chromedp.WaitVisible(chromedp.CSS(`form[action$="/send"] button`)),
+		landed("/.stepup/challenge"), // before the next click's navigation
 	); err != nil {
 		t.Fatal(err)
 	}

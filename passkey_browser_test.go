@@ -155,8 +155,8 @@ func TestPasskeyBrowser(t *testing.T) {
 	run("sign in", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(chromedp.CSS("#signin")),
 		chromedp.Click(chromedp.CSS("#signin")),
 		// The login page has a main h1 too: wait for the redirect to land,
-		// or the next Navigate races it (net::ERR_ABORTED).
-		chromedp.WaitVisible(chromedp.CSS("main p.ok")))
+		// fully loaded, or the next Navigate races it (net::ERR_ABORTED).
+		chromedp.WaitVisible(chromedp.CSS("main p.ok")), landed("/account"))
 
 	// Without a fresh factor the registration page asks to confirm first.
 	run("registration page", chromedp.Navigate(base+"/.stepup/factors/passkey"), chromedp.WaitVisible(chromedp.CSS("main h1")))
@@ -188,6 +188,7 @@ func TestPasskeyBrowser(t *testing.T) {
 	run("create passkey", chromedp.SendKeys(chromedp.CSS("#passkey-name"), "Test laptop"),
 		chromedp.Click(chromedp.CSS("#passkey-button")))
 	waitText("main", "Test laptop")
+	run("passkey added", landed("/.stepup/factors/passkey")) // the script's location.assign is over
 	if body := text("ul.passkeys"); !strings.Contains(body, "Added") {
 		t.Fatalf("passkey list: %q", body)
 	}
@@ -237,6 +238,7 @@ func TestPasskeyBrowser(t *testing.T) {
 	if loc := location(); loc != base+"/admin/users" {
 		t.Fatalf("after the passkey: at %s; want %s/admin/users", loc, base)
 	}
+	run("admin loaded", landed("/admin/users"))
 
 	// A second authenticator, never registered: refused, upstream not reached.
 	removeAuthenticator(steps, t, auth)
