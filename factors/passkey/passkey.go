@@ -82,6 +82,9 @@ var (
 	ErrNotAllowed = errors.New("this kind of security key is not allowed here")
 	// ErrDuplicate: the credential is already registered.
 	ErrDuplicate = errors.New("this passkey is already registered")
+	// ErrTaken: the credential id is registered to another user (WebAuthn
+	// L2 §7.1 step 22); it is also ErrDuplicate.
+	ErrTaken = fmt.Errorf("%w to another account", ErrDuplicate)
 )
 
 // userHandle is the WebAuthn user id of a subject: a hash, so the

@@ -235,6 +235,22 @@ func TestRegistrationRefused(t *testing.T) {
 			t.Fatalf("got %v; want ErrDuplicate", err)
 		}
 	})
+	t.Run("credential id of another user", func(t *testing.T) {
+		e := newEnv(t)
+		a := passkeytest.New(origin, rpID)
+		e.register(t, alice, a, "Key")
+		// The same credential id presented for bob (an attacker who
+		// copied alice's credential id into their own registration).
+		opts, _ := e.rp.BeginRegistration(t.Context(), bob, "Stolen")
+		body, _ := a.Create(opts)
+		_, err := e.rp.FinishRegistration(t.Context(), bob, body)
+		if !errors.Is(err, passkey.ErrTaken) || !errors.Is(err, passkey.ErrDuplicate) {
+			t.Fatalf("got %v; want ErrTaken (an ErrDuplicate)", err)
+		}
+		if cs, _ := e.rp.List(t.Context(), "bob"); len(cs) != 0 {
+			t.Fatalf("bob has %d passkeys; want none", len(cs))
+		}
+	})
 	t.Run("bad names", func(t *testing.T) {
 		e := newEnv(t)
 		for _, n := range []string{"", "   ", strings.Repeat("x", 65), "a\nb", "a\x00"} {

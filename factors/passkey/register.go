@@ -3,6 +3,7 @@ package passkey
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -101,14 +102,8 @@ func (rp *RP) FinishRegistration(ctx context.Context, u User, body []byte) (Cred
 			return Credential{}, fmt.Errorf("%w: attestation %q does not prove the model", ErrNotAllowed, wc.AttestationType)
 		}
 	}
-	all, err := rp.List(ctx, u.Subject)
-	if err != nil {
+	if err := rp.unique(ctx, u.Subject, wc.ID); err != nil {
 		return Credential{}, err
-	}
-	for _, c := range all {
-		if bytes.Equal(c.CredentialID, wc.ID) {
-			return Credential{}, ErrDuplicate
-		}
 	}
 	id, err := factors.NewID()
 	if err != nil {
@@ -147,4 +142,32 @@ func transports(ts []protocol.AuthenticatorTransport) []string {
 		out = append(out, string(t))
 	}
 	return out
+}
+
+// unique refuses a credential id already registered, to this user
+// (ErrDuplicate) or to any other (ErrTaken: WebAuthn L2 §7.1 step 22, so
+// that nobody can register a credential id someone else uses). Credential
+// ids are sealed at rest, so every passkey is opened and compared; the
+// check and the insert are not one transaction.
+func (rp *RP) unique(ctx context.Context, subject string, id []byte) error {
+	fs, err := rp.store.All(ctx)
+	if err != nil {
+		return fmt.Errorf("passkey: list: %w", err)
+	}
+	for _, f := range fs {
+		if f.Type != factors.TypePasskey {
+			continue
+		}
+		c, err := Open(f, rp.keys)
+		if err != nil {
+			return err
+		}
+		if subtle.ConstantTimeCompare(c.CredentialID, id) == 1 {
+			if f.User == subject {
+				return ErrDuplicate
+			}
+			return ErrTaken
+		}
+	}
+	return nil
 }
