@@ -360,6 +360,7 @@ func (c *Config) challengeConfig(shared *sharedParts, auth *identity.Authenticat
 		Logger:       shared.logger,
 		Methods:      c.enabledMethods(),
 		RuleMethods:  c.ruleMethods,
+		RuleFor:      c.ruleFor,
 		Factors:      shared.factorStore,
 		Keyring:      shared.keyring,
 		Passkeys:     shared.passkeys,
@@ -413,6 +414,30 @@ func (c *Config) ruleMethods(r *http.Request, rd string) []string {
 		return nil
 	}
 	return d.FactorList()
+}
+
+// ruleFor is the step_up rule deciding the return path rd on r's host, and
+// its max_age (challenge.Config.RuleFor), as the gate would decide a GET
+// of rd. c is the config of the handler in service: a reload builds a new
+// challenge handler from the new config and swaps it in with the gate
+// (liveGate), so the answer always follows the policy the gate applies.
+func (c *Config) ruleFor(r *http.Request, rd string) (string, time.Duration, bool) {
+	if c.policy == nil || strings.HasPrefix(rd, c.Server.Prefix+"/") || rd == c.Server.Prefix {
+		return "", 0, false
+	}
+	t, err := policy.ParseTarget(rd)
+	if err != nil {
+		return "", 0, false
+	}
+	d := c.policy.Match(policy.Request{Host: r.Host, Method: http.MethodGet, Path: t.MatchPath})
+	if d.Action != policy.StepUp {
+		return "", 0, false
+	}
+	age := d.MaxAge
+	if age == 0 {
+		age = c.SecondFactor.TTL
+	}
+	return d.Rule, age, true
 }
 
 // secondFactorConfig converts to the secondfactor package's config; the

@@ -168,13 +168,27 @@ func challengePage(f formData, emails []string) respond.PageData {
 
 // tooOld is the challenge page's first sentence when the user has a
 // second factor that still works elsewhere but is older than this page
-// (its rule's max_age) allows; "" otherwise.
-func (s *Service) tooOld(r *http.Request, id identity.Identity) string {
+// (the max_age of the rule deciding rd, asked of the live policy through
+// RuleFor) allows; "" otherwise. Without RuleFor, or when rd is decided
+// by no step_up rule, the limit is not named. A confirmation the rule
+// would still accept (the page asks for another reason, e.g. a method it
+// does not accept) is not called too old.
+func (s *Service) tooOld(r *http.Request, id identity.Identity, rd string) string {
 	g, ok := s.cfg.Tokens.Check(r, id, s.cfg.Tokens.TTL())
 	if !ok {
 		return ""
 	}
-	return fmt.Sprintf("Your confirmation from %s ago is older than this page allows, so it's needed again.", humanDuration(s.h.now().Sub(g.AuthTime)))
+	age := s.h.now().Sub(g.AuthTime)
+	if s.cfg.RuleFor != nil && rd != "" {
+		if _, maxAge, ok := s.cfg.RuleFor(r, respond.CleanRedirect(rd)); ok && maxAge > 0 {
+			if age <= maxAge {
+				return ""
+			}
+			return fmt.Sprintf("Your confirmation from %s ago is older than this page allows (%s), so it's needed again.",
+				humanDuration(age), humanDuration(maxAge))
+		}
+	}
+	return fmt.Sprintf("Your confirmation from %s ago is older than this page allows, so it's needed again.", humanDuration(age))
 }
 
 // serveChallenge is GET /challenge?rd= (SPEC §6, §11): the methods the
@@ -240,7 +254,7 @@ func (s *Service) renderChallenge(w http.ResponseWriter, r *http.Request, f form
 		pd.Message = "This page needs a second step. Enter the code from your authenticator app, or have a code sent by email."
 	}
 	pd.Data = d
-	if why := s.tooOld(r, id); why != "" && len(methods) > 0 {
+	if why := s.tooOld(r, id, f.RD); why != "" && len(methods) > 0 {
 		pd.Message = why + " " + pd.Message[len("This page needs a second step. "):]
 	}
 	shared := s.page(id, "", "", nil)

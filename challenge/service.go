@@ -76,6 +76,13 @@ type Config struct {
 	// return path rd (SPEC §11 factors), so the challenge page offers only
 	// those; nil, or a nil answer, means Methods.
 	RuleMethods func(r *http.Request, rd string) []string
+	// RuleFor returns the step_up rule deciding the return path rd on r's
+	// host under the live policy (the one the gate decides with, so a
+	// reload applies): its name and max_age. ok is false when rd is not
+	// decided by a step_up rule. Nil means unknown; the challenge page
+	// then does not say the page's limit. A rule name in the query is
+	// never trusted: the rule comes only from rd.
+	RuleFor func(r *http.Request, rd string) (rule string, maxAge time.Duration, ok bool)
 	// Factors is the enrolled-factor store; required when Methods has totp.
 	Factors factors.Store
 	// Keyring seals and opens factor secrets; required with Factors.
