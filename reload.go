@@ -89,6 +89,9 @@ type reloader struct {
 	mu       sync.Mutex // one reload at a time
 	seen     [sha256.Size]byte
 	extraDir string // watched directory of the resolved file, when not the config's own
+
+	// w watches the config's directory (nil: not watched); set by watch.
+	w *fsnotify.Watcher
 }
 
 // errNoRules refuses a config that lost all its rules.
@@ -242,24 +245,15 @@ func diffKeys(a, b reflect.Value, key string, out *[]string) {
 // debounce; the file is read once events pause for the debounce, or at the
 // latest maxDelay after the first event of the burst, and reloaded only if
 // its content hash changed.
+//
+// watch must have been called first; run closes its watcher.
 func (rl *reloader) run(ctx context.Context, trigger <-chan struct{}) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
-	w, err := fsnotify.NewWatcher()
-	if err == nil {
-		err = w.Add(filepath.Dir(rl.path))
-	}
-	if err != nil {
-		rl.log.Warn("config file changes are not watched; reload with SIGHUP", "file", rl.path, "err", err)
-		if w != nil {
-			w.Close()
-			w = nil
-		}
-	}
+	w := rl.w
 	if w != nil {
 		defer w.Close()
 		events, errs = w.Events, w.Errors
-		rl.rewatch(w)
 	}
 	debounce := rl.debounce
 	if debounce == 0 {
@@ -306,6 +300,30 @@ func (rl *reloader) run(ctx context.Context, trigger <-chan struct{}) {
 			rl.reload("file changed", false)
 		}
 	}
+}
+
+// watch starts watching the config's directory (and the directory its
+// symlinks lead to) and records the file's content. serveWith calls it
+// before it logs "stepgate started", so that an edit made once that line is
+// out is always seen: were the watch set up later, in run's goroutine, an
+// edit in between would raise no event, or be taken for the serving
+// content, and never apply. A watch that cannot be set up is logged; SIGHUP
+// still reloads.
+func (rl *reloader) watch() {
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		err = w.Add(filepath.Dir(rl.path))
+	}
+	if err != nil {
+		rl.log.Warn("config file changes are not watched; reload with SIGHUP", "file", rl.path, "err", err)
+		if w != nil {
+			w.Close()
+		}
+	} else {
+		rl.w = w
+		rl.rewatch(w)
+	}
+	rl.remember()
 }
 
 // relevant reports whether an event on name can change what the config

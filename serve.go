@@ -219,6 +219,16 @@ func serveWith(ctx context.Context, o serveOptions) error {
 	shared.registry.MustRegister(refused)
 	pl = newLimitListener(pl, cfg.Server.MaxConnections, logger, refused)
 	adminSrv := newAdminServer(adminHandler(shared, live), errLog)
+	// The watch is set up before "started" is logged: an edit made after
+	// that line is seen (see reloader.watch).
+	var rl *reloader
+	if o.path != "" {
+		rl = &reloader{
+			path: o.path, getenv: o.getenv, shared: shared, live: live,
+			level: o.level, log: logger, metrics: shared.reloadMetrics,
+		}
+		rl.watch()
+	}
 	logger.Info("stepgate started",
 		"version", version,
 		"listen", pl.Addr().String(),
@@ -237,12 +247,7 @@ func serveWith(ctx context.Context, o serveOptions) error {
 	var reloads sync.WaitGroup
 	rctx, stopReloads := context.WithCancel(ctx)
 	defer stopReloads()
-	if o.path != "" {
-		rl := &reloader{
-			path: o.path, getenv: o.getenv, shared: shared, live: live,
-			level: o.level, log: logger, metrics: shared.reloadMetrics,
-		}
-		rl.remember()
+	if rl != nil {
 		reloads.Go(func() { rl.run(rctx, o.reload) })
 	}
 
