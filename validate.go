@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -246,7 +247,12 @@ func (c *Config) checkAuthenticator(ps *problems, key string) {
 	if err != nil {
 		// key already says identity.<source>; identity's own prefix
 		// ("identity: jwt: ") would say it again.
-		ps.add(key, "%s", strings.TrimPrefix(err.Error(), "identity: "+c.Identity.Source+": "))
+		msg := strings.TrimPrefix(err.Error(), "identity: "+c.Identity.Source+": ")
+		if errors.Is(err, identity.ErrPublicKey) {
+			key = "identity.jwt.public_key_file"
+			msg = strings.TrimPrefix(msg, identity.ErrPublicKey.Error()+": ")
+		}
+		ps.add(key, "%s", msg)
 	}
 }
 

@@ -110,3 +110,24 @@ func TestPasskeyRPName(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicKeyProblemLocated: identity says only "public key" (it does
+// not know YAML keys); check locates the problem at public_key_file.
+func TestPublicKeyProblemLocated(t *testing.T) {
+	pem := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(pem, []byte("not a PEM key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(baseSections, "    hmac_secret: \""+testHMACSecret+"\"\n",
+		"    algorithms: [RS256]\n    public_key_file: "+pem+"\n", 1) + baseRules
+	_, err := loadConfig(writeConfig(t, text), noEnv)
+	if err == nil {
+		t.Fatal("unparsable public key accepted")
+	}
+	for _, p := range problemsOf(t, err) {
+		if p.Key == "identity.jwt.public_key_file" && !strings.Contains(p.Msg, "public_key_file") && !strings.HasPrefix(p.Msg, "public key") {
+			return
+		}
+	}
+	t.Fatalf("no problem at identity.jwt.public_key_file (without repeating the key); got:\n%v", err)
+}

@@ -22,14 +22,14 @@ type headerSource struct {
 
 func newHeaderSource(cfg HeaderConfig) (*headerSource, error) {
 	if !validHeaderName(cfg.User) {
-		return nil, fmt.Errorf("header: user: %q is not a valid header name", cfg.User)
+		return nil, fmt.Errorf("header: user header %q is not a valid header name", cfg.User)
 	}
 	if cfg.Email != "" && !validHeaderName(cfg.Email) {
-		return nil, fmt.Errorf("header: email: %q is not a valid header name", cfg.Email)
+		return nil, fmt.Errorf("header: email header %q is not a valid header name", cfg.Email)
 	}
 	if len(cfg.TrustedProxies) == 0 {
 		// No trusted peer means no request could ever be authenticated.
-		return nil, errors.New("header: trusted_proxies: at least one prefix is required")
+		return nil, errors.New("header: at least one trusted proxy prefix is required")
 	}
 	s := &headerSource{user: http.CanonicalHeaderKey(cfg.User)}
 	if cfg.Email != "" {
@@ -40,7 +40,7 @@ func newHeaderSource(cfg HeaderConfig) (*headerSource, error) {
 	}
 	for _, p := range cfg.TrustedProxies {
 		if !p.IsValid() {
-			return nil, fmt.Errorf("header: trusted_proxies: invalid prefix %v", p)
+			return nil, fmt.Errorf("header: invalid trusted proxy prefix %v", p)
 		}
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			// Peers are compared unmapped, so mapped prefixes are too.

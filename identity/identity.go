@@ -115,7 +115,7 @@ func New(cfg Config) (*Authenticator, error) {
 		}
 		return &Authenticator{header: s, idHeaders: headerNames(cfg.Header)}, nil
 	default:
-		return nil, fmt.Errorf("identity: source: unknown source %q (want jwt or header)", cfg.Source)
+		return nil, fmt.Errorf("identity: unknown source %q (want jwt or header)", cfg.Source)
 	}
 }
 

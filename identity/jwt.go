@@ -49,6 +49,11 @@ type jwtSource struct {
 	invalid      *invalidCache
 }
 
+// ErrPublicKey marks a JWTConfig.PublicKeyPEM that does not parse or does
+// not fit the configured algorithms (the caller knows which file it came
+// from).
+var ErrPublicKey = errors.New("public key")
+
 func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 	if len(cfg.Algorithms) == 0 {
 		return nil, errors.New("jwt: algorithms: at least one is required")
@@ -91,34 +96,34 @@ func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 	}
 	if len(hmacAlgs) > 0 {
 		if len(cfg.PublicKeyPEM) > 0 || cfg.JWKSURL != "" {
-			return nil, errors.New("jwt: HS* algorithms take hmac_secret only, not public_key_file or jwks_url")
+			return nil, errors.New("jwt: HS* algorithms take an HMAC secret only, not a public key or a JWKS URL")
 		}
 		if len(cfg.HMACSecret) < minHMACSecret {
-			return nil, fmt.Errorf("jwt: hmac_secret: at least %d bytes required for HS*", minHMACSecret)
+			return nil, fmt.Errorf("jwt: HMAC secret: at least %d bytes required for HS*", minHMACSecret)
 		}
 		s.hmacSecret = slices.Clone(cfg.HMACSecret)
 	} else {
 		if len(cfg.HMACSecret) > 0 {
-			return nil, errors.New("jwt: hmac_secret is set but no HS* algorithm is configured")
+			return nil, errors.New("jwt: an HMAC secret is set but no HS* algorithm is configured")
 		}
 		switch {
 		case len(cfg.PublicKeyPEM) > 0 && cfg.JWKSURL != "":
-			return nil, errors.New("jwt: set public_key_file or jwks_url, not both")
+			return nil, errors.New("jwt: a public key or a JWKS URL, not both")
 		case len(cfg.PublicKeyPEM) > 0:
 			key, err := parsePublicKeyPEM(cfg.PublicKeyPEM)
 			if err != nil {
-				return nil, fmt.Errorf("jwt: public_key_file: %w", err)
+				return nil, fmt.Errorf("jwt: %w: %w", ErrPublicKey, err)
 			}
 			for _, alg := range asymAlgs {
 				if !keyFits(alg, key) {
-					return nil, fmt.Errorf("jwt: public_key_file: a %s key cannot verify %s", keyTypeName(key), alg)
+					return nil, fmt.Errorf("jwt: %w: a %s key cannot verify %s", ErrPublicKey, keyTypeName(key), alg)
 				}
 			}
 			s.publicKey = key
 		case cfg.JWKSURL != "":
 			u, err := url.Parse(cfg.JWKSURL)
 			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				return nil, errors.New("jwt: jwks_url: want an absolute http(s) URL")
+				return nil, errors.New("jwt: JWKS URL: want an absolute http(s) URL")
 			}
 			client := cfg.HTTPClient
 			if client == nil {
@@ -131,7 +136,7 @@ func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 			logURL := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 			s.jwks = &jwksCache{url: cfg.JWKSURL, logURL: logURL.String(), client: client, now: s.now, log: logger}
 		default:
-			return nil, errors.New("jwt: RS*/ES*/EdDSA need public_key_file or jwks_url")
+			return nil, errors.New("jwt: no verification key: RS*/ES*/EdDSA need a public key or a JWKS URL")
 		}
 	}
 	opts := []jwt.ParserOption{

@@ -42,9 +42,9 @@ func TestNewRejects(t *testing.T) {
 		{"lower-case alg", Config{JWT: JWTConfig{Algorithms: []string{"hs256"}, HMACSecret: testSecret}}, "unknown algorithm"},
 		{"mixed HS and RS", Config{JWT: JWTConfig{Algorithms: []string{"HS256", "RS256"}, HMACSecret: testSecret, PublicKeyPEM: rsaPEM}}, "cannot be mixed"},
 		{"short secret", Config{JWT: JWTConfig{Algorithms: []string{"HS256"}, HMACSecret: testSecret[:31]}}, "at least 32 bytes"},
-		{"HS with PEM", Config{JWT: JWTConfig{Algorithms: []string{"HS256"}, HMACSecret: testSecret, PublicKeyPEM: rsaPEM}}, "hmac_secret only"},
+		{"HS with PEM", Config{JWT: JWTConfig{Algorithms: []string{"HS256"}, HMACSecret: testSecret, PublicKeyPEM: rsaPEM}}, "HMAC secret only"},
 		{"RS with secret", Config{JWT: JWTConfig{Algorithms: []string{"RS256"}, HMACSecret: testSecret, PublicKeyPEM: rsaPEM}}, "no HS* algorithm"},
-		{"RS without key", Config{JWT: JWTConfig{Algorithms: []string{"RS256"}}}, "need public_key_file or jwks_url"},
+		{"RS without key", Config{JWT: JWTConfig{Algorithms: []string{"RS256"}}}, "need a public key or a JWKS URL"},
 		{"PEM and JWKS", Config{JWT: JWTConfig{Algorithms: []string{"RS256"}, PublicKeyPEM: rsaPEM, JWKSURL: "https://idp.example.com/jwks"}}, "not both"},
 		{"EC key for RS256", Config{JWT: JWTConfig{Algorithms: []string{"RS256"}, PublicKeyPEM: ecPEM}}, "cannot verify RS256"},
 		{"P-256 key for ES384", Config{JWT: JWTConfig{Algorithms: []string{"ES256", "ES384"}, PublicKeyPEM: ecPEM}}, "cannot verify ES384"},
@@ -55,7 +55,7 @@ func TestNewRejects(t *testing.T) {
 		{"relative JWKS URL", Config{JWT: JWTConfig{Algorithms: []string{"RS256"}, JWKSURL: "/jwks"}}, "absolute http(s) URL"},
 		{"file JWKS URL", Config{JWT: JWTConfig{Algorithms: []string{"RS256"}, JWKSURL: "file:///etc/jwks"}}, "absolute http(s) URL"},
 		{"unknown source", Config{Source: "cookie"}, "unknown source"},
-		{"header without trusted proxies", Config{Source: "header", Header: HeaderConfig{User: "X-Forwarded-User"}}, "trusted_proxies"},
+		{"header without trusted proxies", Config{Source: "header", Header: HeaderConfig{User: "X-Forwarded-User"}}, "trusted proxy"},
 		{"header bad name", Config{Source: "header", Header: HeaderConfig{User: "X Forwarded User"}}, "not a valid header name"},
 		{"header empty name", Config{Source: "header", Header: HeaderConfig{}}, "not a valid header name"},
 	}
@@ -462,5 +462,20 @@ func TestTokenCacheKey(t *testing.T) {
 	keys := a.jwt.cache.keys()
 	if len(keys) != 1 || keys[0] != sha256.Sum256([]byte(tok)) {
 		t.Fatalf("cache keys: got %x; want the token's SHA-256", keys)
+	}
+}
+
+// TestPublicKeyError: a key that does not parse, or does not fit the
+// algorithms, is ErrPublicKey, which callers map to where the key came from.
+func TestPublicKeyError(t *testing.T) {
+	for _, pem := range [][]byte{[]byte("garbage"), publicPEM(t, rsaKey())} {
+		alg := "RS256"
+		if string(pem) != "garbage" {
+			alg = "ES256" // an RSA key cannot verify ES256
+		}
+		_, err := New(Config{JWT: JWTConfig{Algorithms: []string{alg}, PublicKeyPEM: pem}})
+		if !errors.Is(err, ErrPublicKey) || strings.Contains(err.Error(), "public_key_file") {
+			t.Errorf("%s: %v; want ErrPublicKey without YAML key names", alg, err)
+		}
 	}
 }
