@@ -384,7 +384,7 @@ if ((need_stepgate)); then
 		jwks_port=$PORT
 		start jwks "$bin/users" serve -key "$tmp/idp.pem" -listen "127.0.0.1:$jwks_port"
 		wait_until jwks 20 curl_q -f -o /dev/null "http://127.0.0.1:$jwks_port/jwks.json"
-		jwt_cookie=$SG_COOKIE
+		jwt_cookie=${SG_COOKIE:-}
 		SG_ACCESS=$("$bin/users" access -key "$tmp/idp.pem" -sub ceremony) || die "users access failed"
 		start_stepgate sg-jwks memory -jwks-url "http://127.0.0.1:$jwks_port/jwks.json" ${JWKS_CACHE:+-cache-size "$JWKS_CACHE"}
 		SG_ACCESS=
