@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stepgate/stepgate/factors"
+	"github.com/stepgate/stepgate/factors/pgstore"
+	"github.com/stepgate/stepgate/factors/sqlitestore"
+)
+
+// factorStoreTimeout bounds opening the factor store and checking its keys
+// at start.
+const factorStoreTimeout = 30 * time.Second
+
+// openFactors opens the factor store factors.driver names, applies its
+// migrations and checks that the configured keys open every stored
+// secret; any failure refuses the start, naming the key or the database.
+func openFactors(cfg *Config) (factors.Store, *factors.Keyring, error) {
+	if !cfg.factorStoreNeeded() {
+		return nil, nil, nil
+	}
+	f := cfg.Factors
+	prev := make([][]byte, len(f.PreviousEncryptionKeys))
+	for i, k := range f.PreviousEncryptionKeys {
+		prev[i] = []byte(k)
+	}
+	keyring, err := factors.NewKeyring([]byte(f.EncryptionKey), prev...)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), factorStoreTimeout)
+	defer cancel()
+	var store factors.Store
+	switch f.Driver {
+	case "sqlite":
+		store, err = sqlitestore.Open(ctx, f.SQLite.Path)
+	case "postgres":
+		store, err = pgstore.Open(ctx, pgstore.Options{DSN: f.Postgres.DSN})
+	default:
+		err = fmt.Errorf("factors.driver: unknown driver %q", f.Driver)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("factors.%s: %w", f.Driver, err)
+	}
+	if err := factors.CheckKeys(ctx, store, keyring); err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return store, keyring, nil
+}
+
+// enrolledCollector is stepgate_factors_enrolled{method}: confirmed
+// factors per method, counted in the database on scrape (so every replica
+// reports the shared number), at most every 30 seconds.
+type enrolledCollector struct {
+	store factors.Store
+	desc  *prometheus.Desc
+	mu    sync.Mutex
+	last  time.Time
+	cache map[string]int
+}
+
+func newEnrolledCollector(store factors.Store) *enrolledCollector {
+	return &enrolledCollector{store: store, desc: prometheus.NewDesc("stepgate_factors_enrolled",
+		"Enrolled (confirmed) second factors by method, in the factor store.", []string{"method"}, nil)}
+}
+
+func (c *enrolledCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *enrolledCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.last) > 30*time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		counts, err := c.store.Counts(ctx)
+		cancel()
+		if err == nil {
+			c.cache, c.last = counts, time.Now()
+		}
+	}
+	for _, m := range storedMethods {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.cache[m]), m)
+	}
+}
