@@ -51,6 +51,9 @@ type otpError struct {
 	Error        string `json:"error"`
 	Description  string `json:"error_description,omitempty"`
 	AttemptsLeft *int   `json:"attempts_left,omitempty"`
+	// FailuresLeft is, after a wrong code, how many more wrong codes the
+	// user may have checked this rolling hour before the lockout.
+	FailuresLeft *int `json:"failures_left,omitempty"`
 }
 
 type validateResponse struct {
@@ -170,7 +173,11 @@ func (s *Service) apiVerify(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		e := errorFor(opVerify, err)
 		if n := attemptsLeft(err); n != nil {
-			respond.JSON(w, e.Status, otpError{Error: e.Code, Description: e.APIDescription(), AttemptsLeft: n})
+			oe := otpError{Error: e.Code, Description: e.APIDescription(), AttemptsLeft: n}
+			if ce, ok := errors.AsType[*CodeError](err); ok && ce.FailuresLeft >= 0 {
+				oe.FailuresLeft = &ce.FailuresLeft
+			}
+			respond.JSON(w, e.Status, oe)
 			return
 		}
 		e.WriteJSON(w, s.h.log)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/stepgate/stepgate/respond"
 	"github.com/stepgate/stepgate/secondfactor"
@@ -12,6 +13,12 @@ import (
 // CodeError is a wrong code.
 type CodeError struct {
 	AttemptsLeft int
+	// FailuresLeft is how many more wrong codes the user may have checked
+	// in the rolling hour (otp.max_failures_per_hour) before the lock,
+	// and LockedUntil when that lock would end; -1 when unknown (a store
+	// error, or a check that does not read it).
+	FailuresLeft int
+	LockedUntil  time.Time
 }
 
 func (e *CodeError) Error() string { return "invalid code" }

@@ -325,6 +325,31 @@ func (s *MemoryStore) EndCheck(_ context.Context, user, ticket string, failed bo
 	return s.settleFails(user, f, now, maxPerHour, lockout), nil
 }
 
+// FailuresLeft implements Store.
+func (s *MemoryStore) FailuresLeft(_ context.Context, user string, now time.Time, maxPerHour int) (int, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var f *memFails
+	if v, ok := s.fails.Get(user); ok {
+		f = v.(*memFails)
+	} else {
+		return max(maxPerHour, 0), time.Time{}, nil
+	}
+	cut := now.Add(-time.Hour)
+	n := 0
+	var oldest time.Time
+	for _, e := range f.at {
+		if !e.at.After(cut) {
+			continue
+		}
+		n++
+		if oldest.IsZero() || e.at.Before(oldest) {
+			oldest = e.at
+		}
+	}
+	return max(maxPerHour-n, 0), oldest, nil
+}
+
 // counts returns the settled failures and the checks in progress.
 func (f *memFails) counts() (settled, pending int) {
 	for _, e := range f.at {

@@ -184,7 +184,20 @@ func (s *Service) Verify(ctx context.Context, id identity.Identity, code string,
 		return secondfactor.Grant{}, &LimitError{RetryAfter: locked, Err: ErrLocked}
 	}
 	s.verifyDone(ctx, verifyInvalid, id, m, slog.LevelWarn, nil)
-	return secondfactor.Grant{}, &CodeError{AttemptsLeft: res.AttemptsLeft}
+	ce := &CodeError{AttemptsLeft: res.AttemptsLeft, FailuresLeft: -1}
+	if n, oldest, err := s.cfg.Store.FailuresLeft(ctx, id.Subject, now, o.MaxFailuresPerHour); err != nil {
+		// Only the warning is lost; the outcome stands.
+		s.log.Warn("could not read the wrong codes left this hour", "user", id.Subject, "err", err)
+	} else {
+		// n more wrong codes now fill the hour; the lock they start
+		// ends by LockEnd, the oldest counted failure leaving the hour.
+		leaves := now.Add(time.Hour)
+		if !oldest.IsZero() && n < o.MaxFailuresPerHour {
+			leaves = oldest.Add(time.Hour)
+		}
+		ce.FailuresLeft, ce.LockedUntil = n, LockEnd(now, o.Lockout, leaves, time.Time{})
+	}
+	return secondfactor.Grant{}, ce
 }
 
 // endCheck withdraws a check's failure counted in advance. A store error

@@ -453,6 +453,26 @@ func attemptsLeftMessage(n int) string {
 	return fmt.Sprintf("That code is not right. %d tries left.", n)
 }
 
+// failuresWarnAt is the most wrong codes left this hour that the verify
+// page warns about.
+const failuresWarnAt = 3
+
+// failuresWarning is the verify page's warning when few wrong codes are
+// left in the rolling hour (otp.max_failures_per_hour): "2 more wrong
+// codes and sign-in confirmation is locked until 19:37 UTC."; "" when
+// more are left or the count is unknown.
+func (s *Service) failuresWarning(err error) string {
+	ce, ok := errors.AsType[*CodeError](err)
+	if !ok || ce.FailuresLeft < 1 || ce.FailuresLeft > failuresWarnAt {
+		return ""
+	}
+	codes := "wrong codes"
+	if ce.FailuresLeft == 1 {
+		codes = "wrong code"
+	}
+	return fmt.Sprintf("%d more %s and sign-in confirmation is locked until %s.", ce.FailuresLeft, codes, s.clock(ce.LockedUntil))
+}
+
 // The two ways a code stops working, each with its own sentence.
 const (
 	deadCodeMessage    = "This code has expired or was already used. Ask for a new one."
@@ -483,6 +503,9 @@ func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
 	case "invalid_otp":
 		d, _ := s.verifyData(r.Context(), id, f)
 		d.Error, d.Warn = e.Msg, strings.Contains(e.Msg, "after that")
+		if w := s.failuresWarning(err); w != "" {
+			d.Error, d.Warn = d.Error+" "+w, true
+		}
 		if _, ok := canonicalCode(r.PostForm.Get("code"), s.codeLen()); !ok {
 			d.Error = fmt.Sprintf("%s %s", e.Msg, malformedCodeWords)
 		}

@@ -63,6 +63,15 @@ type Store interface {
 	// returned (else 0).
 	EndCheck(ctx context.Context, user, ticket string, failed bool, now time.Time, maxPerHour int, lockout time.Duration) (time.Duration, error)
 
+	// FailuresLeft returns how many more wrong codes user may have checked
+	// in the rolling hour before now: maxPerHour minus the failures
+	// counted there (checks in progress included), never below 0, and the
+	// time of the oldest of those (zero when none), from which LockEnd
+	// tells when the lock those wrong codes would start ends. It is one
+	// atomic read that changes nothing; it does not look at a running lock
+	// (Locked does).
+	FailuresLeft(ctx context.Context, user string, now time.Time, maxPerHour int) (left int, oldest time.Time, err error)
+
 	// Locked returns the lockout left for user, 0 when not locked. A store
 	// that detected the loss of its state (see Epoch) fails closed: every
 	// user counts as locked out for a while, since the lockouts it lost are

@@ -121,7 +121,7 @@ func (s *Service) VerifyTOTP(ctx context.Context, id identity.Identity, code str
 		return secondfactor.Grant{}, &LimitError{RetryAfter: locked, Err: ErrLocked}
 	}
 	done(verifyInvalid, slog.LevelWarn, nil)
-	return secondfactor.Grant{}, &CodeError{AttemptsLeft: -1}
+	return secondfactor.Grant{}, &CodeError{AttemptsLeft: -1, FailuresLeft: -1}
 }
 
 // matchTOTP opens f's secret and matches input (canonicalCode's output)
@@ -298,7 +298,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, id identity.Identity, fid, co
 		if locked > 0 {
 			return &LimitError{RetryAfter: locked, Err: ErrLocked}
 		}
-		return &CodeError{AttemptsLeft: -1}
+		return &CodeError{AttemptsLeft: -1, FailuresLeft: -1}
 	}
 	s.endCheck(ctx, id, ticket, false, now)
 	fctx, cancel := s.factorCtx(ctx)

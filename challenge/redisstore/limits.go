@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/stepgate/stepgate/challenge"
 )
@@ -95,6 +98,31 @@ func (s *Store) EndCheck(ctx context.Context, user, ticket string, failed bool, 
 		return 0, fmt.Errorf("redisstore: end check: %w", err)
 	}
 	return time.Duration(left) * time.Millisecond, nil
+}
+
+// FailuresLeft reads the failures counted in the rolling hour
+// (challenge.Store.FailuresLeft) in one MULTI: the count (ZCOUNT) and the
+// oldest one's time, without changing anything.
+func (s *Store) FailuresLeft(ctx context.Context, user string, now time.Time, maxPerHour int) (int, time.Time, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	key := s.key(kindFail, user)
+	from := "(" + strconv.FormatInt(now.Add(-window).UnixMilli(), 10)
+	var count *redis.IntCmd
+	var first *redis.ZSliceCmd
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		count = p.ZCount(ctx, key, from, "+inf")
+		first = p.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: from, Max: "+inf", Count: 1})
+		return nil
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("redisstore: failures left: %w", err)
+	}
+	var oldest time.Time
+	if z := first.Val(); len(z) > 0 {
+		oldest = time.UnixMilli(int64(z[0].Score))
+	}
+	return max(maxPerHour-int(count.Val()), 0), oldest, nil
 }
 
 // newMember returns a sorted-set member unique to this event, so that two

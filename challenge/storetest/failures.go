@@ -341,3 +341,49 @@ func testChecks(t *testing.T, newStore func(*testing.T) challenge.Store, lockout
 		}
 	})
 }
+
+// testFailuresLeft: FailuresLeft counts the failures in the rolling hour
+// (checks in progress included, an event exactly one hour old left out),
+// says the oldest of them, never goes below 0 and changes nothing.
+func testFailuresLeft(t *testing.T, newStore func(*testing.T) challenge.Store) {
+	s := newStore(t)
+	ctx := t.Context()
+	user := unique(t)
+	base := clock()
+	left, oldest, err := s.FailuresLeft(ctx, user, base, 10)
+	if err != nil || left != 10 || !oldest.IsZero() {
+		t.Fatalf("no failures: got %d, %v, %v; want 10, zero time", left, oldest, err)
+	}
+	for _, at := range []time.Duration{-time.Hour, -50 * time.Minute, -5 * time.Minute} {
+		if _, err := s.AddFailure(ctx, user, base.Add(at), 10, time.Minute); err != nil {
+			t.Fatalf("AddFailure: %v", err)
+		}
+	}
+	for range 2 { // a read changes nothing
+		left, oldest, err = s.FailuresLeft(ctx, user, base, 10)
+		if err != nil || left != 8 || !oldest.Equal(base.Add(-50*time.Minute)) {
+			t.Fatalf("two in the hour: got %d, %v, %v; want 8, %v", left, oldest, err, base.Add(-50*time.Minute))
+		}
+	}
+	ticket, _, err := s.BeginCheck(ctx, user, base, 10, time.Minute)
+	if err != nil || ticket == "" {
+		t.Fatalf("BeginCheck: %q, %v", ticket, err)
+	}
+	if left, _, err := s.FailuresLeft(ctx, user, base, 10); err != nil || left != 7 {
+		t.Fatalf("a check in progress: got %d, %v; want 7", left, err)
+	}
+	if _, err := s.EndCheck(ctx, user, ticket, false, base, 10, time.Minute); err != nil {
+		t.Fatalf("EndCheck: %v", err)
+	}
+	if left, _, err := s.FailuresLeft(ctx, user, base, 10); err != nil || left != 8 {
+		t.Fatalf("after a right code: got %d, %v; want 8", left, err)
+	}
+	// The hour rolls: at base+10m the failure at -50m has left it.
+	left, oldest, err = s.FailuresLeft(ctx, user, base.Add(10*time.Minute), 10)
+	if err != nil || left != 9 || !oldest.Equal(base.Add(-5*time.Minute)) {
+		t.Fatalf("an hour after -50m: got %d, %v, %v; want 9, %v", left, oldest, err, base.Add(-5*time.Minute))
+	}
+	if left, _, err := s.FailuresLeft(ctx, user, base, 1); err != nil || left != 0 {
+		t.Fatalf("more failures than the limit: got %d, %v; want 0", left, err)
+	}
+}

@@ -172,6 +172,23 @@ func (s *refStore) settle(user string, now time.Time, maxPerHour int, lockout ti
 	return max(0, s.locks[user].Sub(now))
 }
 
+func (s *refStore) FailuresLeft(_ context.Context, user string, now time.Time, maxPerHour int) (int, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var oldest time.Time
+	for _, at := range inHour(s.fails[user], now) {
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
+	}
+	for _, at := range s.pending[user] {
+		if at.After(now.Add(-time.Hour)) && (oldest.IsZero() || at.Before(oldest)) {
+			oldest = at
+		}
+	}
+	return max(maxPerHour-s.counted(user, now), 0), oldest, nil
+}
+
 // counted is the user's failures and checks in progress in the hour.
 func (s *refStore) counted(user string, now time.Time) int {
 	n := len(inHour(s.fails[user], now))

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) challenge.Store) {
 	t.Run("Code", func(t *testing.T) { testCode(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, newStore) })
 	t.Run("Failures", func(t *testing.T) { testFailures(t, newStore) })
+	t.Run("FailuresLeft", func(t *testing.T) { testFailuresLeft(t, newStore) })
 	t.Run("Revoke", func(t *testing.T) { testRevoke(t, newStore) })
 	t.Run("Ceremony", func(t *testing.T) { testCeremony(t, newStore) })
 	t.Run("OpaqueKeys", func(t *testing.T) { testOpaqueKeys(t, newStore) })
