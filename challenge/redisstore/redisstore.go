@@ -157,7 +157,12 @@ func New(o Options) (*Store, error) {
 	})
 	s := &Store{client: client, prefix: o.KeyPrefix, timeout: timeout, lossLockout: lossLockout}
 	if o.RevocationCache > 0 {
-		s.rev = newRevCache(o.RevocationCache)
+		rev, err := newRevCache(o.RevocationCache)
+		if err != nil {
+			client.Close()
+			return nil, err
+		}
+		s.rev = rev
 		var ctx context.Context
 		ctx, s.subStop = context.WithCancel(context.Background())
 		s.subDone = make(chan struct{})

@@ -3,12 +3,14 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -51,16 +53,15 @@ const (
 
 // revCache is the local not-revoked cache and the subscription's state.
 type revCache struct {
-	max int
-
 	mu sync.RWMutex
 	// up: the subscription is confirmed; guarded by mu.
 	up bool
 	// gen changes whenever an entry could have become stale: on every
 	// revocation message, on every change of up, on a flush; guarded by mu.
 	gen uint64
-	// m maps a token id to the epoch Redis confirmed it under; guarded by mu.
-	m map[string]string
+	// m maps a token id to the epoch Redis confirmed it under, bounded, least
+	// recently used first out; mu orders its changes with gen and up.
+	m *lru.Cache[string, string]
 	// epoch is the epoch the entries were confirmed under; guarded by mu.
 	epoch string
 
@@ -70,8 +71,12 @@ type revCache struct {
 	now func() time.Time
 }
 
-func newRevCache(max int) *revCache {
-	return &revCache{max: max, m: make(map[string]string), now: time.Now}
+func newRevCache(max int) (*revCache, error) {
+	m, err := lru.New[string, string](max)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: revocation cache of %d: %w", max, err)
+	}
+	return &revCache{m: m, now: time.Now}, nil
 }
 
 // live reports whether the subscription delivers: confirmed, and proven
@@ -89,7 +94,7 @@ func (c *revCache) lookup(jti, epoch string) (hit bool, gen uint64, ok bool) {
 	if !c.live() {
 		return false, 0, false
 	}
-	if e, found := c.m[jti]; found && e == epoch {
+	if e, found := c.m.Get(jti); found && e == epoch {
 		return true, 0, false
 	}
 	return false, c.gen, true
@@ -105,25 +110,19 @@ func (c *revCache) store(jti, epoch string, gen uint64) {
 	}
 	if c.epoch != epoch {
 		// Entries of another epoch are worthless now.
-		clear(c.m)
+		c.m.Purge()
 		c.epoch = epoch
 	}
-	if len(c.m) >= c.max {
-		// An arbitrary entry (map order is random) makes room; a dropped
-		// entry only costs one round trip.
-		for k := range c.m {
-			delete(c.m, k)
-			break
-		}
-	}
-	c.m[jti] = epoch
+	// Past max the least recently used entry makes room; a dropped entry
+	// only costs one round trip.
+	c.m.Add(jti, epoch)
 }
 
 // evict forgets jti (a revocation was published).
 func (c *revCache) evict(jti string) {
 	c.mu.Lock()
 	c.gen++
-	delete(c.m, jti)
+	c.m.Remove(jti)
 	c.mu.Unlock()
 }
 
@@ -132,7 +131,7 @@ func (c *revCache) setUp(up bool) {
 	c.mu.Lock()
 	c.gen++
 	c.up = up
-	clear(c.m)
+	c.m.Purge()
 	c.mu.Unlock()
 	if !up {
 		c.proven.Store(0)
@@ -145,7 +144,7 @@ func (c *revCache) flushEpoch(epoch string) {
 	c.mu.Lock()
 	if c.epoch != "" && c.epoch != epoch {
 		c.gen++
-		clear(c.m)
+		c.m.Purge()
 		c.epoch = epoch
 	}
 	c.mu.Unlock()
