@@ -17,9 +17,10 @@ type Migration struct {
 }
 
 // Migrations reads dir in fsys: files named NNNN_what.sql, versions 1, 2,
-// 3, ... without gaps. Drivers embed their dialect's files and apply, in
-// one transaction each, those above the database's recorded version; a
-// recorded version above the last one here is ErrSchemaTooNew.
+// 3, ... without gaps. Drivers embed their dialect's files and apply those
+// above the database's recorded version, all in one transaction (a failed
+// step leaves the database at its previous version); a recorded version
+// above the last one here is ErrSchemaTooNew.
 func Migrations(fsys fs.FS, dir string) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
