@@ -118,13 +118,14 @@ func (s *Service) apiConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // apiRemoveFactor is DELETE /api/factors/{id}; it needs a second factor
-// ≤ 5 minutes old.
+// ≤ 5 minutes old, a passkey if the user has one (freshFor: else an email
+// code could remove the user's passkey and then add an attacker's).
 func (s *Service) apiRemoveFactor(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.identify(w, r, true)
 	if !ok {
 		return
 	}
-	if !s.fresh(r, id) {
+	if !s.freshFor(r, id) {
 		errorFor(opRemove, errNotFresh).WriteJSON(w, s.h.log)
 		return
 	}

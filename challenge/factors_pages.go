@@ -78,10 +78,10 @@ func (s *Service) serveFactors(w http.ResponseWriter, r *http.Request) {
 	s.h.pages.Render(w, http.StatusOK, "factors", respond.PageData{Title: "Your second factors", Data: d})
 }
 
-// needFresh answers for a change without a fresh second factor: back to
-// the challenge, returning to the factors page.
-func (s *Service) needFresh(w http.ResponseWriter, r *http.Request, id identity.Identity) bool {
-	if s.fresh(r, id) {
+// needFresh answers for a change without a fresh second factor (fresh
+// false): back to the challenge, returning to the factors page.
+func (s *Service) needFresh(w http.ResponseWriter, r *http.Request, fresh bool) bool {
+	if fresh {
 		return false
 	}
 	http.Redirect(w, r, s.cfg.Prefix+"/challenge?rd="+url.QueryEscape(s.factorsURL()), http.StatusSeeOther)
@@ -92,7 +92,7 @@ func (s *Service) needFresh(w http.ResponseWriter, r *http.Request, id identity.
 // then 303 to its setup page.
 func (s *Service) serveBeginTOTP(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.identify(w, r, false)
-	if !ok || !s.postForm(w, r, id) || s.needFresh(w, r, id) {
+	if !ok || !s.postForm(w, r, id) || s.needFresh(w, r, s.fresh(r, id)) {
 		return
 	}
 	e, err := s.BeginTOTP(r.Context(), id, r.PostForm.Get("name"), meta(r))
@@ -177,10 +177,12 @@ func (s *Service) serveConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 	s.h.pages.Error(w, r, e)
 }
 
-// serveRemoveFactor is POST /factors/remove/{id} (csrf).
+// serveRemoveFactor is POST /factors/remove/{id} (csrf). Freshness is
+// freshFor's: a user with a passkey removes factors only after a passkey,
+// or an email code could remove the passkey and then add another.
 func (s *Service) serveRemoveFactor(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.identify(w, r, false)
-	if !ok || !s.postForm(w, r, id) || s.needFresh(w, r, id) {
+	if !ok || !s.postForm(w, r, id) || s.needFresh(w, r, s.freshFor(r, id)) {
 		return
 	}
 	if err := s.RemoveFactor(r.Context(), id, r.PathValue("id"), meta(r)); err != nil {

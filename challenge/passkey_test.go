@@ -323,9 +323,19 @@ func TestSecondPasskeyNeedsAPasskey(t *testing.T) {
 	e := newPasskeyEnv(t)
 	a := passkeytest.New(pkOrigin, "app.example.com")
 	email := e.emailToken(t, hAlice)
-	e.register(t, hAlice, email, a, "First")
+	first := e.register(t, hAlice, email, a, "First")
 	if w, m := e.call(t, "/api/factors/passkey/begin", hAlice, email, []byte(`{"name":"Second"}`)); w.Code != http.StatusUnauthorized || m["error"] != "insufficient_user_authentication" {
 		t.Fatalf("second passkey after an email code: %d %v; want 401", w.Code, m)
+	}
+	// Nor may an email code remove the passkey (and so clear the way to
+	// add another).
+	r := apiReq(http.MethodDelete, hPrefix+"/api/factors/"+first["id"].(string), hAlice, "")
+	r.Header.Set("X-Second-Factor-Token", email)
+	if w := hServe(e.h, r); w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "insufficient_user_authentication") {
+		t.Fatalf("removing the passkey after an email code: %d %s; want 401", w.Code, w.Body)
+	}
+	if has, err := e.s.HasPasskey(t.Context(), hAlice); err != nil || !has {
+		t.Fatalf("after the refused removal HasPasskey = %v, %v; want true", has, err)
 	}
 	_, m := e.stepUp(t, hAlice, a)
 	pk, _ := m["SecondFactorAuthenticationToken"].(string)
