@@ -94,6 +94,12 @@ type reloader struct {
 	w *fsnotify.Watcher
 }
 
+// errFactorsChanged refuses a reload that changes factors.*: the factor
+// store, its keys and the relying party were built at start, and the policy
+// is compiled against the enabled methods, so keeping the running values
+// (as for restartOnly keys) would leave rules naming methods that do not run.
+var errFactorsChanged = errors.New("factors: changed in the new config; the factor store, its keys and the enabled methods change only on restart (the running config keeps serving)")
+
 // errNoRules refuses a config that lost all its rules.
 var errNoRules = errors.New("policies.rules: the new config has no rules where the serving one has some; an emptied file is taken for a mistake (to serve without rules, restart)")
 
@@ -129,6 +135,9 @@ func (rl *reloader) reload(reason string, force bool) error {
 	}
 	if cur != nil && cur.cfg.policy.Len() > 0 && cfg.policy.Len() == 0 {
 		return rl.fail(reason, errNoRules)
+	}
+	if cur != nil && !reflect.DeepEqual(cur.cfg.Factors, cfg.Factors) {
+		return rl.fail(reason, errFactorsChanged)
 	}
 	var kept []string
 	if cur != nil {

@@ -132,6 +132,7 @@ policies:
   default: allow
   rules: []
 `, []string{"policies.rules: the new config has no rules"}},
+		{"factors changed", good + "factors:\n  totp:\n    issuer: Other\n", []string{"factors: changed in the new config", "only on restart"}},
 		{"two problems at once", strings.Replace(good, "action: deny", "action: nope", 1) + "bogus: 1\n", []string{`rule "x": action "nope": is not an action`, "bogus", "unknown key"}},
 	}
 	for i, tc := range tests {
