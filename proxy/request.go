@@ -27,6 +27,9 @@ var overrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-
 // (SPEC §4, deny on doubt). The returned Request is still filled with what
 // did decode.
 func BuildRequest(r *http.Request, t policy.Target) (policy.Request, error) {
+	if _, err := policy.ParseHost(r.Host); err != nil {
+		return policy.Request{Method: r.Method, Host: r.Host, Path: t.MatchPath}, err
+	}
 	return buildRequest(r, t, nil)
 }
 
@@ -34,12 +37,10 @@ func BuildRequest(r *http.Request, t policy.Target) (policy.Request, error) {
 // also reads `_method` from a POST form body when p is method-sensitive
 // (formOverrides, override.go); it may then replace r.Body with one that
 // replays what it read. Its error also means the body could not be read.
-// The Gate uses it; nil p reads no body.
+// The Gate uses it; nil p reads no body. It does not check the Host: the
+// Gate's setTarget did, before any decision.
 func buildRequest(r *http.Request, t policy.Target, p *policy.Policy) (policy.Request, error) {
 	pr := policy.Request{Method: r.Method, Host: r.Host, Path: t.MatchPath}
-	if _, err := policy.ParseHost(r.Host); err != nil {
-		return pr, err
-	}
 	for name, vs := range r.Header {
 		for _, o := range overrideHeaders {
 			if headerIs(name, o) {
