@@ -61,6 +61,47 @@ func removeAuthenticator(ctx context.Context, t *testing.T, id webauthn.Authenti
 	}
 }
 
+// credentials returns the credentials the virtual authenticator id holds.
+func credentials(ctx context.Context, t *testing.T, id webauthn.AuthenticatorID) []*webauthn.Credential {
+	t.Helper()
+	var out []*webauthn.Credential
+	err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		res, err := cdp.Call(ctx, tg, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: id})
+		if err != nil {
+			return err
+		}
+		out = res.Credentials
+		return nil
+	}))
+	if err != nil || len(out) == 0 {
+		t.Fatalf("WebAuthn.getCredentials: %d credentials, %v", len(out), err)
+	}
+	return out
+}
+
+// addCredentials puts creds into the virtual authenticator id.
+func addCredentials(ctx context.Context, t *testing.T, id webauthn.AuthenticatorID, creds []*webauthn.Credential) {
+	t.Helper()
+	err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		for _, c := range creds {
+			// Chromium's virtual authenticator refuses any CMTG field on
+			// add, even false, so the credential goes as a plain map.
+			cred := map[string]any{
+				"credentialId": c.CredentialID, "isResidentCredential": c.IsResidentCredential,
+				"rpId": c.RpID, "privateKey": c.PrivateKey, "userHandle": c.UserHandle,
+				"signCount": c.SignCount, "backupEligibility": c.BackupEligibility, "backupState": c.BackupState,
+			}
+			if err := tg.Call(ctx, webauthn.CommandAddCredential, map[string]any{"authenticatorId": id, "credential": cred}, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatalf("WebAuthn.addCredential: %v", err)
+	}
+}
+
 // TestPasskeyBrowser is the passkey flow in a real headless chromium with
 // a CDP virtual authenticator: sign in, step up with an email code, add a
 // passkey on {prefix}/factors/passkey, step up with it on a passkey-only
@@ -241,8 +282,11 @@ func TestPasskeyBrowser(t *testing.T) {
 	run("admin loaded", landed("/admin/users"))
 
 	// A second authenticator, never registered: refused, upstream not reached.
+	// Keep the registered credential (with its private key and sign count)
+	// to put back later: removing a passkey needs a passkey.
+	saved := credentials(steps, t, auth)
 	removeAuthenticator(steps, t, auth)
-	virtualAuthenticator(steps, t)
+	stranger := virtualAuthenticator(steps, t)
 	run("status page", chromedp.Navigate(base+"/.stepup/"), chromedp.WaitVisible(chromedp.CSS(`form[action$="/logout"] button`)))
 	// RunResponse waits for the page the logout form leads to.
 	if _, err := chromedp.RunResponse(steps, chromedp.Click(chromedp.CSS(`form[action$="/logout"] button`))); err != nil {
@@ -280,6 +324,21 @@ func TestPasskeyBrowser(t *testing.T) {
 	if body := text("main"); !strings.Contains(body, "Test laptop") {
 		t.Fatalf("factors page: %q; want the passkey listed", body)
 	}
+	// An email code does not remove a passkey (or a stolen session and
+	// mailbox could swap in their own): back to the challenge, still listed.
+	if _, err := chromedp.RunResponse(steps, chromedp.Click(chromedp.CSS(`form[action*="/factors/remove/"] button`))); err != nil {
+		t.Fatalf("remove with an email code: %v", err)
+	}
+	run("factors after refused removal", chromedp.Navigate(base+"/.stepup/factors"), chromedp.WaitVisible(chromedp.CSS("main")))
+	if body := text("main"); !strings.Contains(body, "Test laptop") {
+		t.Fatalf("after removal with an email code: %q; want the passkey kept", body)
+	}
+	// The registered authenticator back, a fresh passkey, then removal.
+	removeAuthenticator(steps, t, stranger)
+	addCredentials(steps, t, virtualAuthenticator(steps, t), saved)
+	run("passkey for removal", chromedp.Navigate(base+"/.stepup/passkey?rd=%2F.stepup%2Ffactors"), chromedp.WaitVisible(chromedp.CSS("#passkey-button")),
+		chromedp.Click(chromedp.CSS("#passkey-button")))
+	run("factors page after passkey", landed("/.stepup/factors"), chromedp.WaitVisible(chromedp.CSS(`form[action*="/factors/remove/"] button`)))
 	if _, err := chromedp.RunResponse(steps, chromedp.Click(chromedp.CSS(`form[action*="/factors/remove/"] button`))); err != nil {
 		t.Fatalf("remove: %v", err)
 	}
@@ -287,7 +346,12 @@ func TestPasskeyBrowser(t *testing.T) {
 	if body := text("main"); strings.Contains(body, "Test laptop") {
 		t.Fatalf("after removal: %q", body)
 	}
-	// Without a passkey the passkey-only rule says how to get one.
+	// Without a passkey (and with the second factor dropped) the
+	// passkey-only rule says how to get one.
+	run("status page before admin", chromedp.Navigate(base+"/.stepup/"), chromedp.WaitVisible(chromedp.CSS(`form[action$="/logout"] button`)))
+	if _, err := chromedp.RunResponse(steps, chromedp.Click(chromedp.CSS(`form[action$="/logout"] button`))); err != nil {
+		t.Fatalf("drop second factor: %v", err)
+	}
 	run("admin again", chromedp.Navigate(base+"/admin/users"), chromedp.WaitVisible(chromedp.CSS("main h1")))
 	if h1 := text("main h1"); h1 != "Add a passkey first" {
 		t.Fatalf("passkey-only rule without a passkey: h1 %q", h1)
