@@ -190,9 +190,29 @@ func headerHasPrefix(name, prefix string) bool {
 }
 
 // containsFold reports whether s contains sub (lower case) ignoring ASCII
-// case.
+// case, without allocating: it runs on every request with a query.
 func containsFold(s, sub string) bool {
-	return strings.Contains(strings.ToLower(s), sub)
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if asciiFoldPrefix(s[i:], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiFoldPrefix reports whether s starts with sub (lower case), ASCII
+// letters compared without case; unlike lower, '_' stays '_'.
+func asciiFoldPrefix(s, sub string) bool {
+	for j := 0; j < len(sub); j++ {
+		c := s[j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != sub[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // peerAddr parses r.RemoteAddr ("ip:port", or a bare IP from some test
