@@ -190,12 +190,14 @@ func (l *limitListener) refuse(c net.Conn) {
 	go func() {
 		defer l.refusing.Add(-1)
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(refuseTimeout))
-		// Read (up to 4 KiB) what the client sent first: closing a socket
-		// with unread data resets it, and the client could lose the 503.
+		// Read (up to 4 KiB, for at most 50 ms) what the client sent
+		// first: closing a socket with unread data resets it, and the
+		// client could lose the 503. Nothing is written before the read,
+		// so only the read needs a deadline here.
 		var buf [4096]byte
 		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		_, _ = c.Read(buf[:])
+		// The 503 and the drain share refuseTimeout.
 		_ = c.SetDeadline(time.Now().Add(refuseTimeout))
 		_, _ = io.WriteString(c, refusedResponse)
 		if tc, ok := c.(interface{ CloseWrite() error }); ok {
