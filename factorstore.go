@@ -43,8 +43,10 @@ func openFactors(cfg *Config) (factors.Store, *factors.Keyring, error) {
 	default:
 		err = fmt.Errorf("factors.driver: unknown driver %q", f.Driver)
 	}
+	// The stores' errors name themselves (factors.sqlite.path: ...,
+	// factors: postgres: ...), so they are returned as they are.
 	if err != nil {
-		return nil, nil, fmt.Errorf("factors.%s: %w", f.Driver, err)
+		return nil, nil, err
 	}
 	if err := factors.CheckKeys(ctx, store, keyring); err != nil {
 		store.Close()

@@ -108,7 +108,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		return wrap(err)
 	}
 	if v > len(ms) {
-		return factors.TooNew(v, len(ms))
+		return fmt.Errorf("factors: postgres: %w", factors.TooNew(v, len(ms)))
 	}
 	for _, m := range ms[v:] {
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {

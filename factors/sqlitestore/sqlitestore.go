@@ -55,7 +55,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("factors: sqlite: %w", err)
 	}
 	// One connection: SQLite has one writer anyway, and one connection
 	// makes every statement see the previous one's result without
@@ -102,7 +102,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("factors: sqlite: %w", err)
 	}
 	if v > len(ms) {
-		return factors.TooNew(v, len(ms))
+		return fmt.Errorf("factors: sqlite: %w", factors.TooNew(v, len(ms)))
 	}
 	for _, m := range ms[v:] {
 		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
@@ -112,7 +112,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("factors: sqlite: %w", err)
 		}
 	}
-	return tx.Commit()
+	return wrap(tx.Commit())
 }
 
 const columns = `id, user_id, type, name, created_at, last_used_at, confirmed, counter, public, secret`
