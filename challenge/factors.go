@@ -235,7 +235,8 @@ func factorErrorFor(o op, err error) *respond.HTTPError {
 			Msg: fmt.Sprintf("You can have at most %d second factors. Remove one first.", maxFactors), APIMsg: "too many factors"}
 	case errors.Is(err, errNotFresh):
 		return &respond.HTTPError{Status: http.StatusUnauthorized, Code: "insufficient_user_authentication", Title: "Confirm it's you",
-			Msg: "Changing your second factors needs a second factor from the last 5 minutes.", APIMsg: "a second factor no older than 5 minutes is required"}
+			Msg:    fmt.Sprintf("Changing your second factors needs a second factor from the last %d minutes.", freshMins()),
+			APIMsg: fmt.Sprintf("a second factor no older than %d minutes is required", freshMins())}
 	case errors.Is(err, ErrStoreUnavailable):
 		return &respond.HTTPError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Title: "Try again shortly",
 			Msg: "Your code could not be checked right now. Please try again in a moment.", APIMsg: "the code could not be checked; try again later",
@@ -243,6 +244,9 @@ func factorErrorFor(o op, err error) *respond.HTTPError {
 	}
 	return nil
 }
+
+// freshMins is FreshFactor in whole minutes, as the pages say it.
+func freshMins() int { return int(FreshFactor / time.Minute) }
 
 // errNotFresh means the request holds no second factor from the last
 // FreshFactor, which adding and removing factors need.

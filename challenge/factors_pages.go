@@ -57,7 +57,7 @@ func (s *Service) serveFactors(w http.ResponseWriter, r *http.Request) {
 		Fresh:     s.fresh(r, id),
 		Confirm:   s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(s.factorsURL()),
 		CanAdd:    s.methodEnabled("totp") && s.cfg.Factors != nil,
-		FreshMins: int(FreshFactor / time.Minute),
+		FreshMins: freshMins(),
 	}
 	if s.cfg.Passkeys != nil {
 		d.Passkeys = s.cfg.Prefix + "/factors/passkey"

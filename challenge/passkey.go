@@ -25,16 +25,12 @@ import (
 // maxFormBytes (16 KiB) bounds every body already.
 const maxPasskeyJSON = maxFormBytes
 
-// passkeyFresh is how old a second factor may be to add a passkey (SPEC
-// §11: every enrolment).
-const passkeyFresh = 5 * time.Minute
-
 var (
 	// errPasskeyNotEnabled: factors.enabled has no passkey (or no relying
 	// party is configured).
 	errPasskeyNotEnabled = errors.New("passkeys are not enabled")
 	// errPasskeyNotFresh: adding a passkey without a second factor from
-	// the last passkeyFresh.
+	// the last FreshFactor.
 	errPasskeyNotFresh = errors.New("second factor not fresh enough to add a passkey")
 )
 
@@ -225,7 +221,8 @@ func (s *Service) auditAttrs(ctx context.Context, lvl slog.Level, msg, event, ou
 }
 
 // freshFor reports whether r carries a second factor of id no older than
-// passkeyFresh that may add a passkey. The first passkey can be added
+// FreshFactor (the one freshness rule of every enrolment and removal, SPEC
+// §11) that may add a passkey or remove a factor. The first passkey can be added
 // after any method (an email code, usually); once the user has one, only
 // a passkey may add another, so that a stolen session plus the user's
 // mailbox cannot plant an attacker's passkey next to the user's (the
@@ -239,7 +236,7 @@ func (s *Service) freshFor(r *http.Request, id identity.Identity) bool {
 	if has {
 		methods = secondfactor.MethodPasskey
 	}
-	_, ok := s.cfg.Tokens.CheckMethods(r, id, passkeyFresh, methods)
+	_, ok := s.cfg.Tokens.CheckMethods(r, id, FreshFactor, methods)
 	return ok
 }
 
@@ -330,7 +327,8 @@ func passkeyErrorFor(err error) *respond.HTTPError {
 			Op: "passkey", Err: err}
 	case errors.Is(err, errPasskeyNotFresh):
 		return &respond.HTTPError{Status: http.StatusUnauthorized, Code: "insufficient_user_authentication", Title: "Confirm it's you",
-			Msg: "Adding a passkey needs a second factor from the last 5 minutes.", APIMsg: "a second factor no older than 5 minutes is required"}
+			Msg:    fmt.Sprintf("Adding a passkey needs a second factor from the last %d minutes.", freshMins()),
+			APIMsg: fmt.Sprintf("a second factor no older than %d minutes is required", freshMins())}
 	case errors.Is(err, errPasskeyStore):
 		return &respond.HTTPError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Title: "Try again shortly",
 			Msg: "Your passkey could not be checked right now. Please try again in a moment; nothing was changed.", APIMsg: "passkey data unavailable; try again later",

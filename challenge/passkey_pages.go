@@ -37,6 +37,7 @@ type passkeyAddData struct {
 	Done     string // where to go once added
 	// WithPasskey: the user has a passkey, so only a passkey confirms.
 	WithPasskey bool
+	FreshMins   int // FreshFactor in minutes
 }
 
 // pageTime formats a time for people (UTC).
@@ -131,9 +132,10 @@ func (s *Service) serveAddPasskey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := passkeyAddData{
-		Fresh:   s.freshFor(r, id),
-		Confirm: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(s.cfg.Prefix+"/factors/passkey"),
-		Done:    s.cfg.Prefix + "/factors/passkey",
+		Fresh:     s.freshFor(r, id),
+		Confirm:   s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(s.cfg.Prefix+"/factors/passkey"),
+		Done:      s.cfg.Prefix + "/factors/passkey",
+		FreshMins: freshMins(),
 	}
 	for _, c := range list {
 		if c.Factor.Confirmed && !c.Cloned {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -38,6 +39,13 @@ type pkEnv struct {
 
 func newPasskeyEnv(t *testing.T) *pkEnv {
 	t.Helper()
+	return newPasskeyEnvAt(t, nil)
+}
+
+// newPasskeyEnvAt is newPasskeyEnv with the service and its tokens on the
+// clock now (nil: the real one).
+func newPasskeyEnvAt(t *testing.T, now func() time.Time) *pkEnv {
+	t.Helper()
 	st, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "factors.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +63,7 @@ func newPasskeyEnv(t *testing.T) *pkEnv {
 	}
 	e := &pkEnv{rp: rp, store: st, mail: make(hMailbox, 16), logs: &bytes.Buffer{}, reg: prometheus.NewRegistry()}
 	cfg := hConfig()
+	cfg.Now = now
 	cfg.Store = states
 	cfg.Sender = e.mail
 	cfg.Passkeys = rp
