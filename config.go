@@ -157,7 +157,8 @@ type JWTConfig struct {
 	// each). Default 10000.
 	CacheSize int `mapstructure:"cache_size"`
 	// InvalidCacheSize bounds the cache of tokens refused for good (bad
-	// signature, malformed, expired; about 70 bytes each). Default 10000.
+	// signature, malformed, expired; least recently used out first, about
+	// 200 bytes each). Default 10000.
 	InvalidCacheSize int `mapstructure:"invalid_cache_size"`
 }
 

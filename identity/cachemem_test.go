@@ -22,7 +22,7 @@ func heapGrowth(n int, fill func(i int)) float64 {
 
 // TestCacheEntryBytes checks the memory bounds README states for the two
 // access-token caches (identity.jwt.cache_size, invalid_cache_size): at
-// most ~400 and ~100 bytes per entry, whatever the token's length.
+// most ~400 and ~200 bytes per entry, whatever the token's length.
 func TestCacheEntryBytes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures the heap")
@@ -41,8 +41,8 @@ func TestCacheEntryBytes(t *testing.T) {
 	inv := newInvalidCache(n)
 	per = heapGrowth(n, func(i int) { inv.add(tokenSum(strconv.Itoa(i))) })
 	t.Logf("invalid-token cache: %.0f bytes per entry", per)
-	if per > 150 {
-		t.Errorf("invalid-token cache: %.0f bytes per entry; README says ~100", per)
+	if per > 250 {
+		t.Errorf("invalid-token cache: %.0f bytes per entry; README says ~200", per)
 	}
 	runtime.KeepAlive(c)
 	runtime.KeepAlive(inv)

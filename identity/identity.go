@@ -69,8 +69,8 @@ type JWTConfig struct {
 	// entry. 0 means 10,000.
 	CacheSize int
 	// InvalidCacheSize bounds the cache of tokens refused for good
-	// (identity.jwt.invalid_cache_size, invalid.go), about 70 bytes per
-	// entry. 0 means 10,000.
+	// (identity.jwt.invalid_cache_size, invalid.go), least recently used
+	// out first, about 200 bytes per entry. 0 means 10,000.
 	InvalidCacheSize int
 }
 

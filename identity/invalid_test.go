@@ -2,7 +2,7 @@ package identity
 
 import (
 	"errors"
-
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,12 +72,19 @@ func TestInvalidCache(t *testing.T) {
 		t.Fatalf("token after its nbf: got %v, %v; want accepted", id, err)
 	}
 
-	// Bounded: a flood of distinct forgeries keeps at most the bound.
+	// Bounded: a flood of distinct forgeries keeps at most the bound, and
+	// least recently used out first: the forgery replayed all along stays.
 	for i := range 200 {
 		_, _ = a.Authenticate(request(nil, forge(good, i+2)))
+		if _, err := a.Authenticate(request([]string{"access_token=" + bad}, "")); !strings.Contains(fmt.Sprint(err), "refused before") {
+			t.Fatalf("replayed forgery during the flood (%d): got %v; want refused from the cache", i, err)
+		}
 	}
-	if n := a.jwt.invalid.len(); n > 50 {
-		t.Errorf("invalid cache holds %d after 200 forgeries; want at most 50", n)
+	if n := a.jwt.invalid.len(); n != 50 {
+		t.Errorf("invalid cache holds %d after 200 forgeries; want the bound, 50", n)
+	}
+	if a.jwt.invalid.has(tokenSum(forge(good, 2))) {
+		t.Error("the oldest one-shot forgery is still cached; want it evicted first")
 	}
 	if _, err := New(Config{Source: "jwt", JWT: JWTConfig{Algorithms: []string{"HS256"}, HMACSecret: testSecret, InvalidCacheSize: -1}}); err == nil {
 		t.Error("negative invalid_cache_size accepted")
