@@ -11,10 +11,14 @@ import (
 	"github.com/stepgate/stepgate/respond"
 )
 
-// readPasskeyJSON reads a passkey call's body: Content-Type
-// application/json (the API's CSRF defence, see decodeJSON), at most
-// maxPasskeyJSON bytes, one JSON value. The WebAuthn library parses it
-// strictly itself. It answers and returns false on failure.
+// readPasskeyJSON reads a passkey answer's body (the two finish calls):
+// Content-Type application/json (the API's CSRF defence, see decodeJSON),
+// at most maxPasskeyJSON bytes, one JSON value and nothing after it. The
+// WebAuthn library parses the PublicKeyCredential itself; it is not
+// decoded with unknown fields refused because browsers add members to it
+// (authenticatorAttachment, clientExtensionResults, ...) that the library
+// ignores. Bodies stepgate decodes itself go through decodeJSON. It
+// answers and returns false on failure.
 func readPasskeyJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -37,14 +41,14 @@ func readPasskeyJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-// apiPasskeyBegin is POST /api/passkey/begin (body {} or empty JSON
-// object): the options for navigator.credentials.get.
+// apiPasskeyBegin is POST /api/passkey/begin (body {}, strictly, like
+// every body of the API): the options for navigator.credentials.get.
 func (s *Service) apiPasskeyBegin(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.identify(w, r, true)
 	if !ok {
 		return
 	}
-	if _, ok := readPasskeyJSON(w, r); !ok {
+	if !decodeJSON(w, r, &struct{}{}) {
 		return
 	}
 	opts, err := s.BeginPasskey(r.Context(), id)
@@ -103,13 +107,8 @@ func (s *Service) apiPasskeyRegisterBegin(w http.ResponseWriter, r *http.Request
 	if !ok {
 		return
 	}
-	body, ok := readPasskeyJSON(w, r)
-	if !ok {
-		return
-	}
 	var req passkeyBeginRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		apiError(w, http.StatusBadRequest, "invalid_request", `send {"name": "..."}`)
+	if !decodeJSON(w, r, &req) {
 		return
 	}
 	if !s.freshFor(r, id) {
