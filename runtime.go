@@ -19,8 +19,9 @@ type RuntimeConfig struct {
 	GCPercent int `mapstructure:"gc_percent"`
 	// MemoryLimit is GOMEMLIMIT, a soft limit on the Go runtime's memory:
 	// "auto" (default) is 90% of the container's cgroup memory limit when
-	// there is one, else defaultMemoryLimit; "off" is no limit; or a size
-	// in bytes with an optional KiB, MiB or GiB suffix ("400MiB").
+	// there is one, else defaultMemoryLimit plus what caches sized over
+	// their defaults hold (Config.cacheExcess); "off" is no limit; or a
+	// size in bytes with an optional KiB, MiB or GiB suffix ("400MiB").
 	MemoryLimit string `mapstructure:"memory_limit"`
 }
 
@@ -42,19 +43,20 @@ const defaultMemoryLimit = 64 << 20
 var cgroupMemoryMax = "/sys/fs/cgroup/memory.max"
 
 // memoryLimit returns the limit in bytes that r.MemoryLimit stands for, 0
-// for none.
-func (r RuntimeConfig) memoryLimit() (int64, error) {
+// for none. extra is what "auto" adds to defaultMemoryLimit outside a
+// container with a limit (Config.cacheExcess).
+func (r RuntimeConfig) memoryLimit(extra int64) (int64, error) {
 	switch v := strings.TrimSpace(r.MemoryLimit); v {
 	case "off", "0":
 		return 0, nil
 	case "auto", "":
 		b, err := os.ReadFile(cgroupMemoryMax)
 		if err != nil {
-			return defaultMemoryLimit, nil // not in a cgroup v2 container
+			return defaultMemoryLimit + extra, nil // not in a cgroup v2 container
 		}
 		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 		if err != nil || n <= 0 {
-			return defaultMemoryLimit, nil // "max": the container has no limit
+			return defaultMemoryLimit + extra, nil // "max": the container has no limit
 		}
 		return n / 10 * 9, nil
 	default:
@@ -85,7 +87,7 @@ func (c *Config) validateRuntime(ps *problems) {
 	if c.Runtime.GCPercent < -1 || c.Runtime.GCPercent == 0 {
 		ps.add("runtime.gc_percent", "must be -1 (off, with a memory_limit) or at least 1")
 	}
-	limit, err := c.Runtime.memoryLimit()
+	limit, err := c.Runtime.memoryLimit(c.cacheExcess())
 	if err != nil {
 		ps.add("runtime.memory_limit", "%q: %v", c.Runtime.MemoryLimit, err)
 	} else if limit > 0 && limit < 32<<20 {
@@ -99,11 +101,58 @@ func (c *Config) validateRuntime(ps *problems) {
 // applyRuntime sets the collector's knobs from cfg (validated).
 func applyRuntime(cfg *Config) {
 	debug.SetGCPercent(cfg.Runtime.GCPercent)
-	limit, _ := cfg.Runtime.memoryLimit()
+	limit, _ := cfg.Runtime.memoryLimit(cfg.cacheExcess())
 	if limit == 0 {
 		limit = -1 >> 1 // math.MaxInt64: no limit
 	}
 	debug.SetMemoryLimit(limit)
+}
+
+// Per-entry memory of each cache, as README's cache table states them:
+// the upper bounds TestCacheEntryBytes (identity, secondfactor) and
+// TestRevCacheEntryBytes (redisstore) assert on the measured heap.
+const (
+	tokenCacheEntryBytes      = 500 // identity.jwt.cache_size, ~400 measured
+	invalidCacheEntryBytes    = 150 // identity.jwt.invalid_cache_size
+	secondFactorEntryBytes    = 800 // second_factor.cache_size, ~650 measured
+	revocationCacheEntryBytes = 200 // store.redis.revocation_cache_size, ~160 measured
+)
+
+// cacheExcess is the memory the caches may hold beyond what their default
+// sizes hold, which defaultMemoryLimit already allows for: an operator who
+// sizes the caches to the active users gets a soft limit that grows with
+// them, instead of a collector that runs all the time to keep full caches
+// under 64 MiB (BENCHMARKS.md, sg-jwks with caches of 65,536). A cache
+// sized below its default gives nothing back: the default limit stays the
+// floor.
+func (c *Config) cacheExcess() int64 {
+	over := func(key string, size int, perEntry int64) int64 {
+		d, _ := configDefaults[key].(int)
+		if size <= d {
+			return 0
+		}
+		return int64(size-d) * perEntry
+	}
+	n := over("identity.jwt.cache_size", c.Identity.JWT.CacheSize, tokenCacheEntryBytes) +
+		over("identity.jwt.invalid_cache_size", c.Identity.JWT.InvalidCacheSize, invalidCacheEntryBytes) +
+		over("second_factor.cache_size", c.SecondFactor.CacheSize, secondFactorEntryBytes)
+	if c.Store.Driver == "redis" {
+		n += over("store.redis.revocation_cache_size", c.Store.Redis.RevocationCacheSize, revocationCacheEntryBytes)
+	}
+	return n
+}
+
+// memoryLimitText shows a limit the runtime reports (debug.SetMemoryLimit)
+// for the start log line: what "auto" came to.
+func memoryLimitText(n int64) string {
+	switch {
+	case n <= 0 || n == -1>>1:
+		return "off"
+	case n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	default:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + "MiB"
+	}
 }
 
 // validateCaches checks the cache bounds: each at least 1, so that a 0

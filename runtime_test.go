@@ -52,9 +52,55 @@ func TestRuntimeConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got, err := RuntimeConfig{MemoryLimit: l.value}.memoryLimit()
+		got, err := RuntimeConfig{MemoryLimit: l.value}.memoryLimit(0)
 		if err != nil || got != l.want {
 			t.Errorf("memory_limit %q with cgroup %q: got %d, %v; want %d", l.value, l.cgroup, got, err, l.want)
+		}
+	}
+	os.Remove(cgroupMemoryMax)
+
+	// auto grows with caches sized over their defaults, outside a
+	// container with a limit only; explicit sizes and a cgroup are kept.
+	big := *cfg
+	big.Identity.JWT.CacheSize = 65536
+	big.SecondFactor.CacheSize = 65536
+	big.Store.Redis.RevocationCacheSize = 1 << 20 // the memory store has none
+	wantExtra := int64(65536-10000) * (tokenCacheEntryBytes + secondFactorEntryBytes)
+	if got := big.cacheExcess(); got != wantExtra {
+		t.Errorf("cacheExcess with both token caches at 65536: %d; want %d", got, wantExtra)
+	}
+	if got := cfg.cacheExcess(); got != 0 {
+		t.Errorf("cacheExcess at the defaults: %d; want 0", got)
+	}
+	small := *cfg
+	small.SecondFactor.CacheSize = 10
+	if got := small.cacheExcess(); got != 0 {
+		t.Errorf("cacheExcess with a cache under its default: %d; want 0", got)
+	}
+	redis := big
+	redis.Store.Driver = "redis"
+	if got := redis.cacheExcess(); got != wantExtra+int64(1<<20-10000)*revocationCacheEntryBytes {
+		t.Errorf("cacheExcess with the redis store: %d; want the revocation cache counted", got)
+	}
+	for _, l := range []struct {
+		value, cgroup string
+		want          int64
+	}{
+		{"auto", "", defaultMemoryLimit + wantExtra},
+		{"auto", "max\n", defaultMemoryLimit + wantExtra},
+		{"auto", "536870912\n", 536870912 / 10 * 9},
+		{"300MiB", "", 300 << 20},
+	} {
+		os.Remove(cgroupMemoryMax)
+		if l.cgroup != "" {
+			if err := os.WriteFile(cgroupMemoryMax, []byte(l.cgroup), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		big.Runtime.MemoryLimit = l.value
+		got, err := big.Runtime.memoryLimit(big.cacheExcess())
+		if err != nil || got != l.want {
+			t.Errorf("memory_limit %q, cgroup %q, caches of 65536: got %d, %v; want %d", l.value, l.cgroup, got, err, l.want)
 		}
 	}
 	os.Remove(cgroupMemoryMax)
@@ -76,6 +122,12 @@ func TestRuntimeConfig(t *testing.T) {
 	}
 	if _, err := loadConfig(writeConfig(t, sfCache0+baseRules), noEnv); err == nil || !strings.Contains(err.Error(), "second_factor.cache_size") {
 		t.Errorf("second_factor.cache_size 0: got %v; want a problem", err)
+	}
+
+	for n, want := range map[int64]string{-1 >> 1: "off", 64 << 20: "64MiB", 483183819: "460.8MiB"} {
+		if got := memoryLimitText(n); got != want {
+			t.Errorf("memoryLimitText(%d) = %q; want %q", n, got, want)
+		}
 	}
 
 	// applyRuntime sets the collector; restore the test binary's after.

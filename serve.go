@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -237,6 +238,7 @@ func serveWith(ctx context.Context, o serveOptions) error {
 		"store", cfg.Store.Driver,
 		"mail", cfg.Mail.Driver,
 		"upstream", cfg.Upstream.URL,
+		"memory_limit", memoryLimitText(debug.SetMemoryLimit(-1)),
 		"config", o.path,
 	)
 
