@@ -48,12 +48,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("factors.sqlite.path: %w", err)
 	}
 	f.Close()
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(5000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	dsn, err := fileDSN(path)
+	if err != nil {
+		return nil, fmt.Errorf("factors.sqlite.path: %w", err)
+	}
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("factors: sqlite: %w", err)
 	}
@@ -67,6 +66,28 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// fileDSN is the driver's name for the database at path: a SQLite URI
+// (https://www.sqlite.org/uri.html) of the absolute path, percent-escaped,
+// with the driver's parameters after the '?'. modernc.org/sqlite takes its
+// parameters from the first '?' of the name and passes a "file:" name to
+// SQLite whole, which ends the path at '?' or '#' and decodes %HH; so a
+// path holding '?', '#' or '%' must be escaped, or it would open another
+// file and drop or inject parameters. Making it absolute also keeps a
+// path starting with "//" from being read as an authority.
+func fileDSN(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	u := url.URL{Path: filepath.ToSlash(abs)}
+	return "file:" + u.EscapedPath() + "?" + q.Encode(), nil
 }
 
 // SchemaVersion returns the highest migration version this binary knows.
