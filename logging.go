@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stepgate/stepgate/respond"
 )
 
 // parseLevel reads log.level.
@@ -73,14 +74,14 @@ func observe(next http.Handler, live *liveGate, responses *prometheus.CounterVec
 			return
 		}
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
-			slog.String("request_id", w.Header().Get("X-Request-Id")),
+			slog.String("request_id", respond.LogText(w.Header().Get("X-Request-Id"), respond.MaxLoggedRequestID)),
 			slog.String("method", r.Method),
 			slog.String("path", accessPath(r)),
 			slog.Int("status", status),
 			slog.Int64("bytes", sw.bytes),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.String("client", clientHost(r.RemoteAddr)),
-			slog.String("user_agent", r.UserAgent()),
+			slog.String("user_agent", respond.LogText(r.UserAgent(), respond.MaxLoggedUserAgent)),
 		)
 	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stepgate/stepgate/respond"
 )
 
 // nopWriter is an http.ResponseWriter that allocates nothing, so that
@@ -172,6 +174,31 @@ func TestObserveAccessLog(t *testing.T) {
 	}
 	if strings.Contains(line, "123456") {
 		t.Errorf("access line: got %s; want no query string", line)
+	}
+}
+
+// TestAccessLogCapsUserAgent: a client's 64 KiB User-Agent and a request
+// id are logged capped and without control characters (respond.LogText).
+func TestAccessLogCapsUserAgent(t *testing.T) {
+	var buf strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	h := observe(statusHandler(http.StatusOK), liveWithAccess(true), newResponses(), logger)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("User-Agent", strings.Repeat("Mozilla\n\x1b", 64<<10/9))
+	w := &nopWriter{h: http.Header{"X-Request-Id": {strings.Repeat("id\r\n", 100)}}}
+	h.ServeHTTP(w, r)
+	var rec struct {
+		UA  string `json:"user_agent"`
+		RID string `json:"request_id"`
+	}
+	if err := json.Unmarshal([]byte(buf.String()), &rec); err != nil {
+		t.Fatalf("access line %.200q: %v", buf.String(), err)
+	}
+	if !strings.HasPrefix(rec.UA, "MozillaMozilla") || len(rec.UA) > respond.MaxLoggedUserAgent+len("…") || strings.ContainsAny(rec.UA, "\n\x1b") {
+		t.Errorf("user_agent logged as %d bytes %.60q; want at most %d, no control characters", len(rec.UA), rec.UA, respond.MaxLoggedUserAgent+len("…"))
+	}
+	if len(rec.RID) > respond.MaxLoggedRequestID+len("…") || strings.ContainsAny(rec.RID, "\r\n") {
+		t.Errorf("request_id logged as %.60q; want capped, no control characters", rec.RID)
 	}
 }
 

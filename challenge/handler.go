@@ -294,15 +294,18 @@ func (s *Service) loginURL(r *http.Request) string {
 // meta is the audit context of r. The request id is the one the proxy set
 // on the request it handed over (X-Request-Id, proxy.Gate.serveInternal);
 // the client is the peer's address without its port, as the proxy logs it.
-// Rule stays empty: pages under the prefix are not decided by a rule.
+// Rule stays empty: pages under the prefix are not decided by a rule. The
+// user agent is the client's, and Handler does not rely on being mounted
+// behind the gate for the request id, so both are capped and stripped of
+// control characters (respond.LogText), as every logged client value is.
 func meta(r *http.Request) Meta {
 	client := r.RemoteAddr
 	if h, _, err := net.SplitHostPort(client); err == nil {
 		client = h
 	}
 	return Meta{
-		RequestID: r.Header.Get("X-Request-Id"),
+		RequestID: respond.LogText(r.Header.Get("X-Request-Id"), respond.MaxLoggedRequestID),
 		Client:    client,
-		UserAgent: r.UserAgent(),
+		UserAgent: respond.LogText(r.UserAgent(), respond.MaxLoggedUserAgent),
 	}
 }

@@ -39,7 +39,9 @@ func (g *Gate) deny(w http.ResponseWriter, r *http.Request, st *state) {
 // audit writes one audit record (SPEC §10): the event, the request id, the
 // user (empty when unknown), the rule, the client address, the user agent
 // and the outcome, plus extra. The query string, cookies and tokens are
-// never logged: they may carry secrets.
+// never logged: they may carry secrets. The user agent is the client's, so
+// it is capped and stripped of control characters (respond.LogText); the
+// request id is the gate's own or a trusted proxy's, validated.
 func (g *Gate) audit(r *http.Request, st *state, msg, event, outcome, rule string, extra ...slog.Attr) {
 	attrs := append([]slog.Attr{
 		slog.String("event", event),
@@ -47,7 +49,7 @@ func (g *Gate) audit(r *http.Request, st *state, msg, event, outcome, rule strin
 		slog.String("user", st.id.Subject),
 		slog.String("rule", rule),
 		slog.String("client", peerAddr(r.RemoteAddr).String()),
-		slog.String("user_agent", r.UserAgent()),
+		slog.String("user_agent", respond.LogText(r.UserAgent(), respond.MaxLoggedUserAgent)),
 		slog.String("outcome", outcome),
 	}, extra...)
 	if st.via != "" {
