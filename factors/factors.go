@@ -72,8 +72,9 @@ func NewID() (string, error) {
 
 // Store keeps enrolled factors durably. Every method is safe for concurrent
 // use, also by several processes sharing one database (PostgreSQL), and the
-// methods that decide security (Advance, Confirm, ReplaceSecret) are single
-// conditional statements, so no interleaving accepts a time step twice.
+// methods that decide security (Advance, Confirm, ReplacePublic,
+// ReplaceSecret) are single conditional statements, so no interleaving
+// accepts a time step twice or loses a concurrent write.
 //
 // Methods address a factor by user and id together: a factor id of another
 // user is ErrNotFound. An error other than ErrNotFound means the database
@@ -110,9 +111,13 @@ type Store interface {
 	// has a counter (so a zero count is a regression), is gone or pending.
 	Touch(ctx context.Context, user, id string, now time.Time) (bool, error)
 
-	// SetPublic replaces the factor's Public data (a passkey's backup
-	// state, or its possibly-cloned mark). A missing factor is ErrNotFound.
-	SetPublic(ctx context.Context, user, id string, public []byte) error
+	// ReplacePublic sets the factor's Public data to next if it is still
+	// prev (compare and swap: a passkey's backup state, or its
+	// possibly-cloned mark). It reports whether it did; false means the
+	// data changed meanwhile (read it again) or the factor is gone. There
+	// is no unconditional write of Public, so a writer that read the
+	// factor before a concurrent change (a Cloned mark) cannot undo it.
+	ReplacePublic(ctx context.Context, user, id string, prev, next []byte) (bool, error)
 
 	// ReplaceSecret sets the factor's sealed secret to next if it is still
 	// prev (compare and swap, for rekey). It reports whether it did.

@@ -3,6 +3,7 @@ package passkey
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -114,7 +115,14 @@ func (rp *RP) FinishLogin(ctx context.Context, u User, body []byte) (Credential,
 	if !ok {
 		c.Cloned = true
 		c.ClonedAt = now
-		if err := rp.store.SetPublic(ctx, u.Subject, c.Factor.ID, c.public()); err != nil && !errors.Is(err, factors.ErrNotFound) {
+		err := rp.updatePublic(ctx, u.Subject, c.Factor.ID, func(p *public) bool {
+			if p.Cloned {
+				return false // marked already (by a concurrent use): keep the first time
+			}
+			p.Cloned, p.ClonedAt = true, now.Unix()
+			return true
+		})
+		if err != nil && !errors.Is(err, factors.ErrNotFound) {
 			return c, fmt.Errorf("passkey: mark cloned: %w (%w)", err, ErrCloned)
 		}
 		return c, fmt.Errorf("%w (counter %d, stored %d)", ErrCloned, got, c.Factor.Counter)
@@ -126,7 +134,51 @@ func (rp *RP) FinishLogin(ctx context.Context, u User, body []byte) (Credential,
 		// so the factors page shows it. Failing to is not a reason to
 		// refuse a verified assertion.
 		c.BackupState = bs
-		_ = rp.store.SetPublic(ctx, u.Subject, c.Factor.ID, c.public())
+		_ = rp.updatePublic(ctx, u.Subject, c.Factor.ID, func(p *public) bool {
+			if p.BackupState == bs {
+				return false
+			}
+			p.BackupState = bs
+			return true
+		})
 	}
 	return c, nil
+}
+
+// publicRetries bounds updatePublic's compare and swap: only other writes
+// of the same credential's public data make it lose, and those are rare
+// (a backup state change, a clone mark).
+const publicRetries = 5
+
+// updatePublic applies change to the credential's public data as stored
+// now and writes the result with a compare and swap (Store.ReplacePublic),
+// reading again when it lost a race. A write is thus always derived from
+// the data it replaces: a login that read the credential before a
+// concurrent one marked it possibly cloned cannot write back a copy
+// without the mark (which would make a cloned authenticator usable
+// again). change reports whether there is anything to write; it never
+// clears Cloned. A removed credential is factors.ErrNotFound.
+func (rp *RP) updatePublic(ctx context.Context, subject, id string, change func(*public) bool) error {
+	for range publicRetries {
+		f, err := rp.store.Get(ctx, subject, id)
+		if err != nil {
+			return err
+		}
+		var p public
+		if err := json.Unmarshal(f.Public, &p); err != nil {
+			return fmt.Errorf("passkey %s: public data: %w", id, err)
+		}
+		if !change(&p) {
+			return nil
+		}
+		next, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		ok, err := rp.store.ReplacePublic(ctx, subject, id, f.Public, next)
+		if err != nil || ok {
+			return err
+		}
+	}
+	return fmt.Errorf("passkey %s: public data changed concurrently %d times", id, publicRetries)
 }

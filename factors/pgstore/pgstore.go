@@ -230,13 +230,14 @@ func (s *Store) Touch(ctx context.Context, user, id string, now time.Time) (bool
 		micros(now), user, id)
 }
 
-// SetPublic implements factors.Store.
-func (s *Store) SetPublic(ctx context.Context, user, id string, public []byte) error {
-	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET public = $1 WHERE user_id = $2 AND id = $3`, public, user, id)
-	if err == nil && !ok {
-		return factors.ErrNotFound
+// ReplacePublic implements factors.Store: one conditional UPDATE, which
+// PostgreSQL serialises on the row (the second of two racing writers
+// re-checks public after the first commits and matches nothing).
+func (s *Store) ReplacePublic(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
+	if prev == nil {
+		prev = []byte{} // Create stores a nil Public as empty
 	}
-	return err
+	return s.exec(ctx, `UPDATE stepgate_factors SET public = $1 WHERE user_id = $2 AND id = $3 AND public = $4`, next, user, id, prev)
 }
 
 // ReplaceSecret implements factors.Store.

@@ -255,13 +255,12 @@ func (s *Store) Touch(ctx context.Context, user, id string, now time.Time) (bool
 		micros(now), user, id)
 }
 
-// SetPublic implements factors.Store.
-func (s *Store) SetPublic(ctx context.Context, user, id string, public []byte) error {
-	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET public = ? WHERE user_id = ? AND id = ?`, public, user, id)
-	if err == nil && !ok {
-		return factors.ErrNotFound
+// ReplacePublic implements factors.Store: one conditional UPDATE.
+func (s *Store) ReplacePublic(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
+	if prev == nil {
+		prev = []byte{} // Create stores a nil Public as empty
 	}
-	return err
+	return s.exec(ctx, `UPDATE stepgate_factors SET public = ? WHERE user_id = ? AND id = ? AND public = ?`, next, user, id, prev)
 }
 
 // ReplaceSecret implements factors.Store.

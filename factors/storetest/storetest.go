@@ -1,8 +1,8 @@
 // Package storetest is the behaviour suite every factors.Store must pass
 // (SQLite and PostgreSQL alike): round trips of every field, per-user
 // isolation, pending factors, the atomic counter that refuses a TOTP time
-// step twice (also under concurrency), compare-and-swap of secrets, delete
-// and counts.
+// step twice (also under concurrency), compare-and-swap of public data and
+// secrets, delete and counts.
 //
 //	func TestStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) factors.Store { ... })
@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,7 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) factors.Store) {
 	t.Run("Advance", func(t *testing.T) { testAdvance(t, newStore(t)) })
 	t.Run("AdvanceConcurrent", func(t *testing.T) { testAdvanceConcurrent(t, newStore) })
 	t.Run("Touch", func(t *testing.T) { testTouch(t, newStore(t)) })
-	t.Run("SetPublic", func(t *testing.T) { testSetPublic(t, newStore(t)) })
+	t.Run("ReplacePublic", func(t *testing.T) { testReplacePublic(t, newStore) })
 	t.Run("ReplaceSecret", func(t *testing.T) { testReplaceSecret(t, newStore(t)) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("Counts", func(t *testing.T) { testCounts(t, newStore(t)) })
@@ -311,22 +312,72 @@ func testTouch(t *testing.T, s factors.Store) {
 	}
 }
 
-func testSetPublic(t *testing.T, s factors.Store) {
+// testReplacePublic: Public is only ever replaced by a compare and swap,
+// so a writer holding a stale copy (one read before a passkey was marked
+// possibly cloned) cannot write it back; of concurrent writers from the
+// same copy exactly one wins.
+func testReplacePublic(t *testing.T, newStore func(t *testing.T) factors.Store) {
 	ctx := t.Context()
+	stores := []factors.Store{newStore(t), newStore(t)}
+	s := stores[0]
 	user := unique(t)
 	f := create(t, s, newFactor(t, user, factors.TypePasskey, clock(), true))
-	if err := s.SetPublic(ctx, user, f.ID, []byte(`{"cloned":true}`)); err != nil {
-		t.Fatalf("SetPublic: %v", err)
+	marked := []byte(`{"cloned":true}`)
+	if ok, err := s.ReplacePublic(ctx, user, f.ID, f.Public, marked); err != nil || !ok {
+		t.Fatalf("ReplacePublic from the stored data = %v, %v; want true, nil", ok, err)
 	}
 	got, err := s.Get(ctx, user, f.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(got.Public) != `{"cloned":true}` || string(got.Secret) != string(f.Secret) {
-		t.Fatalf("after SetPublic: public %q secret %q; want the new public and the old secret", got.Public, got.Secret)
+	if string(got.Public) != string(marked) || string(got.Secret) != string(f.Secret) || got.Counter != f.Counter {
+		t.Fatalf("after ReplacePublic: public %q secret %q; want the new public and the rest unchanged", got.Public, got.Secret)
 	}
-	if err := s.SetPublic(ctx, "other "+user, f.ID, []byte(`{}`)); !errors.Is(err, factors.ErrNotFound) {
-		t.Fatalf("SetPublic of another user's factor: %v; want ErrNotFound", err)
+	// The stale copy: refused, and the mark stays.
+	if ok, err := s.ReplacePublic(ctx, user, f.ID, f.Public, []byte(`{"backup_state":true}`)); err != nil || ok {
+		t.Fatalf("ReplacePublic from a stale copy = %v, %v; want false, nil", ok, err)
+	}
+	if got, _ := s.Get(ctx, user, f.ID); string(got.Public) != string(marked) {
+		t.Fatalf("after a stale ReplacePublic: public %q; want %q kept", got.Public, marked)
+	}
+	if ok, err := s.ReplacePublic(ctx, "other "+user, f.ID, marked, []byte(`{}`)); err != nil || ok {
+		t.Fatalf("ReplacePublic of another user's factor = %v, %v; want false, nil", ok, err)
+	}
+	if ok, err := s.ReplacePublic(ctx, user, "missing", marked, []byte(`{}`)); err != nil || ok {
+		t.Fatalf("ReplacePublic of a missing factor = %v, %v; want false, nil", ok, err)
+	}
+	// A factor created with no public data is replaced from nil too.
+	empty := newFactor(t, user, factors.TypePasskey, clock(), true)
+	empty.Public = nil
+	create(t, s, empty)
+	if ok, err := s.ReplacePublic(ctx, user, empty.ID, nil, marked); err != nil || !ok {
+		t.Fatalf("ReplacePublic from nil = %v, %v; want true, nil", ok, err)
+	}
+
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := []byte(fmt.Sprintf(`{"writer":%d}`, i))
+			ok, err := stores[i%2].ReplacePublic(context.Background(), user, f.ID, marked, next)
+			if err != nil {
+				errs <- err
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("ReplacePublic: %v", err)
+	}
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d concurrent ReplacePublic calls from one copy won; want exactly 1", n)
 	}
 }
 
