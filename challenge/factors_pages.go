@@ -21,14 +21,23 @@ type factorRow struct {
 type factorsData struct {
 	formData
 	Factors []factorRow
-	// Fresh: the request holds a second factor from the last 5 minutes,
-	// so add and remove are offered; else a link to confirm first.
-	Fresh     bool
-	Confirm   string // the challenge link that comes back here
-	CanAdd    bool   // totp is enabled
-	Passkeys  string // the passkeys page, when passkeys are enabled
-	Notice    string
-	FreshMins int
+	// Fresh: the request holds a second factor from the last FreshFactor,
+	// so adding an authenticator app is offered; else a link to confirm
+	// first.
+	Fresh bool
+	// CanRemove: the request may remove factors (freshFor: once the user
+	// has a passkey, only a fresh passkey may), so Remove buttons are
+	// shown. A button that could only lead back to a step-up is not.
+	CanRemove bool
+	// WithPasskey: the user has a passkey, so removing needs one;
+	// RemoveConfirm is then the passkey step-up that comes back here.
+	WithPasskey   bool
+	RemoveConfirm string
+	Confirm       string // the challenge link that comes back here
+	CanAdd        bool   // totp is enabled
+	Passkeys      string // the passkeys page, when passkeys are enabled
+	Notice        string
+	FreshMins     int
 }
 
 // totpSetupData is the setup page's Data.
@@ -55,9 +64,14 @@ func (s *Service) serveFactors(w http.ResponseWriter, r *http.Request) {
 	d := factorsData{
 		formData:  s.form(id, s.factorsURL()),
 		Fresh:     s.fresh(r, id),
+		CanRemove: s.freshFor(r, id),
 		Confirm:   s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(s.factorsURL()),
 		CanAdd:    s.methodEnabled("totp") && s.cfg.Factors != nil,
 		FreshMins: freshMins(),
+	}
+	if has, err := s.HasPasskey(r.Context(), id); err == nil && has {
+		d.WithPasskey = true
+		d.RemoveConfirm = s.removeConfirmURL()
 	}
 	if s.cfg.Passkeys != nil {
 		d.Passkeys = s.cfg.Prefix + "/factors/passkey"
@@ -76,6 +90,12 @@ func (s *Service) serveFactors(w http.ResponseWriter, r *http.Request) {
 		d.Factors = append(d.Factors, row)
 	}
 	s.h.pages.Render(w, http.StatusOK, "factors", respond.PageData{Title: "Your second factors", Data: d})
+}
+
+// removeConfirmURL is the passkey step-up that returns to the factors
+// page: what a user with a passkey needs before removing a factor.
+func (s *Service) removeConfirmURL() string {
+	return s.cfg.Prefix + "/passkey?rd=" + url.QueryEscape(s.factorsURL())
 }
 
 // needFresh answers for a change without a fresh second factor (fresh
@@ -180,9 +200,19 @@ func (s *Service) serveConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 // serveRemoveFactor is POST /factors/remove/{id} (csrf). Freshness is
 // freshFor's: a user with a passkey removes factors only after a passkey,
 // or an email code could remove the passkey and then add another.
+// A user with a passkey and a stale form (the passkey step-up older than
+// FreshFactor) is sent to the passkey step-up, the one that can succeed.
 func (s *Service) serveRemoveFactor(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.identify(w, r, false)
-	if !ok || !s.postForm(w, r, id) || s.needFresh(w, r, s.freshFor(r, id)) {
+	if !ok || !s.postForm(w, r, id) {
+		return
+	}
+	if !s.freshFor(r, id) {
+		if has, err := s.HasPasskey(r.Context(), id); err == nil && has {
+			http.Redirect(w, r, s.removeConfirmURL(), http.StatusSeeOther)
+			return
+		}
+		s.needFresh(w, r, false)
 		return
 	}
 	if err := s.RemoveFactor(r.Context(), id, r.PathValue("id"), meta(r)); err != nil {

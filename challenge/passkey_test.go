@@ -67,6 +67,7 @@ func newPasskeyEnvAt(t *testing.T, now func() time.Time) *pkEnv {
 	cfg.Store = states
 	cfg.Sender = e.mail
 	cfg.Passkeys = rp
+	cfg.Factors, cfg.Keyring = st, keys // as built: passkeys live in the factor store
 	cfg.Metrics = NewMetrics(e.reg)
 	cfg.Logger = slog.New(slog.NewJSONHandler(e.logs, nil))
 	e.s = newHandlerOnly(t, cfg)
