@@ -72,6 +72,18 @@ type JWTConfig struct {
 	// (identity.jwt.invalid_cache_size, invalid.go), least recently used
 	// out first, about 200 bytes per entry. 0 means 10,000.
 	InvalidCacheSize int
+	// VerifyConcurrency bounds the asymmetric (RS*, PS*, ES*, EdDSA)
+	// signature checks of tokens found in neither cache that run at once
+	// (identity.jwt.verify_concurrency, budget.go). 0 means
+	// DefaultVerifyConcurrency. HS* checks are not bounded.
+	VerifyConcurrency int
+	// VerifyWait is the longest a request waits for a verification slot
+	// (never past its context) before Authenticate returns ErrBusy
+	// (identity.jwt.verify_wait). 0 means 500ms.
+	VerifyWait time.Duration
+	// Shed, when set, counts the verifications refused with ErrBusy
+	// (stepgate_token_verifications_shed_total). It outlives a reload.
+	Shed interface{ Inc() }
 }
 
 // HeaderConfig configures identity from an SSO proxy's headers.
@@ -119,8 +131,9 @@ func New(cfg Config) (*Authenticator, error) {
 	}
 }
 
-// Authenticate returns the request's identity, ErrNoCredential, or an error
-// wrapping ErrInvalid.
+// Authenticate returns the request's identity, ErrNoCredential, an error
+// wrapping ErrInvalid, or ErrBusy (no verification slot in time: answer
+// 503, try again).
 func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	if a.header != nil {
 		return a.header.authenticate(r)

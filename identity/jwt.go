@@ -2,6 +2,7 @@ package identity
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -47,6 +48,10 @@ type jwtSource struct {
 	now          func() time.Time
 	cache        *tokenCache // nil disables caching (tests, benchmarks)
 	invalid      *invalidCache
+	budget       *verifyBudget // asymmetric algorithms only; nil with HS*
+	// verifying, when set (tests), runs while a verification slot is held,
+	// just before the signature check.
+	verifying func()
 }
 
 // ErrPublicKey marks a JWTConfig.PublicKeyPEM that does not parse or does
@@ -91,6 +96,9 @@ func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 	if cfg.CacheSize < 0 || cfg.InvalidCacheSize < 0 {
 		return nil, errors.New("jwt: negative cache size")
 	}
+	if cfg.VerifyConcurrency < 0 || cfg.VerifyWait < 0 {
+		return nil, errors.New("jwt: negative verify_concurrency or verify_wait")
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -103,6 +111,8 @@ func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 		}
 		s.hmacSecret = slices.Clone(cfg.HMACSecret)
 	} else {
+		s.budget = newVerifyBudget(cmp.Or(cfg.VerifyConcurrency, DefaultVerifyConcurrency()),
+			cmp.Or(cfg.VerifyWait, defaultVerifyWait), cfg.Shed)
 		if len(cfg.HMACSecret) > 0 {
 			return nil, errors.New("jwt: an HMAC secret is set but no HS* algorithm is configured")
 		}
@@ -213,19 +223,33 @@ func (s *jwtSource) authenticate(r *http.Request) (Identity, error) {
 	if len(cands) == 0 {
 		return Identity{}, ErrNoCredential
 	}
-	var err error
+	var (
+		err, busy error
+		call      *verifyCall // made by the first uncached asymmetric check
+	)
 	for _, tok := range cands {
 		var id Identity
-		if id, err = s.verify(tok); err == nil {
+		if id, err = s.verify(r.Context(), tok, &call); err == nil {
 			return id, nil
 		}
+		if errors.Is(err, ErrBusy) {
+			busy = err
+		}
+	}
+	if busy != nil {
+		// A token that was never judged might have been the valid one:
+		// "try again", not "sign in" (deny on doubt, but do not lie).
+		return Identity{}, busy
 	}
 	return Identity{}, err
 }
 
-// verify checks one raw token. Its errors wrap ErrInvalid and never
-// contain the token.
-func (s *jwtSource) verify(raw string) (Identity, error) {
+// verify checks one raw token. Its errors wrap ErrInvalid, or are ErrBusy
+// when an asymmetric check found no verification slot in time, and never
+// contain the token. *call holds the request's verifyCall (for the
+// verification budget), made here on first need so that cache hits and
+// HS* checks allocate none.
+func (s *jwtSource) verify(ctx context.Context, raw string, call **verifyCall) (Identity, error) {
 	if len(raw) > maxTokenLen {
 		return Identity{}, fmt.Errorf("%w: token longer than %d bytes", ErrInvalid, maxTokenLen)
 	}
@@ -240,7 +264,22 @@ func (s *jwtSource) verify(raw string) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: refused before (bad signature, malformed, expired, or another issuer or audience)", ErrInvalid)
 	}
 	claims := jwt.MapClaims{}
-	if _, err := s.parser.ParseWithClaims(raw, claims, s.keyfunc); err != nil {
+	keyfunc := s.keyfunc
+	if s.budget != nil {
+		if *call == nil {
+			*call = &verifyCall{s: s, ctx: ctx}
+		}
+		keyfunc = (*call).key
+	}
+	_, err := s.parser.ParseWithClaims(raw, claims, keyfunc)
+	if *call != nil {
+		(*call).release()
+	}
+	if err != nil {
+		if errors.Is(err, ErrBusy) {
+			// Not judged: neither cached nor ErrInvalid.
+			return Identity{}, ErrBusy
+		}
 		if permanent(err) {
 			s.invalid.add(sum)
 		}
