@@ -251,10 +251,17 @@ func (s *Service) identify(w http.ResponseWriter, r *http.Request, api bool) (id
 		return id, true
 	}
 	if err != nil && !errors.Is(err, identity.ErrNoCredential) && !errors.Is(err, identity.ErrInvalid) {
-		s.h.log.Warn("identity unavailable", "err", err, "client", r.RemoteAddr)
-		// The cause is logged above at warn, not as a failure of ours.
 		e := &respond.HTTPError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Title: "Try again shortly",
 			Msg: "Your sign-in could not be checked right now. Please try again in a moment.", APIMsg: "identity could not be checked; try again"}
+		if errors.Is(err, identity.ErrBusy) {
+			// Shed by the verification budget: counted in
+			// stepgate_token_verifications_shed_total, not logged (a flood
+			// would fill the log).
+			e.Header = http.Header{"Retry-After": {"1"}}
+		} else {
+			// The cause is logged at warn, not as a failure of ours.
+			s.h.log.Warn("identity unavailable", "err", err, "client", r.RemoteAddr)
+		}
 		if api {
 			e.WriteJSON(w, s.h.log)
 		} else {

@@ -84,6 +84,10 @@ type JWTConfig struct {
 	// Shed, when set, counts the verifications refused with ErrBusy
 	// (stepgate_token_verifications_shed_total). It outlives a reload.
 	Shed interface{ Inc() }
+	// Verifying, when set, runs while a verification slot is held, just
+	// before the signature check: tests hold a slot with it. Nil in
+	// stepgate.
+	Verifying func()
 }
 
 // HeaderConfig configures identity from an SSO proxy's headers.

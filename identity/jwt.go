@@ -49,9 +49,7 @@ type jwtSource struct {
 	cache        *tokenCache // nil disables caching (tests, benchmarks)
 	invalid      *invalidCache
 	budget       *verifyBudget // asymmetric algorithms only; nil with HS*
-	// verifying, when set (tests), runs while a verification slot is held,
-	// just before the signature check.
-	verifying func()
+	verifying    func()        // JWTConfig.Verifying
 }
 
 // ErrPublicKey marks a JWTConfig.PublicKeyPEM that does not parse or does
@@ -92,6 +90,7 @@ func newJWTSource(cfg JWTConfig) (*jwtSource, error) {
 		now:          cfg.Now,
 		cache:        newTokenCache(cmp.Or(cfg.CacheSize, tokenCacheSize)),
 		invalid:      newInvalidCache(cmp.Or(cfg.InvalidCacheSize, invalidCacheSize)),
+		verifying:    cfg.Verifying,
 	}
 	if cfg.CacheSize < 0 || cfg.InvalidCacheSize < 0 {
 		return nil, errors.New("jwt: negative cache size")

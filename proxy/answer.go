@@ -85,6 +85,18 @@ func (g *Gate) unauthenticated(w http.ResponseWriter, r *http.Request, st *state
 	redirect(w, strings.ReplaceAll(g.cfg.LoginURL, "{rd}", url.QueryEscape(returnURL(st.target))))
 }
 
+// unavailable answers 503 with Retry-After to a request whose access
+// token could not be checked in time: it needed a signature check and no
+// verification slot came free within identity.jwt.verify_wait
+// (identity.ErrBusy). Nothing is forwarded and nobody is sent to sign in:
+// the token was not judged. Debug only: a flood would fill the log.
+func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request, st *state) {
+	g.log.Debug("token verification shed", "request_id", st.reqID, "rule", st.rule)
+	g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
+		Title: "Try again shortly", Msg: "Your sign-in could not be checked right now. Please try again in a moment.",
+		APIMsg: "identity could not be checked; try again", Header: http.Header{"Retry-After": {"1"}}})
+}
+
 // insufficient is the JSON body of an RFC 9470 challenge.
 type insufficient struct {
 	Error       string `json:"error"`

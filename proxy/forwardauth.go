@@ -129,6 +129,10 @@ func (g *Gate) serveAuthz(w http.ResponseWriter, r *http.Request, st *state, ep 
 		g.unauthenticated(w, orig, st)
 	case outChallenged:
 		g.challenge(w, orig, st, d)
+	case outUnavailable:
+		g.unavailable(w, orig, st)
+	default: // deny on doubt: an outcome this switch does not know
+		g.deny(w, orig, st)
 	}
 }
 

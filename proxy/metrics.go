@@ -14,6 +14,10 @@ const (
 	Denied          = "denied"
 	Rejected        = "rejected"
 	Audited         = "audited"
+	// Unavailable: the identity could not be checked in time (a token
+	// verification shed by identity.jwt.verify_concurrency), answered 503
+	// with Retry-After.
+	Unavailable = "unavailable"
 )
 
 // outcome indexes the decision labels so that per-rule counters can be
@@ -27,10 +31,11 @@ const (
 	outDenied
 	outRejected
 	outAudited
+	outUnavailable
 	numOutcomes
 )
 
-var outcomeLabels = [numOutcomes]string{Forwarded, Challenged, Unauthenticated, Denied, Rejected, Audited}
+var outcomeLabels = [numOutcomes]string{Forwarded, Challenged, Unauthenticated, Denied, Rejected, Audited, Unavailable}
 
 func (o outcome) String() string { return outcomeLabels[o] }
 

@@ -267,6 +267,10 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.unauthenticated(w, r, st)
 	case outChallenged:
 		g.challenge(w, r, st, d)
+	case outUnavailable:
+		g.unavailable(w, r, st)
+	default: // deny on doubt: an outcome this switch does not know
+		g.deny(w, r, st)
 	}
 }
 
@@ -349,6 +353,10 @@ func (g *Gate) evaluate(r *http.Request, st *state, d policy.Decision) outcome {
 		return outUnauthenticated
 	}
 	id, err := g.cfg.Identity.Authenticate(r)
+	if errors.Is(err, identity.ErrBusy) {
+		// The token was not judged: neither "sign in" nor forwarded.
+		return outUnavailable
+	}
 	if err != nil {
 		if !errors.Is(err, identity.ErrNoCredential) && !errors.Is(err, identity.ErrInvalid) {
 			g.log.Warn("identity unavailable", "request_id", st.reqID, "err", err)
