@@ -48,6 +48,9 @@ type sharedParts struct {
 	reloadMetrics    *reloadMetrics
 	// responses counts the proxy port's responses by status code.
 	responses *prometheus.CounterVec
+	// verifyShed counts token verifications shed by the verification
+	// budget (identity.jwt.verify_concurrency, verify_wait).
+	verifyShed prometheus.Counter
 	// factorStore keeps enrolled factors; nil when no stored method
 	// (totp) is enabled. keyring seals their secrets.
 	factorStore factors.Store
@@ -84,6 +87,11 @@ func newSharedParts(cfg *Config, logger *slog.Logger, sender challenge.Sender) (
 		Help: "Responses on the proxy port by status code, stepgate's own (400, 401, 403, 502, 504) and the upstream's.",
 	}, []string{"code"})
 	reg.MustRegister(responses)
+	verifyShed := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stepgate_token_verifications_shed_total",
+		Help: "Access-token signature checks refused because identity.jwt.verify_concurrency checks were running for longer than identity.jwt.verify_wait (answered 503 with Retry-After).",
+	})
+	reg.MustRegister(verifyShed)
 
 	if sender == nil {
 		var err error
@@ -128,6 +136,7 @@ func newSharedParts(cfg *Config, logger *slog.Logger, sender challenge.Sender) (
 		challengeMetrics: challenge.NewMetrics(reg),
 		reloadMetrics:    newReloadMetrics(reg),
 		responses:        responses,
+		verifyShed:       verifyShed,
 	}, nil
 }
 
@@ -244,6 +253,9 @@ func (c *Config) identityConfig(logger *slog.Logger) (identity.Config, error) {
 			Logger:           logger,
 			CacheSize:        j.CacheSize,
 			InvalidCacheSize: j.InvalidCacheSize,
+			// VerifyConcurrency 0 is the identity package's default.
+			VerifyConcurrency: j.VerifyConcurrency,
+			VerifyWait:        j.VerifyWait,
 		},
 		Header: identity.HeaderConfig{
 			User:           c.Identity.Header.User,
@@ -397,6 +409,9 @@ func buildGate(cfg *Config, shared *sharedParts) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
+	// The counter outlives the Authenticator: a reload builds a new one
+	// (with its own verification slots) and the count goes on.
+	ic.JWT.Shed = shared.verifyShed
 	auth, err := identity.New(ic)
 	if err != nil {
 		return nil, err

@@ -156,3 +156,50 @@ mail:
 		t.Errorf("SMTP log line: got %s; want the cause (connection refused)", line)
 	}
 }
+
+// TestVerifyBudgetConfig: identity.jwt.verify_concurrency and verify_wait
+// default to 0 (half of GOMAXPROCS, at least 1) and 500ms, reach the
+// identity package as set, and stepgate_token_verifications_shed_total is
+// registered (at 0) and handed to the authenticator.
+func TestVerifyBudgetConfig(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, baseSections+baseRules), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := cfg.Identity.JWT; j.VerifyConcurrency != 0 || j.VerifyWait != 500*time.Millisecond {
+		t.Errorf("defaults: verify_concurrency %d, verify_wait %v; want 0 and 500ms", j.VerifyConcurrency, j.VerifyWait)
+	}
+	cfg, err = loadConfig(writeConfig(t, strings.Replace(baseSections, "  jwt:\n",
+		"  jwt:\n    verify_concurrency: 3\n    verify_wait: 250ms\n", 1)+baseRules), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := cfg.identityConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ic.JWT.VerifyConcurrency != 3 || ic.JWT.VerifyWait != 250*time.Millisecond {
+		t.Errorf("identity config: %d, %v; want 3 and 250ms", ic.JWT.VerifyConcurrency, ic.JWT.VerifyWait)
+	}
+	shared, err := newSharedParts(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(shared.Close)
+	if _, err := buildGate(cfg, shared); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := shared.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "stepgate_token_verifications_shed_total" {
+			found = len(mf.GetMetric()) == 1 && mf.GetMetric()[0].GetCounter().GetValue() == 0
+		}
+	}
+	if !found {
+		t.Error("stepgate_token_verifications_shed_total is not registered at 0")
+	}
+}

@@ -160,6 +160,13 @@ type JWTConfig struct {
 	// signature, malformed, expired; least recently used out first, about
 	// 200 bytes each). Default 10000.
 	InvalidCacheSize int `mapstructure:"invalid_cache_size"`
+	// VerifyConcurrency bounds the RS*/ES*/EdDSA signature checks of
+	// uncached tokens that run at once; 0 (the default) means half of
+	// GOMAXPROCS, at least 1.
+	VerifyConcurrency int `mapstructure:"verify_concurrency"`
+	// VerifyWait is the longest a request waits for a verification slot
+	// before it is answered 503 with Retry-After. Default 500ms.
+	VerifyWait time.Duration `mapstructure:"verify_wait"`
 }
 
 // HeaderConfig is SPEC §3 identity.header.
@@ -318,6 +325,8 @@ var configDefaults = map[string]any{
 	"identity.jwt.session_claim":        "sid",
 	"identity.jwt.cache_size":           10000,
 	"identity.jwt.invalid_cache_size":   10000,
+	"identity.jwt.verify_concurrency":   0,
+	"identity.jwt.verify_wait":          500 * time.Millisecond,
 	"identity.header.user":              "X-Forwarded-User",
 	"identity.header.email":             "X-Forwarded-Email",
 	"identity.header.trusted_proxies":   []string{"127.0.0.1/32"},

@@ -20,6 +20,11 @@ import (
 // size RFC 7518 §3.2 requires.
 const minSecret = 32
 
+// maxVerifyWait bounds identity.jwt.verify_wait: a longer wait holds a
+// connection and a goroutine per waiting request for nothing a client
+// retrying after Retry-After would not get.
+const maxVerifyWait = 10 * time.Second
+
 // jwtAlgorithms are the access-token algorithms SPEC §3 allows.
 var jwtAlgorithms = []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"}
 
@@ -214,6 +219,12 @@ func (c *Config) validateIdentity(ps *problems) {
 		}
 		if j.SubjectClaim == "" {
 			ps.add("identity.jwt.subject_claim", "required")
+		}
+		if j.VerifyConcurrency < 0 {
+			ps.add("identity.jwt.verify_concurrency", "must not be negative (0 means half of GOMAXPROCS, at least 1)")
+		}
+		if j.VerifyWait < time.Millisecond || j.VerifyWait > maxVerifyWait {
+			ps.add("identity.jwt.verify_wait", "%v: want 1ms to %v (how long a request waits for a signature check slot)", j.VerifyWait, maxVerifyWait)
 		}
 		if len(ps.list) == n {
 			c.checkAuthenticator(ps, "identity.jwt")

@@ -25,7 +25,7 @@ const defaultVerifyWait = 500 * time.Millisecond
 // least one.
 func DefaultVerifyConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
-// verifyBudget bounds the uncached asymmetric signature checks (RS*, PS*,
+// verifyBudget bounds the uncached asymmetric signature checks (RS*,
 // ES*, EdDSA: 30–60 µs of CPU each) that run at once, so that a flood of
 // distinct forged tokens, which neither token cache can absorb, takes at
 // most its slots' share of the CPU from requests whose tokens are cached.

@@ -22,6 +22,9 @@
 //     its second factor is bound to the user only.
 //   - Verified tokens are cached (10,000 entries, until their exp), keyed
 //     by the exact token string.
+//   - At most JWTConfig.VerifyConcurrency uncached RS*/ES*/EdDSA
+//     signature checks run at once; a request waits VerifyWait at most for
+//     one, then gets ErrBusy (budget.go).
 package identity
 
 import (
@@ -72,7 +75,7 @@ type JWTConfig struct {
 	// (identity.jwt.invalid_cache_size, invalid.go), least recently used
 	// out first, about 200 bytes per entry. 0 means 10,000.
 	InvalidCacheSize int
-	// VerifyConcurrency bounds the asymmetric (RS*, PS*, ES*, EdDSA)
+	// VerifyConcurrency bounds the asymmetric (RS*, ES*, EdDSA)
 	// signature checks of tokens found in neither cache that run at once
 	// (identity.jwt.verify_concurrency, budget.go). 0 means
 	// DefaultVerifyConcurrency. HS* checks are not bounded.
