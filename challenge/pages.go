@@ -309,7 +309,7 @@ func (s *Service) postForm(w http.ResponseWriter, r *http.Request, id identity.I
 		return false
 	}
 	if !csrfValid(s.h.csrfKey, id, r.PostForm.Get("csrf")) {
-		s.h.log.Warn("csrf token refused", "sub", id.Subject, "client", r.RemoteAddr, "path", r.URL.Path)
+		s.h.log.Warn("csrf token refused", "sub", id.Subject, "client", r.RemoteAddr, "path", respond.LogText(r.URL.Path, respond.MaxLoggedPath))
 		s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusForbidden, Code: "csrf", Title: "This form has expired",
 			Msg: "Go back, reload the page and try again.", Link: &respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(respond.CleanRedirect(r.PostForm.Get("rd"))), Text: "Start again"}})
 		return false

@@ -31,7 +31,7 @@ func (g *Gate) reject(w http.ResponseWriter, r *http.Request, st *state, why str
 // deny answers 403 (action deny).
 func (g *Gate) deny(w http.ResponseWriter, r *http.Request, st *state) {
 	g.audit(r, st, "denied", "denied", Denied, st.rule,
-		slog.String("method", r.Method), slog.String("path", st.target.Path))
+		slog.String("method", loggedMethod(r)), slog.String("path", loggedPath(st)))
 	g.pages.Error(w, r, &respond.HTTPError{Status: http.StatusForbidden, Code: "access_denied", Title: "Access denied",
 		Msg: "You are not allowed to access this page."})
 }
@@ -57,6 +57,14 @@ func (g *Gate) audit(r *http.Request, st *state, msg, event, outcome, rule strin
 	}
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, msg, attrs...)
 }
+
+// loggedPath and loggedMethod are the request's canonical path and method
+// as audit records carry them: chosen by the client, so capped and
+// stripped of control characters (respond.LogText) like the user agent;
+// the query string is never logged.
+func loggedPath(st *state) string { return respond.LogText(st.target.Path, respond.MaxLoggedPath) }
+
+func loggedMethod(r *http.Request) string { return respond.LogText(r.Method, respond.MaxLoggedMethod) }
 
 // returnURL is the canonical path and query, the return address for the
 // login and challenge pages.
@@ -113,7 +121,7 @@ const insufficientDesc = "A second factor is required"
 // (secondfactor.Reason: none, too old with its age, another user's or
 // session's, a method the rule does not list, revoked, invalid).
 func (g *Gate) whyChallenged(r *http.Request, st *state, d policy.Decision) []slog.Attr {
-	attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", st.target.Path),
+	attrs := []slog.Attr{slog.String("method", loggedMethod(r)), slog.String("path", loggedPath(st)),
 		slog.String("max_age", d.MaxAge.String())}
 	if g.cfg.SecondFactor == nil {
 		return append(attrs, slog.String("reason", secondfactor.WhyNone))

@@ -21,8 +21,9 @@ func TestAuditCapsUserAgent(t *testing.T) {
 	alice := identity.Identity{Subject: "alice", Emails: []string{"alice@example.com"}, Session: "s1"}
 	at := "Authorization: Bearer " + e.accessToken(t, alice.Subject, alice.Session, alice.Emails...)
 	ua := "User-Agent: " + strings.Repeat("Mozilla\tX", 64<<10/9)
-	if res := send(get("/pay/x", at, ua)); res.Status != 401 {
-		t.Fatalf("GET /pay/x: %d; want 401", res.Status)
+	long := "/pay/" + strings.Repeat("a", 16<<10)
+	if res := send(get(long, at, ua)); res.Status != 401 {
+		t.Fatalf("GET /pay/aaa…: %d; want 401", res.Status)
 	}
 	var rec map[string]any
 	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
@@ -37,5 +38,8 @@ func TestAuditCapsUserAgent(t *testing.T) {
 	got, _ := rec["user_agent"].(string)
 	if !strings.HasPrefix(got, "MozillaX") || len(got) > respond.MaxLoggedUserAgent+len("…") || strings.ContainsRune(got, '\t') {
 		t.Errorf("user_agent logged as %d bytes %.60q; want at most %d, no tabs", len(got), got, respond.MaxLoggedUserAgent+len("…"))
+	}
+	if p, _ := rec["path"].(string); !strings.HasPrefix(p, "/pay/aaa") || len(p) > respond.MaxLoggedPath+len("…") {
+		t.Errorf("path logged as %d bytes %.60q; want at most %d", len(p), p, respond.MaxLoggedPath+len("…"))
 	}
 }

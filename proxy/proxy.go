@@ -331,7 +331,7 @@ func (g *Gate) decide(r *http.Request, st *state, readBody bool) (policy.Decisio
 		// SPEC §3 mode audit: decide, log and count, but forward.
 		g.counters.inc(d.Index, st.rule, outAudited)
 		g.audit(r, st, "audit", "audited", Audited, st.rule, slog.String("action", d.Action.String()),
-			slog.String("would", out.String()), slog.String("method", r.Method), slog.String("path", st.target.Path))
+			slog.String("would", out.String()), slog.String("method", loggedMethod(r)), slog.String("path", loggedPath(st)))
 		return d, outForwarded, nil
 	}
 	g.counters.inc(d.Index, st.rule, out)

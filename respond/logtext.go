@@ -13,6 +13,10 @@ const (
 	// MaxLoggedRequestID bounds a logged request id; the proxy keeps a
 	// trusted proxy's X-Request-Id only up to 128 bytes anyway.
 	MaxLoggedRequestID = 128
+	// MaxLoggedPath bounds a logged path, as the access log cuts it.
+	MaxLoggedPath = 512
+	// MaxLoggedMethod bounds a logged method: net/http accepts any token.
+	MaxLoggedMethod = 32
 )
 
 // LogText is s as a log or audit record may carry it when the client chose
