@@ -103,7 +103,7 @@ func newSharedParts(cfg *Config, logger *slog.Logger, sender challenge.Sender) (
 	if err != nil {
 		return nil, err
 	}
-	factorStore, keyring, err := openFactors(cfg)
+	factorStore, keyring, err := openFactors(cfg, logger)
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -58,12 +58,12 @@ func runFactors(ctx context.Context, args []string, getenv func(string) string, 
 	if !cfg.factorStoreNeeded() {
 		return errors.New("factors: no stored method (totp, passkey) is in factors.enabled, so there is no factor store")
 	}
-	store, keyring, err := openFactors(cfg)
+	logger, _ := newLogger(cfg.Log, stderr)
+	store, keyring, err := openFactors(cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	logger, _ := newLogger(cfg.Log, stderr)
 	audit := func(msg, event string, attrs ...slog.Attr) {
 		attrs = append([]slog.Attr{slog.String("event", event), slog.String("actor", operator()), slog.String("source", "cli")}, attrs...)
 		logger.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
@@ -116,12 +116,19 @@ func runFactors(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintf(stdout, "removed %d factor%s of %s\n", n, plural(n), *userFlag)
 		return nil
 	default: // rekey
-		r, err := factors.Rekey(ctx, store, keyring)
-		audit("factors rekeyed", "factors_rekeyed", slog.Int("rekeyed", r.Rekeyed), slog.Int("current", r.Current), slog.Int("changed", r.Changed))
+		r, err := factors.Rekey(ctx, store, keyring, identifyFactor)
+		audit("factors rekeyed", "factors_rekeyed", slog.Int("rekeyed", r.Rekeyed), slog.Int("current", r.Current), slog.Int("changed", r.Changed),
+			slog.Int("lookups_set", r.Lookups.Set), slog.Int("duplicates", len(r.Lookups.Duplicates)))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "rekeyed %d, already current %d, changed meanwhile %d\n", r.Rekeyed, r.Current, r.Changed)
+		fmt.Fprintf(stdout, "rekeyed %d, already current %d, changed meanwhile %d; credential lookups recomputed %d\n", r.Rekeyed, r.Current, r.Changed, r.Lookups.Set)
+		for _, d := range r.Lookups.Duplicates {
+			fmt.Fprintf(stdout, "stored twice: factor %s; remove one of the two (stepgate factors remove)\n", d)
+		}
+		if n := len(r.Lookups.Duplicates); n > 0 {
+			return fmt.Errorf("factors rekey: %d passkey credential%s stored twice (see above)", n, plural(n))
+		}
 		if r.Changed > 0 {
 			return errors.New("factors rekey: some factors changed meanwhile; run it again")
 		}

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stepgate/stepgate/factors"
+	"github.com/stepgate/stepgate/factors/passkey"
 	"github.com/stepgate/stepgate/factors/pgstore"
 	"github.com/stepgate/stepgate/factors/sqlitestore"
 )
@@ -16,10 +18,19 @@ import (
 // at start.
 const factorStoreTimeout = 30 * time.Second
 
+// identifyFactor is the factors.Identify of every stored type: a passkey's
+// credential id must be unique; a TOTP factor has nothing to index.
+var identifyFactor factors.Identify = passkey.Identify
+
 // openFactors opens the factor store factors.driver names, applies its
 // migrations and checks that the configured keys open every stored
 // secret; any failure refuses the start, naming the key or the database.
-func openFactors(cfg *Config) (factors.Store, *factors.Keyring, error) {
+// It then fills the credential lookups (factors.Reindex) that are missing
+// (rows stored before the lookup column) or under another key (after the
+// encryption key changed); a credential stored twice (possible only before
+// the UNIQUE lookup column) is logged as a warning, not a refusal, so that
+// `stepgate factors remove` can still open the store to remove one.
+func openFactors(cfg *Config, logger *slog.Logger) (factors.Store, *factors.Keyring, error) {
 	if !cfg.factorStoreNeeded() {
 		return nil, nil, nil
 	}
@@ -51,6 +62,17 @@ func openFactors(cfg *Config) (factors.Store, *factors.Keyring, error) {
 	if err := factors.CheckKeys(ctx, store, keyring); err != nil {
 		store.Close()
 		return nil, nil, err
+	}
+	r, err := factors.Reindex(ctx, store, keyring, identifyFactor)
+	if err != nil {
+		store.Close()
+		return nil, nil, fmt.Errorf("factors: credential lookups: %w", err)
+	}
+	if r.Set > 0 {
+		logger.Info("factor credential lookups filled", "event", "factors_reindexed", "set", r.Set, "current", r.Current)
+	}
+	for _, d := range r.Duplicates {
+		logger.Warn("a passkey credential is stored twice; remove one of the two factors (stepgate factors remove)", "event", "factor_duplicate", "factor", d)
 	}
 	return store, keyring, nil
 }

@@ -56,6 +56,11 @@ type Factor struct {
 	Public []byte
 	// Secret is the sealed secret (Keyring.Seal); never plaintext in a Store.
 	Secret []byte
+	// Lookup is the keyed hash (Keyring.Lookup) of what must be unique
+	// among all stored factors, a passkey's credential id; nil for none (a
+	// TOTP factor). The stores keep it in a UNIQUE column: Create or
+	// SetLookup of a Lookup another factor holds is ErrDuplicate.
+	Lookup []byte
 }
 
 // MaxNameLen bounds Factor.Name.
@@ -80,7 +85,10 @@ func NewID() (string, error) {
 // user is ErrNotFound. An error other than ErrNotFound means the database
 // failed (callers answer 503), never that a credential was wrong.
 type Store interface {
-	// Create stores f (pending or confirmed). f.ID must be new.
+	// Create stores f (pending or confirmed). f.ID must be new. A
+	// non-nil f.Lookup that another factor holds is ErrDuplicate, in the
+	// same statement as the insert: of concurrent Creates of one
+	// credential exactly one succeeds.
 	Create(ctx context.Context, f Factor) error
 
 	// Get returns the user's factor id, or ErrNotFound.
@@ -122,6 +130,11 @@ type Store interface {
 	// ReplaceSecret sets the factor's sealed secret to next if it is still
 	// prev (compare and swap, for rekey). It reports whether it did.
 	ReplaceSecret(ctx context.Context, user, id string, prev, next []byte) (bool, error)
+
+	// SetLookup sets the factor's Lookup (Reindex: a row stored before the
+	// column, or after the encryption key changed). A lookup another
+	// factor holds is ErrDuplicate; a missing factor is ErrNotFound.
+	SetLookup(ctx context.Context, user, id string, lookup []byte) error
 
 	// Delete removes the user's factor id, or returns ErrNotFound.
 	Delete(ctx context.Context, user, id string) error

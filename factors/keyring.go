@@ -43,8 +43,9 @@ type Keyring struct {
 }
 
 type ringKey struct {
-	id   [kidLen]byte
-	aead cipher.AEAD
+	id     [kidLen]byte
+	aead   cipher.AEAD
+	lookup []byte // HMAC-SHA256 key of Lookup
 }
 
 // NewKeyring builds a keyring from the current key and the previous ones.
@@ -83,6 +84,10 @@ func deriveKey(material []byte) (ringKey, error) {
 	if err != nil {
 		return ringKey{}, err
 	}
+	lookupKey, err := hkdf.Key(sha256.New, material, nil, "stepgate factors lookup hmac-sha256 v1", 32)
+	if err != nil {
+		return ringKey{}, err
+	}
 	block, err := aes.NewCipher(aesKey)
 	if err != nil {
 		return ringKey{}, err
@@ -94,6 +99,7 @@ func deriveKey(material []byte) (ringKey, error) {
 	var rk ringKey
 	copy(rk.id[:], idBytes)
 	rk.aead = aead
+	rk.lookup = lookupKey
 	return rk, nil
 }
 
@@ -172,13 +178,18 @@ type RekeyResult struct {
 	Rekeyed int // sealed again under the current key
 	Current int // already under the current key
 	Changed int // changed or deleted by someone else meanwhile; run again
+	// Lookups is what Reindex did afterwards: the credential lookups
+	// computed again under the current key.
+	Lookups ReindexResult
 }
 
 // Rekey seals every secret that is under a previous key again under the
-// current one. A secret that does not open stops it with an error naming
-// the factor (nothing is lost: the others stay as they were). Once it
-// reports no Changed, the previous keys can be removed from the config.
-func Rekey(ctx context.Context, s Store, k *Keyring) (RekeyResult, error) {
+// current one, then recomputes every factor's Lookup under it (Reindex with
+// identify), so the uniqueness of credentials holds under the new key. A
+// secret that does not open stops it with an error naming the factor
+// (nothing is lost: the others stay as they were). Once it reports no
+// Changed, the previous keys can be removed from the config.
+func Rekey(ctx context.Context, s Store, k *Keyring, identify Identify) (RekeyResult, error) {
 	var r RekeyResult
 	all, err := s.All(ctx)
 	if err != nil {
@@ -208,5 +219,6 @@ func Rekey(ctx context.Context, s Store, k *Keyring) (RekeyResult, error) {
 			r.Changed++
 		}
 	}
-	return r, nil
+	r.Lookups, err = Reindex(ctx, s, k, identify)
+	return r, err
 }

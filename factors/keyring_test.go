@@ -145,11 +145,11 @@ func TestCheckKeysAndRekey(t *testing.T) {
 	if err := factors.CheckKeys(ctx, s, rot); err != nil {
 		t.Fatalf("CheckKeys during rotation: %v", err)
 	}
-	r, err := factors.Rekey(ctx, s, rot)
+	r, err := factors.Rekey(ctx, s, rot, nil)
 	if err != nil || r.Rekeyed != 2 || r.Current != 0 || r.Changed != 0 {
 		t.Fatalf("Rekey = %+v, %v; want 2 rekeyed", r, err)
 	}
-	r, err = factors.Rekey(ctx, s, rot)
+	r, err = factors.Rekey(ctx, s, rot, nil)
 	if err != nil || r.Rekeyed != 0 || r.Current != 2 {
 		t.Fatalf("second Rekey = %+v, %v; want 2 current", r, err)
 	}
@@ -170,7 +170,33 @@ func TestCheckKeysAndRekey(t *testing.T) {
 		}
 	}
 	// Rekey with a key that opens nothing stops and names the factor.
-	if _, err := factors.Rekey(ctx, s, ring(t, keyA)); err == nil || !strings.Contains(err.Error(), f1.ID) && !strings.Contains(err.Error(), f2.ID) {
+	if _, err := factors.Rekey(ctx, s, ring(t, keyA), nil); err == nil || !strings.Contains(err.Error(), f1.ID) && !strings.Contains(err.Error(), f2.ID) {
 		t.Fatalf("Rekey with a wrong key: %v; want an error naming a factor", err)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	a, b := ring(t, keyA), ring(t, keyB)
+	id := []byte("credential")
+	l := a.Lookup(factors.TypePasskey, id)
+	if len(l) != 32 || !bytes.Equal(l, a.Lookup(factors.TypePasskey, id)) {
+		t.Fatalf("Lookup = %x; want 32 bytes, the same each time", l)
+	}
+	if bytes.Contains(l, id) {
+		t.Fatal("Lookup contains the credential id")
+	}
+	for name, other := range map[string][]byte{
+		"another key":      b.Lookup(factors.TypePasskey, id),
+		"another type":     a.Lookup(factors.TypeTOTP, id),
+		"another id":       a.Lookup(factors.TypePasskey, []byte("credentiaL")),
+		"type/id boundary": a.Lookup(factors.TypePasskey+"c", []byte("redential")),
+	} {
+		if bytes.Equal(l, other) {
+			t.Errorf("%s: same lookup %x", name, l)
+		}
+	}
+	// Only the current key counts: a previous one does not change it.
+	if !bytes.Equal(ring(t, keyB, keyA).Lookup(factors.TypePasskey, id), b.Lookup(factors.TypePasskey, id)) {
+		t.Error("Lookup during rotation is not the current key's")
 	}
 }

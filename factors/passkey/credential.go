@@ -93,7 +93,25 @@ func (c Credential) factor(k *factors.Keyring) (factors.Factor, error) {
 	if err != nil {
 		return factors.Factor{}, err
 	}
+	f.Lookup = k.Lookup(factors.TypePasskey, c.CredentialID)
 	return f, nil
+}
+
+// Identify is the factors.Identify of passkeys: a credential id must be
+// unique among all stored passkeys (WebAuthn L2 §7.1 step 22), so it is
+// what a passkey's Lookup hashes. Other types have none.
+func Identify(f factors.Factor, sealedPlaintext []byte) ([]byte, error) {
+	if f.Type != factors.TypePasskey {
+		return nil, nil
+	}
+	var s secret
+	if err := json.Unmarshal(sealedPlaintext, &s); err != nil {
+		return nil, fmt.Errorf("passkey %s: sealed data: %w", f.ID, err)
+	}
+	if len(s.CredentialID) == 0 {
+		return nil, fmt.Errorf("passkey %s: sealed data without a credential id", f.ID)
+	}
+	return s.CredentialID, nil
 }
 
 // Open decodes a passkey record from the store.

@@ -102,9 +102,6 @@ func (rp *RP) FinishRegistration(ctx context.Context, u User, body []byte) (Cred
 			return Credential{}, fmt.Errorf("%w: attestation %q does not prove the model", ErrNotAllowed, wc.AttestationType)
 		}
 	}
-	if err := rp.unique(ctx, u.Subject, wc.ID); err != nil {
-		return Credential{}, err
-	}
 	id, err := factors.NewID()
 	if err != nil {
 		return Credential{}, err
@@ -129,7 +126,14 @@ func (rp *RP) FinishRegistration(ctx context.Context, u User, body []byte) (Cred
 	if err != nil {
 		return Credential{}, err
 	}
+	// One owner per credential id (WebAuthn L2 §7.1 step 22): the store's
+	// UNIQUE lookup column refuses a credential id already stored, in the
+	// same statement as the insert, so of concurrent registrations of one
+	// credential exactly one is stored.
 	if err := rp.store.Create(ctx, f); err != nil {
+		if errors.Is(err, factors.ErrDuplicate) {
+			return Credential{}, rp.duplicate(ctx, u.Subject, wc.ID)
+		}
 		return Credential{}, fmt.Errorf("passkey: store: %w", err)
 	}
 	c.Factor = f
@@ -144,30 +148,19 @@ func transports(ts []protocol.AuthenticatorTransport) []string {
 	return out
 }
 
-// unique refuses a credential id already registered, to this user
-// (ErrDuplicate) or to any other (ErrTaken: WebAuthn L2 §7.1 step 22, so
-// that nobody can register a credential id someone else uses). Credential
-// ids are sealed at rest, so every passkey is opened and compared; the
-// check and the insert are not one transaction.
-func (rp *RP) unique(ctx context.Context, subject string, id []byte) error {
-	fs, err := rp.store.All(ctx)
+// duplicate says whose a credential id refused as a duplicate is: the
+// user's own (ErrDuplicate) or another user's (ErrTaken, so that nobody
+// can register a credential id someone else uses). Only the user's own
+// passkeys are opened to tell.
+func (rp *RP) duplicate(ctx context.Context, subject string, id []byte) error {
+	own, err := rp.List(ctx, subject)
 	if err != nil {
-		return fmt.Errorf("passkey: list: %w", err)
+		return fmt.Errorf("%w (%w)", ErrDuplicate, err)
 	}
-	for _, f := range fs {
-		if f.Type != factors.TypePasskey {
-			continue
-		}
-		c, err := Open(f, rp.keys)
-		if err != nil {
-			return err
-		}
+	for _, c := range own {
 		if subtle.ConstantTimeCompare(c.CredentialID, id) == 1 {
-			if f.User == subject {
-				return ErrDuplicate
-			}
-			return ErrTaken
+			return ErrDuplicate
 		}
 	}
-	return nil
+	return ErrTaken
 }

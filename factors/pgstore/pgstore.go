@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stepgate/stepgate/factors"
@@ -22,6 +23,10 @@ var migrationFS embed.FS
 // migrationLock is the pg_advisory_xact_lock key that serialises replicas
 // migrating the same database at once ("stepgate" in ASCII).
 const migrationLock int64 = 0x7374657067617465
+
+// uniqueViolation is PostgreSQL's SQLSTATE for a UNIQUE index refusing a
+// row (Appendix A, class 23).
+const uniqueViolation = "23505"
 
 // Options configures Open.
 type Options struct {
@@ -121,7 +126,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	return wrap(tx.Commit(ctx))
 }
 
-const columns = `id, user_id, type, name, created_at, last_used_at, confirmed, counter, public, secret`
+const columns = `id, user_id, type, name, created_at, last_used_at, confirmed, counter, public, secret, lookup`
 
 func micros(t time.Time) int64 {
 	if t.IsZero() {
@@ -140,7 +145,7 @@ func fromMicros(us int64) time.Time {
 func scan(r pgx.Row) (factors.Factor, error) {
 	var f factors.Factor
 	var created, used int64
-	err := r.Scan(&f.ID, &f.User, &f.Type, &f.Name, &created, &used, &f.Confirmed, &f.Counter, &f.Public, &f.Secret)
+	err := r.Scan(&f.ID, &f.User, &f.Type, &f.Name, &created, &used, &f.Confirmed, &f.Counter, &f.Public, &f.Secret, &f.Lookup)
 	f.CreatedAt, f.LastUsedAt = fromMicros(created), fromMicros(used)
 	return f, err
 }
@@ -149,7 +154,20 @@ func wrap(err error) error {
 	if err == nil || errors.Is(err, factors.ErrNotFound) {
 		return err
 	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == uniqueViolation && pe.ConstraintName == "stepgate_factors_lookup" {
+		return factors.ErrDuplicate
+	}
 	return fmt.Errorf("factors: postgres: %w", err)
+}
+
+// nullable stores an empty lookup as NULL, which UNIQUE lets many rows
+// share.
+func nullable(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 // Create implements factors.Store.
@@ -157,8 +175,8 @@ func (s *Store) Create(ctx context.Context, f factors.Factor) error {
 	if f.Public == nil {
 		f.Public = []byte{}
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO stepgate_factors (`+columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		f.ID, f.User, f.Type, f.Name, micros(f.CreatedAt), micros(f.LastUsedAt), f.Confirmed, f.Counter, f.Public, f.Secret)
+	_, err := s.pool.Exec(ctx, `INSERT INTO stepgate_factors (`+columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		f.ID, f.User, f.Type, f.Name, micros(f.CreatedAt), micros(f.LastUsedAt), f.Confirmed, f.Counter, f.Public, f.Secret, nullable(f.Lookup))
 	return wrap(err)
 }
 
@@ -243,6 +261,15 @@ func (s *Store) ReplacePublic(ctx context.Context, user, id string, prev, next [
 // ReplaceSecret implements factors.Store.
 func (s *Store) ReplaceSecret(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
 	return s.exec(ctx, `UPDATE stepgate_factors SET secret = $1 WHERE user_id = $2 AND id = $3 AND secret = $4`, next, user, id, prev)
+}
+
+// SetLookup implements factors.Store.
+func (s *Store) SetLookup(ctx context.Context, user, id string, lookup []byte) error {
+	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET lookup = $1 WHERE user_id = $2 AND id = $3`, nullable(lookup), user, id)
+	if err == nil && !ok {
+		return factors.ErrNotFound
+	}
+	return err
 }
 
 // Delete implements factors.Store.

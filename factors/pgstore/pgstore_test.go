@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -60,6 +61,34 @@ func TestPostgres(t *testing.T) {
 		_, err := pgstore.Open(t.Context(), pgstore.Options{DSN: dsn})
 		if !errors.Is(err, factors.ErrSchemaTooNew) {
 			t.Fatalf("Open on a newer schema: %v; want ErrSchemaTooNew", err)
+		}
+	})
+
+	t.Run("MigrationAddsLookup", func(t *testing.T) {
+		// A database at version 1 (before the lookup column) with a
+		// factor: migrated, the factor has no lookup (serve fills it at
+		// start: Reindex), and the UNIQUE lookup works from then on.
+		dsn := srv.NewDatabase(t)
+		v1, err := os.ReadFile("migrations/0001_factors.sql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Exec(t, dsn, string(v1))
+		pgtest.Exec(t, dsn, `CREATE TABLE stepgate_schema (version INTEGER NOT NULL)`)
+		pgtest.Exec(t, dsn, `INSERT INTO stepgate_schema (version) VALUES (1)`)
+		pgtest.Exec(t, dsn, `INSERT INTO stepgate_factors (id, user_id, type, name, created_at, confirmed, public, secret) VALUES ('old', 'alice', 'passkey', 'Key', 1, true, '\x7b7d', '\x01')`)
+		s := open(t, dsn)
+		f, err := s.Get(t.Context(), "alice", "old")
+		if err != nil || f.Lookup != nil || string(f.Public) != "{}" {
+			t.Fatalf("the version-1 factor after migration: %+v, %v; want it with no lookup", f, err)
+		}
+		l := []byte("0123456789abcdef0123456789abcdef")
+		if err := s.SetLookup(t.Context(), "alice", "old", l); err != nil {
+			t.Fatal(err)
+		}
+		dup := factors.Factor{ID: "new", User: "bob", Type: "passkey", Name: "Key", CreatedAt: time.Now(), Confirmed: true, Secret: []byte{1}, Lookup: l}
+		if err := s.Create(t.Context(), dup); !errors.Is(err, factors.ErrDuplicate) {
+			t.Fatalf("Create of the migrated factor's lookup: %v; want ErrDuplicate", err)
 		}
 	})
 

@@ -13,9 +13,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/stepgate/stepgate/factors"
 )
@@ -136,7 +138,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	return wrap(tx.Commit())
 }
 
-const columns = `id, user_id, type, name, created_at, last_used_at, confirmed, counter, public, secret`
+const columns = `id, user_id, type, name, created_at, last_used_at, confirmed, counter, public, secret, lookup`
 
 func micros(t time.Time) int64 {
 	if t.IsZero() {
@@ -158,7 +160,7 @@ func scan(r scanner) (factors.Factor, error) {
 	var f factors.Factor
 	var created, used int64
 	var confirmed int
-	err := r.Scan(&f.ID, &f.User, &f.Type, &f.Name, &created, &used, &confirmed, &f.Counter, &f.Public, &f.Secret)
+	err := r.Scan(&f.ID, &f.User, &f.Type, &f.Name, &created, &used, &confirmed, &f.Counter, &f.Public, &f.Secret, &f.Lookup)
 	f.CreatedAt, f.LastUsedAt, f.Confirmed = fromMicros(created), fromMicros(used), confirmed != 0
 	return f, err
 }
@@ -167,7 +169,20 @@ func wrap(err error) error {
 	if err == nil || errors.Is(err, factors.ErrNotFound) {
 		return err
 	}
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE && strings.Contains(se.Error(), "stepgate_factors.lookup") {
+		return factors.ErrDuplicate
+	}
 	return fmt.Errorf("factors: sqlite: %w", err)
+}
+
+// nullable stores an empty lookup as NULL (the driver would bind an empty
+// blob, which UNIQUE does not let two rows share).
+func nullable(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 func b2i(b bool) int {
@@ -182,8 +197,8 @@ func (s *Store) Create(ctx context.Context, f factors.Factor) error {
 	if f.Public == nil {
 		f.Public = []byte{}
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO stepgate_factors (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		f.ID, f.User, f.Type, f.Name, micros(f.CreatedAt), micros(f.LastUsedAt), b2i(f.Confirmed), f.Counter, f.Public, f.Secret)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO stepgate_factors (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		f.ID, f.User, f.Type, f.Name, micros(f.CreatedAt), micros(f.LastUsedAt), b2i(f.Confirmed), f.Counter, f.Public, f.Secret, nullable(f.Lookup))
 	return wrap(err)
 }
 
@@ -266,6 +281,15 @@ func (s *Store) ReplacePublic(ctx context.Context, user, id string, prev, next [
 // ReplaceSecret implements factors.Store.
 func (s *Store) ReplaceSecret(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
 	return s.exec(ctx, `UPDATE stepgate_factors SET secret = ? WHERE user_id = ? AND id = ? AND secret = ?`, next, user, id, prev)
+}
+
+// SetLookup implements factors.Store.
+func (s *Store) SetLookup(ctx context.Context, user, id string, lookup []byte) error {
+	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET lookup = ? WHERE user_id = ? AND id = ?`, nullable(lookup), user, id)
+	if err == nil && !ok {
+		return factors.ErrNotFound
+	}
+	return err
 }
 
 // Delete implements factors.Store.

@@ -106,3 +106,46 @@ func TestBadPath(t *testing.T) {
 		t.Fatalf("Open in a missing directory: nil error")
 	}
 }
+
+// TestMigrationAddsLookup: a database at version 1 (before the lookup
+// column) with a factor in it is migrated to the current version; the
+// factor reads back with no lookup (serve fills it at start: Reindex), and
+// the UNIQUE lookup works from then on.
+func TestMigrationAddsLookup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := os.ReadFile("migrations/0001_factors.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		string(v1),
+		`CREATE TABLE stepgate_schema (version INTEGER NOT NULL)`,
+		`INSERT INTO stepgate_schema (version) VALUES (1)`,
+		`INSERT INTO stepgate_factors (id, user_id, type, name, created_at, confirmed, public, secret) VALUES ('old', 'alice', 'passkey', 'Key', 1, 1, x'7b7d', x'01')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	s := open(t, path)
+	f, err := s.Get(t.Context(), "alice", "old")
+	if err != nil || f.Lookup != nil || string(f.Public) != "{}" {
+		t.Fatalf("the version-1 factor after migration: %+v, %v; want it with no lookup", f, err)
+	}
+	l := []byte("0123456789abcdef0123456789abcdef")
+	if err := s.SetLookup(t.Context(), "alice", "old", l); err != nil {
+		t.Fatal(err)
+	}
+	dup := factors.Factor{ID: "new", User: "bob", Type: "passkey", Name: "Key", CreatedAt: time.Now(), Confirmed: true, Secret: []byte{1}, Lookup: l}
+	if err := s.Create(t.Context(), dup); !errors.Is(err, factors.ErrDuplicate) {
+		t.Fatalf("Create of the migrated factor's lookup: %v; want ErrDuplicate", err)
+	}
+	if got := sqlitestore.SchemaVersion(); got != 2 {
+		t.Fatalf("SchemaVersion = %d; want 2", got)
+	}
+}

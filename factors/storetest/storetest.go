@@ -2,7 +2,8 @@
 // (SQLite and PostgreSQL alike): round trips of every field, per-user
 // isolation, pending factors, the atomic counter that refuses a TOTP time
 // step twice (also under concurrency), compare-and-swap of public data and
-// secrets, delete and counts.
+// secrets, the UNIQUE credential lookup (also under concurrency), delete
+// and counts.
 //
 //	func TestStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) factors.Store { ... })
@@ -37,6 +38,8 @@ func Run(t *testing.T, newStore func(t *testing.T) factors.Store) {
 	t.Run("Touch", func(t *testing.T) { testTouch(t, newStore(t)) })
 	t.Run("ReplacePublic", func(t *testing.T) { testReplacePublic(t, newStore) })
 	t.Run("ReplaceSecret", func(t *testing.T) { testReplaceSecret(t, newStore(t)) })
+	t.Run("Lookup", func(t *testing.T) { testLookup(t, newStore(t)) })
+	t.Run("LookupConcurrent", func(t *testing.T) { testLookupConcurrent(t, newStore) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("Counts", func(t *testing.T) { testCounts(t, newStore(t)) })
 	t.Run("Ping", func(t *testing.T) {
@@ -84,7 +87,8 @@ func equal(t *testing.T, got, want factors.Factor) {
 	if got.ID != want.ID || got.User != want.User || got.Type != want.Type || got.Name != want.Name ||
 		!got.CreatedAt.Equal(want.CreatedAt) || !got.LastUsedAt.Equal(want.LastUsedAt) ||
 		got.Confirmed != want.Confirmed || got.Counter != want.Counter ||
-		!bytes.Equal(got.Public, want.Public) || !bytes.Equal(got.Secret, want.Secret) {
+		!bytes.Equal(got.Public, want.Public) || !bytes.Equal(got.Secret, want.Secret) ||
+		!bytes.Equal(got.Lookup, want.Lookup) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
 }
@@ -97,6 +101,7 @@ func testRoundTrip(t *testing.T, s factors.Store) {
 	f.LastUsedAt = now.Add(time.Minute)
 	f.Counter = 1 << 40
 	f.Secret = []byte{0, 1, 2, 0xff, 0} // binary, with NULs
+	f.Lookup = lookup(t)
 	create(t, s, f)
 	got, err := s.Get(ctx, user, f.ID)
 	if err != nil {
@@ -437,5 +442,108 @@ func testCounts(t *testing.T, s factors.Store) {
 	}
 	if counts[typ] != 2 {
 		t.Fatalf("Counts[%q] = %d; want 2 (pending ones are not counted)", typ, counts[typ])
+	}
+}
+
+// lookup returns a fresh random lookup (the stores see only bytes).
+func lookup(t *testing.T) []byte {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// testLookup: a lookup is unique across all users (ErrDuplicate), any
+// number of factors have none, SetLookup keeps it unique, and a deleted
+// factor's lookup is free again.
+func testLookup(t *testing.T, s factors.Store) {
+	ctx := t.Context()
+	user, other := unique(t), unique(t)
+	l := lookup(t)
+	f := newFactor(t, user, factors.TypePasskey, clock(), true)
+	f.Lookup = l
+	create(t, s, f)
+	got, err := s.Get(ctx, user, f.ID)
+	if err != nil || !bytes.Equal(got.Lookup, l) {
+		t.Fatalf("Get = %x, %v; want lookup %x", got.Lookup, err, l)
+	}
+	for _, u := range []string{user, other} {
+		g := newFactor(t, u, factors.TypePasskey, clock(), true)
+		g.Lookup = l
+		if err := s.Create(ctx, g); !errors.Is(err, factors.ErrDuplicate) {
+			t.Fatalf("Create of a held lookup for %s: %v; want ErrDuplicate", u, err)
+		}
+		if _, err := s.Get(ctx, u, g.ID); !errors.Is(err, factors.ErrNotFound) {
+			t.Fatalf("refused duplicate stored anyway: %v", err)
+		}
+	}
+	// No lookup (TOTP): any number, nil and empty alike.
+	var none []factors.Factor
+	for i := range 3 {
+		n := newFactor(t, other, factors.TypeTOTP, clock(), true)
+		if i == 1 {
+			n.Lookup = []byte{}
+		}
+		none = append(none, create(t, s, n))
+	}
+	if got, _ := s.Get(ctx, other, none[1].ID); got.Lookup != nil {
+		t.Fatalf("an empty lookup reads back as %x; want nil (no lookup)", got.Lookup)
+	}
+	// SetLookup: a held one is ErrDuplicate, a fresh one is stored.
+	if err := s.SetLookup(ctx, other, none[0].ID, l); !errors.Is(err, factors.ErrDuplicate) {
+		t.Fatalf("SetLookup to a held lookup: %v; want ErrDuplicate", err)
+	}
+	m := lookup(t)
+	if err := s.SetLookup(ctx, other, none[0].ID, m); err != nil {
+		t.Fatalf("SetLookup: %v", err)
+	}
+	if got, _ := s.Get(ctx, other, none[0].ID); !bytes.Equal(got.Lookup, m) {
+		t.Fatalf("after SetLookup: %x; want %x", got.Lookup, m)
+	}
+	if err := s.SetLookup(ctx, user, none[0].ID, lookup(t)); !errors.Is(err, factors.ErrNotFound) {
+		t.Fatalf("SetLookup of another user's factor: %v; want ErrNotFound", err)
+	}
+	// A removed credential can be registered again.
+	if err := s.Delete(ctx, user, f.ID); err != nil {
+		t.Fatal(err)
+	}
+	g := newFactor(t, other, factors.TypePasskey, clock(), true)
+	g.Lookup = l
+	if err := s.Create(ctx, g); err != nil {
+		t.Fatalf("Create of a deleted factor's lookup: %v; want nil", err)
+	}
+}
+
+// testLookupConcurrent: of concurrent Creates of one lookup (on two
+// stores, as replicas), exactly one succeeds and the others are
+// ErrDuplicate.
+func testLookupConcurrent(t *testing.T, newStore func(t *testing.T) factors.Store) {
+	stores := []factors.Store{newStore(t), newStore(t)}
+	l := lookup(t)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		f := newFactor(t, unique(t), factors.TypePasskey, clock(), true)
+		f.Lookup = l
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := stores[i%2].Create(context.Background(), f); {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, factors.ErrDuplicate):
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Create: %v; want nil or ErrDuplicate", err)
+	}
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d concurrent Creates of one lookup succeeded; want exactly 1", n)
 	}
 }
