@@ -13,7 +13,8 @@
 #   THREADS [2] CONNECTIONS [64]   wrk -t and -c
 #   RULES [1000]     rules in the generated stepgate policy
 #   SCENARIOS        subset of: bare sg-allow sg-stepup sg-stepup-redis nginx
-#                    nginx-fa bare-users sg-jwks sg-flood; opt-in: nginx-fa-cache
+#                    nginx-fa bare-users sg-jwks sg-flood sg-flood-unique;
+#                    opt-in: nginx-fa-cache
 #   USERS [50000] FORGED [1000]   distinct users (sg-jwks) and forged tokens (sg-flood)
 #   JWKS_CACHE       sg-jwks's identity.jwt.cache_size and second_factor.cache_size
 #                    (default: stepgate's, 10000)
@@ -32,7 +33,7 @@ WARMUP=${WARMUP:-2s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 RULES=${RULES:-1000}
-SCENARIOS=${SCENARIOS:-bare sg-allow sg-stepup sg-stepup-redis nginx nginx-fa bare-users sg-jwks sg-flood}
+SCENARIOS=${SCENARIOS:-bare sg-allow sg-stepup sg-stepup-redis nginx nginx-fa bare-users sg-jwks sg-flood sg-flood-unique}
 USERS=${USERS:-50000}
 FORGED=${FORGED:-1000}
 FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-16}
@@ -75,6 +76,7 @@ declare -A what=(
 	[bare-users]="bare httputil.ReverseProxy, the sg-jwks requests (baseline of sg-jwks)"
 	[sg-jwks]="stepgate, step_up rule, $USERS distinct users: RS256 access tokens through a JWKS + 2FA tokens, memory store, caches of ${JWKS_CACHE:-10000 (the default)}"
 	[sg-flood]="stepgate (JWKS, RS256), step_up rule, one valid user, while a second wrk floods $FORGED distinct forged RS256 tokens"
+	[sg-flood-unique]="stepgate (JWKS, RS256), step_up rule, one valid user, while a second wrk floods forged RS256 tokens that never repeat"
 )
 read -r -a scenarios <<<"$SCENARIOS"
 ((${#scenarios[@]} > 0)) || die "SCENARIOS is empty"
@@ -83,7 +85,7 @@ for s in "${scenarios[@]}"; do
 	[[ -n ${what[$s]:-} ]] || die "unknown scenario '$s' in SCENARIOS (known: ${!what[*]})"
 	case $s in
 	sg-stepup-redis) need_stepgate=1 need_redis=1 ;;
-	sg-jwks | sg-flood) need_stepgate=1 need_jwks=1 ;;
+	sg-jwks | sg-flood | sg-flood-unique) need_stepgate=1 need_jwks=1 ;;
 	bare-users) need_stepgate=1 need_jwks=1 need_bare=1 ;;
 	sg-*) need_stepgate=1 ;;
 	nginx) need_nginx=1 ;;
@@ -220,7 +222,7 @@ up_port=$PORT
 start upstream "$bin/upstream" -listen "127.0.0.1:$up_port"
 wait_until upstream 20 curl_q -o /dev/null "http://127.0.0.1:$up_port/"
 
-declare -A url=() hdr=() procs=() aux=() script=() flood=()
+declare -A url=() hdr=() procs=() aux=() script=() flood=() flood_script=() admin_of=()
 if ((need_bare)); then
 	free_port
 	bare_port=$PORT
@@ -304,6 +306,7 @@ if ((need_stepgate)); then
 			die "'stepgate check -config $cfg' failed: the generated config or stepgate's checker is wrong"
 		}
 		start "$name" "$bin/stepgate" serve -config "$cfg"
+		admin_of[$name]=$admin
 		wait_until "$name" 30 curl_q -o /dev/null "http://127.0.0.1:$port/public/bench"
 		SG_PORT=$port
 		local at=${SG_ACCESS:-$ACCESS_TOKEN}
@@ -399,6 +402,11 @@ if ((need_stepgate)); then
 		procs[sg-flood]=sg-jwks
 		hdr[sg-flood]=$SG_COOKIE
 		flood[sg-flood]=$tmp/forged.txt
+		url[sg-flood-unique]="http://127.0.0.1:$SG_PORT/admin/bench"
+		procs[sg-flood-unique]=sg-jwks
+		hdr[sg-flood-unique]=$SG_COOKIE
+		flood[sg-flood-unique]=$tmp/forged.txt
+		flood_script[sg-flood-unique]=$repo/bench/forge-unique.lua
 		if ((need_bare)); then
 			url[bare-users]=${url[bare]}
 			procs[bare-users]=bare
@@ -453,7 +461,7 @@ for s in "${scenarios[@]}"; do
 	fi
 	# The step_up scenarios must measure a gate that is shut without the
 	# second factor; else they would measure an unguarded path.
-	if [[ $s == sg-stepup* || $s == nginx-fa* || $s == sg-flood ]]; then
+	if [[ $s == sg-stepup* || $s == nginx-fa* || $s == sg-flood* ]]; then
 		out=$(status_of "$s" "$cookie_access") || die "$s: request to ${url[$s]} failed"
 		read -r code size <<<"$out"
 		[[ $code == 401 ]] || die "$s: without the second-factor token ${url[$s]} answered $code; want 401 (is /admin/** really step_up?)"
@@ -517,7 +525,7 @@ run_wrk() {
 		# The flood runs a little longer than the measured run, so that it
 		# covers all of it; its answers are 401s by design.
 		timeout $((secs + 30)) wrk -t1 -c"$FLOOD_CONNECTIONS" -d$((secs + 1))s --timeout 5s \
-			-s "$repo/bench/users.lua" "${url[$s]}" -- "${flood[$s]}" >"$out.flood" 2>&1 &
+			-s "${flood_script[$s]:-$repo/bench/users.lua}" "${url[$s]}" -- "${flood[$s]}" >"$out.flood" 2>&1 &
 		fpid=$!
 		flood_pid=$fpid
 	fi
@@ -536,6 +544,15 @@ run_wrk() {
 	}
 }
 
+# shed_count NAME: stepgate NAME's stepgate_token_verifications_shed_total
+# (0 when it cannot be read).
+shed_count() {
+	local admin=${admin_of[$1]:-}
+	[[ -n $admin ]] || { echo 0; return; }
+	curl_q "http://127.0.0.1:$admin/metrics" 2>/dev/null |
+		awk '$1 == "stepgate_token_verifications_shed_total" { v = $2 } END { printf "%d\n", v + 0 }'
+}
+
 # measure SCENARIO ROUND: one measured run, appended to $results.
 measure() {
 	local s=$1 r=$2 out=$tmp/wrk-$1-$2.txt
@@ -543,10 +560,13 @@ measure() {
 	read -r -a p <<<"$(pids_of "${procs[$s]}")"
 	[[ -n ${aux[$s]:-} ]] && read -r -a a <<<"$(pids_of "${aux[$s]}")"
 	local c0 c1 a0=0 a1=0
+	local shed0=0 shed1=0
+	[[ -n ${flood[$s]:-} ]] && shed0=$(shed_count "${procs[$s]}")
 	c0=$(cpu_ticks "${p[@]}")
 	((${#a[@]})) && a0=$(cpu_ticks "${a[@]}")
 	run_wrk "$s" "$DURATION" "$out"
 	c1=$(cpu_ticks "${p[@]}")
+	[[ -n ${flood[$s]:-} ]] && shed1=$(shed_count "${procs[$s]}")
 	((${#a[@]})) && a1=$(cpu_ticks "${a[@]}")
 	kill -0 "${pid_of[${procs[$s]}]}" 2>/dev/null || fail_proc "${procs[$s]}" "${procs[$s]} died under load"
 
@@ -585,10 +605,11 @@ measure() {
 	((errs == 0)) || log "WARNING: $s round $r: $errs socket errors (see $out)"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$r" "$rps" "$p50" "$p99" "$cpu" "$auxcpu" "$n" "$errs" >>"$results"
 	if [[ -f $out.flood ]]; then
-		local frps
+		local frps fn
 		frps=$(awk '/^Requests\/sec:/ { print $2 }' "$out.flood")
-		printf '%s\t%s\t%s\n' "$s" "$r" "${frps:-0}" >>"$results.flood"
-		log "$(printf 'round %d/%d  %-16s flood alongside: %s req/s of forged tokens' "$r" "$ROUNDS" "$s" "${frps:-0}")"
+		fn=$(awk '/ requests in / { print $1 }' "$out.flood")
+		printf '%s\t%s\t%s\t%s\t%s\n' "$s" "$r" "${frps:-0}" "${fn:-0}" "$((shed1 - shed0))" >>"$results.flood"
+		log "$(printf 'round %d/%d  %-16s flood alongside: %s req/s of forged tokens, %d of %s shed (503)' "$r" "$ROUNDS" "$s" "${frps:-0}" "$((shed1 - shed0))" "${fn:-0}")"
 	fi
 	log "$(printf 'round %d/%d  %-16s %8s req/s  p50 %7.3f ms  p99 %7.3f ms  %6.2f µs CPU/req' "$r" "$ROUNDS" "$s" "$rps" "$p50" "$p99" "$cpu")"
 }
@@ -656,9 +677,21 @@ if [[ " ${scenarios[*]} " == *" sg-jwks "* && " ${scenarios[*]} " == *" bare-use
 	echo
 	echo "sg-jwks ÷ bare-users (the same $USERS-user requests through the same wrk script), per round (median (min–max)): req/s $(paired sg-jwks 3 bare-users), p99 $(paired sg-jwks 5 bare-users)."
 fi
+# flood_median SCENARIO COLUMN: the median of a $results.flood column.
+flood_median() {
+	awk -F'\t' -v s="$1" -v c="$2" '$1 == s { print $c }' "$results.flood" | sort -g |
+		awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
 if [[ -s $results.flood ]]; then
-	echo
-	echo "sg-flood: the forged-token flood ($FLOOD_CONNECTIONS connections, $FORGED distinct tokens replayed) was served at a median $(awk -F'\t' '{ print $3 }' "$results.flood" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }') req/s (all 401) while the valid traffic above was measured; its proxy CPU includes the flood's."
+	for s in sg-flood sg-flood-unique; do
+		[[ " ${scenarios[*]} " == *" $s "* ]] || continue
+		echo
+		if [[ $s == sg-flood ]]; then
+			echo "sg-flood: the forged-token flood ($FLOOD_CONNECTIONS connections, $FORGED distinct tokens replayed) was served at a median $(flood_median "$s" 3) req/s (401s) while the valid traffic above was measured; its proxy CPU includes the flood's."
+		else
+			echo "sg-flood-unique: the flood of never-repeated forged tokens ($FLOOD_CONNECTIONS connections) was served at a median $(flood_median "$s" 3) req/s, a median $(flood_median "$s" 5) of $(flood_median "$s" 4) per round shed with 503 (stepgate_token_verifications_shed_total), the rest 401, while the valid traffic above was measured; its proxy CPU includes the flood's."
+		fi
+	done
 fi
 echo
 for fa in nginx-fa nginx-fa-cache; do
