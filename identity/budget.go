@@ -102,6 +102,15 @@ func (c *verifyCall) acquire() error {
 	return ErrBusy
 }
 
+// parse runs the parser with c.key as the Keyfunc and gives back the slot
+// it took, even if the parser panics (net/http recovers a handler's panic;
+// a slot lost that way would shed every later check).
+func (c *verifyCall) parse(raw string, claims jwt.MapClaims) error {
+	defer c.release()
+	_, err := c.s.parser.ParseWithClaims(raw, claims, c.key)
+	return err
+}
+
 // release gives back the slot taken by key, if any.
 func (c *verifyCall) release() {
 	if c.held {

@@ -263,16 +263,14 @@ func (s *jwtSource) verify(ctx context.Context, raw string, call **verifyCall) (
 		return Identity{}, fmt.Errorf("%w: refused before (bad signature, malformed, expired, or another issuer or audience)", ErrInvalid)
 	}
 	claims := jwt.MapClaims{}
-	keyfunc := s.keyfunc
-	if s.budget != nil {
+	var err error
+	if s.budget == nil {
+		_, err = s.parser.ParseWithClaims(raw, claims, s.keyfunc)
+	} else {
 		if *call == nil {
 			*call = &verifyCall{s: s, ctx: ctx}
 		}
-		keyfunc = (*call).key
-	}
-	_, err := s.parser.ParseWithClaims(raw, claims, keyfunc)
-	if *call != nil {
-		(*call).release()
+		err = (*call).parse(raw, claims)
 	}
 	if err != nil {
 		if errors.Is(err, ErrBusy) {
