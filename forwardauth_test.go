@@ -525,3 +525,43 @@ func TestForwardAuthCaddy(t *testing.T) {
 		faStepUpFlow(t, s, base, base+"/.stepup/challenge?rd=%2Fadmin%2Fx", false)
 	})
 }
+
+// TestForwardAuthNginxShed: deploy/nginx/stepgate.conf passes stepgate's
+// 503 (a token verification shed by identity.jwt.verify_concurrency) on to
+// the client with Retry-After, instead of the 500 nginx makes of any other
+// auth_request status, and forwards nothing. The auth service here answers
+// as stepgate's gate does when shed (TestShedVerification in proxy checks
+// the gate's answer), since holding a real stepgate's verification slot
+// from outside takes a test hook the config does not have.
+func TestForwardAuthNginxShed(t *testing.T) {
+	shedder := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.stepup/authz/auth-request" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":"temporarily_unavailable","error_description":"identity could not be checked; try again"}`)
+	}))
+	defer shedder.Close()
+	s := &faStack{up: newFAUpstream(t), sg: &opsServer{listen: shedder.Listener.Addr().String()}}
+	addr := startNginx(t, s)
+	for _, accept := range []string{"application/json", "text/html"} {
+		req, err := http.NewRequest("GET", "http://"+addr+"/admin/x", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", accept)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
+			t.Errorf("Accept %s: got %d, Retry-After %q; want 503 with Retry-After: 1", accept, res.StatusCode, res.Header.Get("Retry-After"))
+		}
+		s.up.none(t, "a shed decision")
+	}
+}
