@@ -1,13 +1,11 @@
 package challenge
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,53 +13,16 @@ import (
 
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/respond"
-	"github.com/stepgate/stepgate/secondfactor"
 )
 
-// emailOption is one address on the challenge page.
-type emailOption struct {
-	Index   int
-	Masked  string
-	Checked bool
-}
+// This file holds what every page of a signed-in user shares: the form
+// fields, the page frame, masked addresses, times in words, the posted
+// form's checks and the locked page.
 
 // formData is what every page with a form needs.
 type formData struct {
 	CSRF string
 	RD   string // cleaned return path
-}
-
-// challengeData is the challenge page's Data.
-type challengeData struct {
-	formData
-	Emails []emailOption
-	// Passkey links to the passkey step-up ({prefix}/passkey?rd=), offered
-	// first (strongest, phishing-resistant); "" when not offered.
-	Passkey string
-	// TOTP offers the authenticator-app form.
-	TOTP bool
-	// CodeLength is the TOTP form's maxlength.
-	CodeLength int
-	// Factors links to the enrolment page when no allowed method is usable.
-	Factors string
-	// Error says why the last authenticator code was refused.
-	Error string
-}
-
-// verifyData is the code form's Data.
-type verifyData struct {
-	formData
-	SentTo     string // masked address, "" when unknown
-	CodeLength int
-	MaxLength  int    // the field's maxlength: room for pasted spaces and dashes
-	ExpiresAt  string // "19:37 UTC", "" when unknown
-	ExpiresIn  string // "in 5 minutes"
-	ResendAt   string // when a new code may be asked for, "" when now
-	ResendIn   string // "in 30 seconds"
-	Error      string // why the last code was refused
-	Warn       bool   // few tries are left: the error is a warning
-	Notice     string // why the user is here rather than where they asked to go
-	Dead       bool   // no code is pending: only "send a new code" helps
 }
 
 // lockedData is the 429 page's Data.
@@ -152,148 +113,6 @@ func in(d time.Duration) string {
 	return "in " + humanDuration(d)
 }
 
-func challengePage(f formData, emails []string) respond.PageData {
-	d := challengeData{formData: f}
-	for i, e := range emails {
-		d.Emails = append(d.Emails, emailOption{Index: i, Masked: maskEmail(e), Checked: i == 0})
-	}
-	if len(d.Emails) == 0 {
-		return respond.PageData{Title: "No address for a code",
-			Message: "Your account has no email address that a code could be sent to. Ask your administrator to add one.",
-			Data:    d}
-	}
-	return respond.PageData{Title: "Confirm it's you",
-		Message: "This page needs a second step. Choose where to send a one-time code.", Data: d}
-}
-
-// tooOld is the challenge page's first sentence when the user has a
-// second factor that still works elsewhere but is older than this page
-// (the max_age of the rule deciding rd, asked of the live policy through
-// RuleFor) allows; "" otherwise. Without RuleFor, or when rd is decided
-// by no step_up rule, the limit is not named. A confirmation the rule
-// would still accept (the page asks for another reason, e.g. a method it
-// does not accept) is not called too old.
-func (s *Service) tooOld(r *http.Request, id identity.Identity, rd string) string {
-	g, ok := s.cfg.Tokens.Check(r, id, s.cfg.Tokens.TTL())
-	if !ok {
-		return ""
-	}
-	age := s.h.now().Sub(g.AuthTime)
-	if s.cfg.RuleFor != nil && rd != "" {
-		if _, maxAge, ok := s.cfg.RuleFor(r, respond.CleanRedirect(rd)); ok && maxAge > 0 {
-			if age <= maxAge {
-				return ""
-			}
-			return fmt.Sprintf("Your confirmation from %s ago is older than this page allows (%s), so it's needed again.",
-				humanDuration(age), humanDuration(maxAge))
-		}
-	}
-	return fmt.Sprintf("Your confirmation from %s ago is older than this page allows, so it's needed again.", humanDuration(age))
-}
-
-// serveChallenge is GET /challenge?rd= (SPEC §6, §11): the methods the
-// rule deciding rd allows that the user has, strongest first, email last;
-// a page that says how to add one when there is none.
-func (s *Service) serveChallenge(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, false)
-	if !ok {
-		return
-	}
-	f := s.form(id, r.URL.Query().Get("rd"))
-	methods, err := s.methodsFor(r, id, f.RD)
-	if err != nil {
-		// The factor store is down: email codes do not need it, so offer
-		// them when the rule allows email rather than fail the page.
-		allowed := s.allowedFor(r, f.RD)
-		if !s.methodEnabled(secondfactor.MethodEmail) || (allowed != nil && !slices.Contains(allowed, secondfactor.MethodEmail)) || len(id.Emails) == 0 {
-			s.h.pages.Error(w, r, errorFor(opFactors, err))
-			return
-		}
-		s.h.log.Warn("factor store unavailable; offering email codes only", "err", err)
-		s.renderChallenge(w, r, f, id, []string{secondfactor.MethodEmail}, http.StatusOK, "")
-		return
-	}
-	s.renderChallenge(w, r, f, id, methods, http.StatusOK, "")
-}
-
-// renderChallenge renders the chooser for methods (AvailableMethods).
-func (s *Service) renderChallenge(w http.ResponseWriter, r *http.Request, f formData, id identity.Identity, methods []string, status int, errMsg string) {
-	var emails []string
-	if slices.Contains(methods, secondfactor.MethodEmail) {
-		emails = id.Emails
-	}
-	pd := challengePage(f, emails)
-	d := pd.Data.(challengeData)
-	d.TOTP = slices.Contains(methods, secondfactor.MethodTOTP)
-	if slices.Contains(methods, secondfactor.MethodPasskey) {
-		d.Passkey = s.cfg.Prefix + "/passkey?rd=" + url.QueryEscape(f.RD)
-	}
-	d.CodeLength = max(s.cfg.TOTP.Digits, 6)
-	d.Error = errMsg
-	switch {
-	case len(methods) == 0:
-		status = http.StatusForbidden
-		if s.cfg.Passkeys != nil && s.ruleAllows(r, f.RD, secondfactor.MethodPasskey) {
-			d.Factors = s.cfg.Prefix + "/factors/passkey"
-			pd.Title = "Add a passkey first"
-			pd.Message = "This page accepts only second factors you have not set up yet. Add a passkey on your passkeys page (you will confirm it's you with a code by email), then come back."
-		} else if s.methodEnabled(secondfactor.MethodTOTP) {
-			d.Factors = s.cfg.Prefix + "/factors"
-			pd.Title = "Add an authenticator app first"
-			pd.Message = "This page accepts only second factors you have not set up yet. Add an authenticator app on your second factors page (you will confirm it's you with a code by email), then come back."
-		}
-	case d.Passkey != "" && !d.TOTP && len(d.Emails) == 0:
-		pd.Title = "Confirm it's you"
-		pd.Message = "This page needs a second step, and accepts only a passkey."
-	case d.Passkey != "":
-		pd.Message = "This page needs a second step. Use a passkey, or another way below."
-	case d.TOTP && len(d.Emails) == 0:
-		pd.Title = "Confirm it's you"
-		pd.Message = "This page needs a second step. Enter the code from your authenticator app."
-	case d.TOTP:
-		pd.Message = "This page needs a second step. Enter the code from your authenticator app, or have a code sent by email."
-	}
-	pd.Data = d
-	if why := s.tooOld(r, id, f.RD); why != "" && len(methods) > 0 {
-		pd.Message = why + " " + pd.Message[len("This page needs a second step. "):]
-	}
-	shared := s.page(id, "", "", nil)
-	pd.User, pd.Back = shared.User, shared.Back
-	s.h.pages.Render(w, status, "challenge", pd)
-}
-
-// serveTOTP is POST /totp (code, rd, csrf): an authenticator code; right →
-// cookie and 303 to rd; wrong or replayed → the chooser again saying so.
-func (s *Service) serveTOTP(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, false)
-	if !ok || !s.postForm(w, r, id) {
-		return
-	}
-	f := s.form(id, r.PostForm.Get("rd"))
-	g, err := s.VerifyTOTP(r.Context(), id, r.PostForm.Get("code"), meta(r))
-	if err == nil {
-		s.cfg.Tokens.SetCookie(w, g)
-		http.Redirect(w, r, f.RD, http.StatusSeeOther)
-		return
-	}
-	e := errorFor(opTOTP, err)
-	if le, ok := errors.AsType[*LimitError](err); ok {
-		s.renderLimited(w, r, id, e, le, f.RD)
-		return
-	}
-	switch e.Code {
-	case "invalid_otp", "replayed_otp":
-		methods, merr := s.methodsFor(r, id, f.RD)
-		if merr != nil {
-			s.h.pages.Error(w, r, errorFor(opFactors, merr))
-			return
-		}
-		s.renderChallenge(w, r, f, id, methods, e.Status, e.Msg)
-	default:
-		s.h.pages.Error(w, r, e)
-	}
-}
-
 // postForm parses a urlencoded body and checks its CSRF token against id.
 // It answers and returns false on a body that is too large or malformed
 // and on a bad token.
@@ -317,55 +136,6 @@ func (s *Service) postForm(w http.ResponseWriter, r *http.Request, id identity.I
 	return true
 }
 
-// serveSend is POST /send (email = index, rd, csrf): it sends a code and
-// answers 303 to the code form (SPEC §6).
-func (s *Service) serveSend(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, false)
-	if !ok || !s.postForm(w, r, id) {
-		return
-	}
-	rd := respond.CleanRedirect(r.PostForm.Get("rd"))
-	back := &respond.Link{URL: s.cfg.Prefix + "/challenge?rd=" + url.QueryEscape(rd), Text: "Choose an address"}
-	idx, err := strconv.Atoi(r.PostForm.Get("email"))
-	if err != nil || idx < 0 || idx >= len(id.Emails) {
-		s.h.pages.Error(w, r, &respond.HTTPError{Status: http.StatusBadRequest, Code: "bad_email", Title: "Choose an address",
-			Msg: "Please choose one of your addresses.", Link: back})
-		return
-	}
-	if _, err := s.Send(r.Context(), id, idx, meta(r)); err != nil {
-		if le, ok := errors.AsType[*LimitError](err); ok && errors.Is(le, ErrThrottled) {
-			// A code is still pending: keep the user where it can be
-			// typed rather than on a dead end.
-			if v, ok := s.verifyData(r.Context(), id, s.form(id, rd)); ok {
-				v.Notice = fmt.Sprintf("A code was sent a moment ago; enter it below. You can ask for another %s.", in(le.RetryAfter))
-				// No "send a new code" link until the limit that refused
-				// this one (resend_after or the hourly cap) has passed.
-				v.ResendAt, v.ResendIn = s.clock(s.h.now().Add(le.RetryAfter)), in(le.RetryAfter)
-				e := errorFor(opSend, err)
-				e.WriteHeader(w)
-				s.h.pages.Render(w, e.Status, "verify", s.page(id, "Enter your code", "", v))
-				return
-			}
-		}
-		s.sendFailed(w, r, id, err, rd, back)
-		return
-	}
-	http.Redirect(w, r, s.cfg.Prefix+"/verify?rd="+url.QueryEscape(rd), http.StatusSeeOther)
-}
-
-// sendFailed renders a failed Send from errorFor: the locked page with
-// Retry-After when throttled or locked, else an error page linking back to
-// the address choice (SPEC §9: never "code sent").
-func (s *Service) sendFailed(w http.ResponseWriter, r *http.Request, id identity.Identity, err error, rd string, back *respond.Link) {
-	e := errorFor(opSend, err)
-	if le, ok := errors.AsType[*LimitError](err); ok {
-		s.renderLimited(w, r, id, e, le, rd)
-		return
-	}
-	e.Link = back
-	s.h.pages.Error(w, r, e)
-}
-
 // retryAfter is the Retry-After value in whole seconds, at least 1
 // (RFC 9110 §10.2.3).
 func retryAfter(d time.Duration) string {
@@ -379,143 +149,6 @@ func (s *Service) renderLimited(w http.ResponseWriter, r *http.Request, id ident
 	}
 	e.WriteHeader(w)
 	s.h.pages.Render(w, e.Status, "locked", s.page(id, e.Title, e.Msg, d))
-}
-
-// maxCodeInput is the code field's maxlength: room for a code pasted with
-// spaces, dashes or an indent, and canonicalCode's bound.
-const maxCodeInput = 32
-
-// verifyData describes id's pending code for the code form: where it was
-// sent, until when it works, when a new one may be asked for, and how many
-// tries are left. ok is false when no code is pending (or the store cannot
-// tell); the form then says less.
-func (s *Service) verifyData(ctx context.Context, id identity.Identity, f formData) (verifyData, bool) {
-	d := verifyData{formData: f, CodeLength: s.codeLen(), MaxLength: maxCodeInput}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := s.cfg.Store.PeekCode(ctx, codeKey(id.Subject, id.Session))
-	now := s.h.now()
-	if err != nil || c.Email == "" || !now.Before(c.ExpiresAt) {
-		return d, false
-	}
-	d.SentTo = maskEmail(c.Email)
-	d.ExpiresAt, d.ExpiresIn = s.clock(c.ExpiresAt), in(c.ExpiresAt.Sub(now))
-	o := s.cfg.OTP
-	if resend := c.ExpiresAt.Add(-o.TTL).Add(o.ResendAfter); resend.After(now) {
-		d.ResendAt, d.ResendIn = s.clock(resend), in(resend.Sub(now))
-	}
-	if left := o.MaxAttempts - c.Attempts; c.Attempts > 0 && left <= 2 {
-		d.Warn = true
-		d.Error = fewLeftMessage(left)
-	}
-	return d, true
-}
-
-// fewLeftMessage warns that a code is about to die.
-func fewLeftMessage(left int) string {
-	if left == 1 {
-		return "Only 1 try left for this code; after that you will need a new one."
-	}
-	return fmt.Sprintf("Only %d tries left for this code; after that you will need a new one.", left)
-}
-
-// codeLen is the form's maxlength; a generous default keeps the form
-// usable should the config leave it unset.
-func (s *Service) codeLen() int {
-	if s.cfg.OTP.Length > 0 {
-		return s.cfg.OTP.Length
-	}
-	return 10
-}
-
-// serveVerifyForm is GET /verify?rd= (SPEC §6).
-func (s *Service) serveVerifyForm(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, false)
-	if !ok {
-		return
-	}
-	f := s.form(id, r.URL.Query().Get("rd"))
-	d, ok := s.verifyData(r.Context(), id, f)
-	if !ok {
-		d.Dead, d.Error = true, "There is no code waiting for you: it expired or was already used. Ask for a new one."
-	}
-	s.h.pages.Render(w, http.StatusOK, "verify", s.page(id, "Enter your code", "", d))
-}
-
-// attemptsLeftMessage is the refusal of a wrong code.
-func attemptsLeftMessage(n int) string {
-	switch {
-	case n == 1:
-		return "That code is not right. 1 try left for this code; after that you will need a new one."
-	case n == 2:
-		return "That code is not right. 2 tries left for this code; after that you will need a new one."
-	}
-	return fmt.Sprintf("That code is not right. %d tries left.", n)
-}
-
-// failuresWarnAt is the most wrong codes left this hour that the verify
-// page warns about.
-const failuresWarnAt = 3
-
-// failuresWarning is the verify page's warning when few wrong codes are
-// left in the rolling hour (otp.max_failures_per_hour): "2 more wrong
-// codes and sign-in confirmation is locked until 19:37 UTC."; "" when
-// more are left or the count is unknown.
-func (s *Service) failuresWarning(err error) string {
-	ce, ok := errors.AsType[*CodeError](err)
-	if !ok || ce.FailuresLeft < 1 || ce.FailuresLeft > failuresWarnAt {
-		return ""
-	}
-	codes := "wrong codes"
-	if ce.FailuresLeft == 1 {
-		codes = "wrong code"
-	}
-	return fmt.Sprintf("%d more %s and sign-in confirmation is locked until %s.", ce.FailuresLeft, codes, s.clock(ce.LockedUntil))
-}
-
-// The two ways a code stops working, each with its own sentence.
-const (
-	deadCodeMessage    = "This code has expired or was already used. Ask for a new one."
-	killedCodeMessage  = "That was the last try for this code: after too many wrong tries it no longer works. Ask for a new one."
-	malformedCodeWords = "A code has only digits; spaces and dashes are fine."
-)
-
-// serveVerify is POST /verify (code, rd, csrf): right → cookie and 303 to
-// rd; wrong → the form again with attempts left (SPEC §6).
-func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, false)
-	if !ok || !s.postForm(w, r, id) {
-		return
-	}
-	f := s.form(id, r.PostForm.Get("rd"))
-	g, err := s.Verify(r.Context(), id, r.PostForm.Get("code"), meta(r))
-	if err == nil {
-		s.cfg.Tokens.SetCookie(w, g)
-		http.Redirect(w, r, f.RD, http.StatusSeeOther)
-		return
-	}
-	e := errorFor(opVerify, err)
-	if le, ok := errors.AsType[*LimitError](err); ok {
-		s.renderLimited(w, r, id, e, le, f.RD)
-		return
-	}
-	switch e.Code {
-	case "invalid_otp":
-		d, _ := s.verifyData(r.Context(), id, f)
-		d.Error, d.Warn = e.Msg, strings.Contains(e.Msg, "after that")
-		if w := s.failuresWarning(err); w != "" {
-			d.Error, d.Warn = d.Error+" "+w, true
-		}
-		if _, ok := canonicalCode(r.PostForm.Get("code"), s.codeLen()); !ok {
-			d.Error = fmt.Sprintf("%s %s", e.Msg, malformedCodeWords)
-		}
-		s.h.pages.Render(w, e.Status, "verify", s.page(id, "Enter your code", "", d))
-	case "expired_otp":
-		d := verifyData{formData: f, CodeLength: s.codeLen(), MaxLength: maxCodeInput, Error: e.Msg, Dead: true}
-		s.h.pages.Render(w, e.Status, "verify", s.page(id, "Enter your code", "", d))
-	default:
-		s.h.pages.Error(w, r, e)
-	}
 }
 
 // humanDuration says d in words a person reads at a glance, rounded up:
