@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stepgate/stepgate/factors"
+	"github.com/stepgate/stepgate/factors/internal/sqlrow"
 )
 
 //go:embed migrations/*.sql
@@ -126,27 +127,10 @@ func (s *Store) migrate(ctx context.Context) error {
 	return wrap(tx.Commit(ctx))
 }
 
-const columns = `id, user_id, type, name, created_at, last_used_at, confirmed, counter, public, secret, lookup`
-
-func micros(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMicro()
-}
-
-func fromMicros(us int64) time.Time {
-	if us == 0 {
-		return time.Time{}
-	}
-	return time.UnixMicro(us).UTC()
-}
-
-func scan(r pgx.Row) (factors.Factor, error) {
-	var f factors.Factor
-	var created, used int64
-	err := r.Scan(&f.ID, &f.User, &f.Type, &f.Name, &created, &used, &f.Confirmed, &f.Counter, &f.Public, &f.Secret, &f.Lookup)
-	f.CreatedAt, f.LastUsedAt = fromMicros(created), fromMicros(used)
+func scan(r sqlrow.Scanner) (factors.Factor, error) {
+	var confirmed bool
+	f, err := sqlrow.Scan(r, &confirmed)
+	f.Confirmed = confirmed
 	return f, err
 }
 
@@ -161,28 +145,16 @@ func wrap(err error) error {
 	return fmt.Errorf("factors: postgres: %w", err)
 }
 
-// nullable stores an empty lookup as NULL, which UNIQUE lets many rows
-// share.
-func nullable(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
 // Create implements factors.Store.
 func (s *Store) Create(ctx context.Context, f factors.Factor) error {
-	if f.Public == nil {
-		f.Public = []byte{}
-	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO stepgate_factors (`+columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		f.ID, f.User, f.Type, f.Name, micros(f.CreatedAt), micros(f.LastUsedAt), f.Confirmed, f.Counter, f.Public, f.Secret, nullable(f.Lookup))
+	_, err := s.pool.Exec(ctx, `INSERT INTO stepgate_factors (`+sqlrow.Columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		sqlrow.Values(f, f.Confirmed)...)
 	return wrap(err)
 }
 
 // Get implements factors.Store.
 func (s *Store) Get(ctx context.Context, user, id string) (factors.Factor, error) {
-	f, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM stepgate_factors WHERE user_id = $1 AND id = $2`, user, id))
+	f, err := scan(s.pool.QueryRow(ctx, `SELECT `+sqlrow.Columns+` FROM stepgate_factors WHERE user_id = $1 AND id = $2`, user, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return factors.Factor{}, factors.ErrNotFound
 	}
@@ -195,25 +167,18 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]factors.Fac
 		return nil, wrap(err)
 	}
 	defer rows.Close()
-	var out []factors.Factor
-	for rows.Next() {
-		f, err := scan(rows)
-		if err != nil {
-			return nil, wrap(err)
-		}
-		out = append(out, f)
-	}
-	return out, wrap(rows.Err())
+	out, err := sqlrow.Factors(rows, scan)
+	return out, wrap(err)
 }
 
 // List implements factors.Store.
 func (s *Store) List(ctx context.Context, user string) ([]factors.Factor, error) {
-	return s.query(ctx, `SELECT `+columns+` FROM stepgate_factors WHERE user_id = $1 ORDER BY created_at, id`, user)
+	return s.query(ctx, `SELECT `+sqlrow.Columns+` FROM stepgate_factors WHERE user_id = $1 ORDER BY created_at, id`, user)
 }
 
 // All implements factors.Store.
 func (s *Store) All(ctx context.Context) ([]factors.Factor, error) {
-	return s.query(ctx, `SELECT `+columns+` FROM stepgate_factors ORDER BY user_id, created_at, id`)
+	return s.query(ctx, `SELECT `+sqlrow.Columns+` FROM stepgate_factors ORDER BY user_id, created_at, id`)
 }
 
 func (s *Store) exec(ctx context.Context, q string, args ...any) (bool, error) {
@@ -226,12 +191,8 @@ func (s *Store) exec(ctx context.Context, q string, args ...any) (bool, error) {
 
 // Confirm implements factors.Store.
 func (s *Store) Confirm(ctx context.Context, user, id string, counter int64, now time.Time) error {
-	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET confirmed = true, counter = $1, last_used_at = $2 WHERE user_id = $3 AND id = $4 AND NOT confirmed`,
-		counter, micros(now), user, id)
-	if err == nil && !ok {
-		return factors.ErrNotFound
-	}
-	return err
+	return sqlrow.Found(s.exec(ctx, `UPDATE stepgate_factors SET confirmed = true, counter = $1, last_used_at = $2 WHERE user_id = $3 AND id = $4 AND NOT confirmed`,
+		counter, sqlrow.Micros(now), user, id))
 }
 
 // Advance implements factors.Store: one conditional UPDATE, which
@@ -239,23 +200,20 @@ func (s *Store) Confirm(ctx context.Context, user, id string, counter int64, now
 // replica) with the same counter exactly one wins.
 func (s *Store) Advance(ctx context.Context, user, id string, counter int64, now time.Time) (bool, error) {
 	return s.exec(ctx, `UPDATE stepgate_factors SET counter = $1, last_used_at = $2 WHERE user_id = $3 AND id = $4 AND confirmed AND counter < $1`,
-		counter, micros(now), user, id)
+		counter, sqlrow.Micros(now), user, id)
 }
 
 // Touch implements factors.Store.
 func (s *Store) Touch(ctx context.Context, user, id string, now time.Time) (bool, error) {
 	return s.exec(ctx, `UPDATE stepgate_factors SET last_used_at = $1 WHERE user_id = $2 AND id = $3 AND confirmed AND counter = 0`,
-		micros(now), user, id)
+		sqlrow.Micros(now), user, id)
 }
 
 // ReplacePublic implements factors.Store: one conditional UPDATE, which
 // PostgreSQL serialises on the row (the second of two racing writers
 // re-checks public after the first commits and matches nothing).
 func (s *Store) ReplacePublic(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
-	if prev == nil {
-		prev = []byte{} // Create stores a nil Public as empty
-	}
-	return s.exec(ctx, `UPDATE stepgate_factors SET public = $1 WHERE user_id = $2 AND id = $3 AND public = $4`, next, user, id, prev)
+	return s.exec(ctx, `UPDATE stepgate_factors SET public = $1 WHERE user_id = $2 AND id = $3 AND public = $4`, next, user, id, sqlrow.Public(prev))
 }
 
 // ReplaceSecret implements factors.Store.
@@ -265,20 +223,12 @@ func (s *Store) ReplaceSecret(ctx context.Context, user, id string, prev, next [
 
 // SetLookup implements factors.Store.
 func (s *Store) SetLookup(ctx context.Context, user, id string, lookup []byte) error {
-	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET lookup = $1 WHERE user_id = $2 AND id = $3`, nullable(lookup), user, id)
-	if err == nil && !ok {
-		return factors.ErrNotFound
-	}
-	return err
+	return sqlrow.Found(s.exec(ctx, `UPDATE stepgate_factors SET lookup = $1 WHERE user_id = $2 AND id = $3`, sqlrow.Nullable(lookup), user, id))
 }
 
 // Delete implements factors.Store.
 func (s *Store) Delete(ctx context.Context, user, id string) error {
-	ok, err := s.exec(ctx, `DELETE FROM stepgate_factors WHERE user_id = $1 AND id = $2`, user, id)
-	if err == nil && !ok {
-		return factors.ErrNotFound
-	}
-	return err
+	return sqlrow.Found(s.exec(ctx, `DELETE FROM stepgate_factors WHERE user_id = $1 AND id = $2`, user, id))
 }
 
 // Counts implements factors.Store.
@@ -288,16 +238,8 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 		return nil, wrap(err)
 	}
 	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var t string
-		var n int64
-		if err := rows.Scan(&t, &n); err != nil {
-			return nil, wrap(err)
-		}
-		out[t] = int(n)
-	}
-	return out, wrap(rows.Err())
+	out, err := sqlrow.Counts(rows)
+	return out, wrap(err)
 }
 
 // Ping implements factors.Store.

@@ -20,6 +20,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/stepgate/stepgate/factors"
+	"github.com/stepgate/stepgate/factors/internal/sqlrow"
 )
 
 //go:embed migrations/*.sql
@@ -138,30 +139,10 @@ func (s *Store) migrate(ctx context.Context) error {
 	return wrap(tx.Commit())
 }
 
-const columns = `id, user_id, type, name, created_at, last_used_at, confirmed, counter, public, secret, lookup`
-
-func micros(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMicro()
-}
-
-func fromMicros(us int64) time.Time {
-	if us == 0 {
-		return time.Time{}
-	}
-	return time.UnixMicro(us).UTC()
-}
-
-type scanner interface{ Scan(...any) error }
-
-func scan(r scanner) (factors.Factor, error) {
-	var f factors.Factor
-	var created, used int64
+func scan(r sqlrow.Scanner) (factors.Factor, error) {
 	var confirmed int
-	err := r.Scan(&f.ID, &f.User, &f.Type, &f.Name, &created, &used, &confirmed, &f.Counter, &f.Public, &f.Secret, &f.Lookup)
-	f.CreatedAt, f.LastUsedAt, f.Confirmed = fromMicros(created), fromMicros(used), confirmed != 0
+	f, err := sqlrow.Scan(r, &confirmed)
+	f.Confirmed = confirmed != 0
 	return f, err
 }
 
@@ -176,15 +157,7 @@ func wrap(err error) error {
 	return fmt.Errorf("factors: sqlite: %w", err)
 }
 
-// nullable stores an empty lookup as NULL (the driver would bind an empty
-// blob, which UNIQUE does not let two rows share).
-func nullable(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
+// b2i binds a bool as SQLite keeps it: 0 or 1 (it has no boolean type).
 func b2i(b bool) int {
 	if b {
 		return 1
@@ -194,17 +167,14 @@ func b2i(b bool) int {
 
 // Create implements factors.Store.
 func (s *Store) Create(ctx context.Context, f factors.Factor) error {
-	if f.Public == nil {
-		f.Public = []byte{}
-	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO stepgate_factors (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		f.ID, f.User, f.Type, f.Name, micros(f.CreatedAt), micros(f.LastUsedAt), b2i(f.Confirmed), f.Counter, f.Public, f.Secret, nullable(f.Lookup))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO stepgate_factors (`+sqlrow.Columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		sqlrow.Values(f, b2i(f.Confirmed))...)
 	return wrap(err)
 }
 
 // Get implements factors.Store.
 func (s *Store) Get(ctx context.Context, user, id string) (factors.Factor, error) {
-	f, err := scan(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM stepgate_factors WHERE user_id = ? AND id = ?`, user, id))
+	f, err := scan(s.db.QueryRowContext(ctx, `SELECT `+sqlrow.Columns+` FROM stepgate_factors WHERE user_id = ? AND id = ?`, user, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return factors.Factor{}, factors.ErrNotFound
 	}
@@ -217,25 +187,18 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]factors.Fac
 		return nil, wrap(err)
 	}
 	defer rows.Close()
-	var out []factors.Factor
-	for rows.Next() {
-		f, err := scan(rows)
-		if err != nil {
-			return nil, wrap(err)
-		}
-		out = append(out, f)
-	}
-	return out, wrap(rows.Err())
+	out, err := sqlrow.Factors(rows, scan)
+	return out, wrap(err)
 }
 
 // List implements factors.Store.
 func (s *Store) List(ctx context.Context, user string) ([]factors.Factor, error) {
-	return s.query(ctx, `SELECT `+columns+` FROM stepgate_factors WHERE user_id = ? ORDER BY created_at, id`, user)
+	return s.query(ctx, `SELECT `+sqlrow.Columns+` FROM stepgate_factors WHERE user_id = ? ORDER BY created_at, id`, user)
 }
 
 // All implements factors.Store.
 func (s *Store) All(ctx context.Context) ([]factors.Factor, error) {
-	return s.query(ctx, `SELECT `+columns+` FROM stepgate_factors ORDER BY user_id, created_at, id`)
+	return s.query(ctx, `SELECT `+sqlrow.Columns+` FROM stepgate_factors ORDER BY user_id, created_at, id`)
 }
 
 func (s *Store) exec(ctx context.Context, q string, args ...any) (bool, error) {
@@ -249,33 +212,26 @@ func (s *Store) exec(ctx context.Context, q string, args ...any) (bool, error) {
 
 // Confirm implements factors.Store.
 func (s *Store) Confirm(ctx context.Context, user, id string, counter int64, now time.Time) error {
-	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET confirmed = 1, counter = ?, last_used_at = ? WHERE user_id = ? AND id = ? AND confirmed = 0`,
-		counter, micros(now), user, id)
-	if err == nil && !ok {
-		return factors.ErrNotFound
-	}
-	return err
+	return sqlrow.Found(s.exec(ctx, `UPDATE stepgate_factors SET confirmed = 1, counter = ?, last_used_at = ? WHERE user_id = ? AND id = ? AND confirmed = 0`,
+		counter, sqlrow.Micros(now), user, id))
 }
 
 // Advance implements factors.Store: one conditional UPDATE, so of
 // concurrent callers with the same counter exactly one wins.
 func (s *Store) Advance(ctx context.Context, user, id string, counter int64, now time.Time) (bool, error) {
 	return s.exec(ctx, `UPDATE stepgate_factors SET counter = ?, last_used_at = ? WHERE user_id = ? AND id = ? AND confirmed = 1 AND counter < ?`,
-		counter, micros(now), user, id, counter)
+		counter, sqlrow.Micros(now), user, id, counter)
 }
 
 // Touch implements factors.Store.
 func (s *Store) Touch(ctx context.Context, user, id string, now time.Time) (bool, error) {
 	return s.exec(ctx, `UPDATE stepgate_factors SET last_used_at = ? WHERE user_id = ? AND id = ? AND confirmed = 1 AND counter = 0`,
-		micros(now), user, id)
+		sqlrow.Micros(now), user, id)
 }
 
 // ReplacePublic implements factors.Store: one conditional UPDATE.
 func (s *Store) ReplacePublic(ctx context.Context, user, id string, prev, next []byte) (bool, error) {
-	if prev == nil {
-		prev = []byte{} // Create stores a nil Public as empty
-	}
-	return s.exec(ctx, `UPDATE stepgate_factors SET public = ? WHERE user_id = ? AND id = ? AND public = ?`, next, user, id, prev)
+	return s.exec(ctx, `UPDATE stepgate_factors SET public = ? WHERE user_id = ? AND id = ? AND public = ?`, next, user, id, sqlrow.Public(prev))
 }
 
 // ReplaceSecret implements factors.Store.
@@ -285,20 +241,12 @@ func (s *Store) ReplaceSecret(ctx context.Context, user, id string, prev, next [
 
 // SetLookup implements factors.Store.
 func (s *Store) SetLookup(ctx context.Context, user, id string, lookup []byte) error {
-	ok, err := s.exec(ctx, `UPDATE stepgate_factors SET lookup = ? WHERE user_id = ? AND id = ?`, nullable(lookup), user, id)
-	if err == nil && !ok {
-		return factors.ErrNotFound
-	}
-	return err
+	return sqlrow.Found(s.exec(ctx, `UPDATE stepgate_factors SET lookup = ? WHERE user_id = ? AND id = ?`, sqlrow.Nullable(lookup), user, id))
 }
 
 // Delete implements factors.Store.
 func (s *Store) Delete(ctx context.Context, user, id string) error {
-	ok, err := s.exec(ctx, `DELETE FROM stepgate_factors WHERE user_id = ? AND id = ?`, user, id)
-	if err == nil && !ok {
-		return factors.ErrNotFound
-	}
-	return err
+	return sqlrow.Found(s.exec(ctx, `DELETE FROM stepgate_factors WHERE user_id = ? AND id = ?`, user, id))
 }
 
 // Counts implements factors.Store.
@@ -308,16 +256,8 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 		return nil, wrap(err)
 	}
 	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var t string
-		var n int
-		if err := rows.Scan(&t, &n); err != nil {
-			return nil, wrap(err)
-		}
-		out[t] = n
-	}
-	return out, wrap(rows.Err())
+	out, err := sqlrow.Counts(rows)
+	return out, wrap(err)
 }
 
 // Ping implements factors.Store.
