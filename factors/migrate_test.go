@@ -1,6 +1,9 @@
 package factors_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"testing/fstest"
 
@@ -27,5 +30,56 @@ func TestMigrations(t *testing.T) {
 		if _, err := factors.Migrations(fsys, "m"); err == nil {
 			t.Errorf("%s: nil error", name)
 		}
+	}
+}
+
+// fakeTx records Migrate's statements; version is the recorded version
+// (-1: the table has no row), failOn a statement that fails.
+type fakeTx struct {
+	version int
+	failOn  string
+	ran     []string
+}
+
+func (f *fakeTx) Exec(_ context.Context, sql string) error {
+	f.ran = append(f.ran, sql)
+	if sql == f.failOn {
+		return errors.New("syntax error")
+	}
+	return nil
+}
+
+func (f *fakeTx) Version(context.Context) (int, bool, error) {
+	if f.version < 0 {
+		return 0, false, nil
+	}
+	return f.version, true, nil
+}
+
+func TestMigrate(t *testing.T) {
+	ms := []factors.Migration{{Version: 1, Name: "0001_a.sql", SQL: "A"}, {Version: 2, Name: "0002_b.sql", SQL: "B"}}
+	const create = `CREATE TABLE IF NOT EXISTS stepgate_schema (version INTEGER NOT NULL)`
+	for _, tc := range []struct {
+		name    string
+		tx      fakeTx
+		want    []string
+		wantErr string
+	}{
+		{"fresh", fakeTx{version: -1}, []string{create, `INSERT INTO stepgate_schema (version) VALUES (0)`, "A", "UPDATE stepgate_schema SET version = 1", "B", "UPDATE stepgate_schema SET version = 2"}, ""},
+		{"at 1", fakeTx{version: 1}, []string{create, "B", "UPDATE stepgate_schema SET version = 2"}, ""},
+		{"current", fakeTx{version: 2}, []string{create}, ""},
+		{"step fails", fakeTx{version: 1, failOn: "B"}, []string{create, "B"}, "migration 0002_b.sql: syntax error"},
+	} {
+		err := factors.Migrate(t.Context(), &tc.tx, ms)
+		if fmt.Sprint(tc.tx.ran) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: ran %q; want %q", tc.name, tc.tx.ran, tc.want)
+		}
+		if got := fmt.Sprint(err); (err != nil || tc.wantErr != "") && got != tc.wantErr {
+			t.Errorf("%s: error %q; want %q", tc.name, got, tc.wantErr)
+		}
+	}
+	tx := fakeTx{version: 3}
+	if err := factors.Migrate(t.Context(), &tx, ms); !errors.Is(err, factors.ErrSchemaTooNew) || len(tx.ran) != 1 {
+		t.Errorf("at 3 of 2: ran %q, error %v; want nothing applied and ErrSchemaTooNew", tx.ran, err)
 	}
 }

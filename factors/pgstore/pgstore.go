@@ -100,31 +100,27 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 		return wrap(err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS stepgate_schema (version INTEGER NOT NULL)`); err != nil {
-		return wrap(err)
-	}
-	var v int
-	err = tx.QueryRow(ctx, `SELECT version FROM stepgate_schema`).Scan(&v)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		if _, err := tx.Exec(ctx, `INSERT INTO stepgate_schema (version) VALUES (0)`); err != nil {
-			return wrap(err)
-		}
-	case err != nil:
-		return wrap(err)
-	}
-	if v > len(ms) {
-		return fmt.Errorf("factors: postgres: %w", factors.TooNew(v, len(ms)))
-	}
-	for _, m := range ms[v:] {
-		if _, err := tx.Exec(ctx, m.SQL); err != nil {
-			return fmt.Errorf("factors: postgres: migration %s: %w", m.Name, err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE stepgate_schema SET version = $1`, m.Version); err != nil {
-			return wrap(err)
-		}
+	if err := factors.Migrate(ctx, migrationTx{tx}, ms); err != nil {
+		return fmt.Errorf("factors: postgres: %w", err)
 	}
 	return wrap(tx.Commit(ctx))
+}
+
+// migrationTx is a pgx transaction as factors.Migrate runs in it.
+type migrationTx struct{ tx pgx.Tx }
+
+func (t migrationTx) Exec(ctx context.Context, sql string) error {
+	_, err := t.tx.Exec(ctx, sql)
+	return err
+}
+
+func (t migrationTx) Version(ctx context.Context) (int, bool, error) {
+	var v int
+	err := t.tx.QueryRow(ctx, `SELECT version FROM stepgate_schema`).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	return v, err == nil, err
 }
 
 func scan(r sqlrow.Scanner) (factors.Factor, error) {

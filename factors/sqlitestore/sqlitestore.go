@@ -112,31 +112,27 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("factors: sqlite: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS stepgate_schema (version INTEGER NOT NULL)`); err != nil {
+	if err := factors.Migrate(ctx, migrationTx{tx}, ms); err != nil {
 		return fmt.Errorf("factors: sqlite: %w", err)
-	}
-	var v int
-	err = tx.QueryRowContext(ctx, `SELECT version FROM stepgate_schema`).Scan(&v)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		if _, err := tx.ExecContext(ctx, `INSERT INTO stepgate_schema (version) VALUES (0)`); err != nil {
-			return fmt.Errorf("factors: sqlite: %w", err)
-		}
-	case err != nil:
-		return fmt.Errorf("factors: sqlite: %w", err)
-	}
-	if v > len(ms) {
-		return fmt.Errorf("factors: sqlite: %w", factors.TooNew(v, len(ms)))
-	}
-	for _, m := range ms[v:] {
-		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-			return fmt.Errorf("factors: sqlite: migration %s: %w", m.Name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE stepgate_schema SET version = ?`, m.Version); err != nil {
-			return fmt.Errorf("factors: sqlite: %w", err)
-		}
 	}
 	return wrap(tx.Commit())
+}
+
+// migrationTx is a database/sql transaction as factors.Migrate runs in it.
+type migrationTx struct{ tx *sql.Tx }
+
+func (t migrationTx) Exec(ctx context.Context, q string) error {
+	_, err := t.tx.ExecContext(ctx, q)
+	return err
+}
+
+func (t migrationTx) Version(ctx context.Context) (int, bool, error) {
+	var v int
+	err := t.tx.QueryRowContext(ctx, `SELECT version FROM stepgate_schema`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return v, err == nil, err
 }
 
 func scan(r sqlrow.Scanner) (factors.Factor, error) {
