@@ -1,7 +1,6 @@
 package challenge
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -153,31 +152,19 @@ func (s *Service) renderChallenge(w http.ResponseWriter, r *http.Request, f form
 // serveTOTP is POST /totp (code, rd, csrf): an authenticator code; right →
 // cookie and 303 to rd; wrong or replayed → the chooser again saying so.
 func (s *Service) serveTOTP(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, false)
-	if !ok || !s.postForm(w, r, id) {
+	c, ok := s.postCode(w, r, opTOTP, s.VerifyTOTP)
+	if !ok {
 		return
 	}
-	f := s.form(id, r.PostForm.Get("rd"))
-	g, err := s.VerifyTOTP(r.Context(), id, r.PostForm.Get("code"), meta(r))
-	if err == nil {
-		s.cfg.Tokens.SetCookie(w, g)
-		http.Redirect(w, r, f.RD, http.StatusSeeOther)
-		return
-	}
-	e := errorFor(opTOTP, err)
-	if le, ok := errors.AsType[*LimitError](err); ok {
-		s.renderLimited(w, r, id, e, le, f.RD)
-		return
-	}
-	switch e.Code {
+	switch c.e.Code {
 	case "invalid_otp", "replayed_otp":
-		methods, merr := s.methodsFor(r, id, f.RD)
+		methods, merr := s.methodsFor(r, c.id, c.f.RD)
 		if merr != nil {
 			s.h.pages.Error(w, r, errorFor(opFactors, merr))
 			return
 		}
-		s.renderChallenge(w, r, f, id, methods, e.Status, e.Msg)
+		s.renderChallenge(w, r, c.f, c.id, methods, c.e.Status, c.e.Msg)
 	default:
-		s.h.pages.Error(w, r, e)
+		s.h.pages.Error(w, r, c.e)
 	}
 }

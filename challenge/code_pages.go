@@ -184,27 +184,16 @@ const (
 // serveVerify is POST /verify (code, rd, csrf): right → cookie and 303 to
 // rd; wrong → the form again with attempts left (SPEC §6).
 func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, false)
-	if !ok || !s.postForm(w, r, id) {
+	c, ok := s.postCode(w, r, opVerify, s.Verify)
+	if !ok {
 		return
 	}
-	f := s.form(id, r.PostForm.Get("rd"))
-	g, err := s.Verify(r.Context(), id, r.PostForm.Get("code"), meta(r))
-	if err == nil {
-		s.cfg.Tokens.SetCookie(w, g)
-		http.Redirect(w, r, f.RD, http.StatusSeeOther)
-		return
-	}
-	e := errorFor(opVerify, err)
-	if le, ok := errors.AsType[*LimitError](err); ok {
-		s.renderLimited(w, r, id, e, le, f.RD)
-		return
-	}
+	id, f, e := c.id, c.f, c.e
 	switch e.Code {
 	case "invalid_otp":
 		d, _ := s.verifyData(r.Context(), id, f)
 		d.Error, d.Warn = e.Msg, strings.Contains(e.Msg, "after that")
-		if w := s.failuresWarning(err); w != "" {
+		if w := s.failuresWarning(c.err); w != "" {
 			d.Error, d.Warn = d.Error+" "+w, true
 		}
 		if _, ok := canonicalCode(r.PostForm.Get("code"), s.codeLen()); !ok {

@@ -1,6 +1,7 @@
 package challenge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // This file holds what every page of a signed-in user shares: the form
@@ -134,6 +136,40 @@ func (s *Service) postForm(w http.ResponseWriter, r *http.Request, id identity.I
 		return false
 	}
 	return true
+}
+
+// refusedCode is a posted code that postCode did not accept and did not
+// answer: the caller renders its own page from it.
+type refusedCode struct {
+	id  identity.Identity
+	f   formData
+	err error              // the ceremony's error, for details errorFor drops
+	e   *respond.HTTPError // errorFor(op, err)
+}
+
+// postCode is what POST /totp and POST /verify share: the user, the form
+// and its CSRF token are checked, the posted code goes to check, a grant
+// becomes the cookie and a 303 to rd, and a limit the locked page. It
+// returns ok false when it has answered, else the refusal.
+func (s *Service) postCode(w http.ResponseWriter, r *http.Request, o op,
+	check func(context.Context, identity.Identity, string, Meta) (secondfactor.Grant, error)) (refusedCode, bool) {
+	id, ok := s.identify(w, r, false)
+	if !ok || !s.postForm(w, r, id) {
+		return refusedCode{}, false
+	}
+	f := s.form(id, r.PostForm.Get("rd"))
+	g, err := check(r.Context(), id, r.PostForm.Get("code"), meta(r))
+	if err == nil {
+		s.cfg.Tokens.SetCookie(w, g)
+		http.Redirect(w, r, f.RD, http.StatusSeeOther)
+		return refusedCode{}, false
+	}
+	e := errorFor(o, err)
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		s.renderLimited(w, r, id, e, le, f.RD)
+		return refusedCode{}, false
+	}
+	return refusedCode{id: id, f: f, err: err, e: e}, true
 }
 
 // retryAfter is the Retry-After value in whole seconds, at least 1
