@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/respond"
+	"github.com/stepgate/stepgate/secondfactor"
 )
 
 // triggerResponse is GET /api/trigger (SPEC §6 field names).
@@ -103,6 +105,29 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// apiUserBody is how every API call with a body that stepgate decodes
+// starts: the user is identified (a 401 before any look at the body),
+// then the body is decoded strictly into v (decodeJSON). It answers and
+// returns false on failure.
+func (s *Service) apiUserBody(w http.ResponseWriter, r *http.Request, v any) (identity.Identity, bool) {
+	id, ok := s.identify(w, r, true)
+	if !ok || !decodeJSON(w, r, v) {
+		return identity.Identity{}, false
+	}
+	return id, true
+}
+
+// writeGrant is the answer of every step-up the API grants (PUT
+// /api/email-otp, PUT /api/totp, POST /api/passkey/finish): the cookie,
+// and the token with its lifetime in seconds (SPEC §6 field names).
+func (s *Service) writeGrant(w http.ResponseWriter, g secondfactor.Grant) {
+	s.cfg.Tokens.SetCookie(w, g)
+	respond.JSON(w, http.StatusOK, verifyResponse{
+		SecondFactorAuthenticationToken: g.Token,
+		ExpiresIn:                       max(0, int(g.ExpiresAt.Sub(s.h.now())/time.Second)),
+	})
+}
+
 // apiTrigger is GET /api/trigger.
 func (s *Service) apiTrigger(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.identify(w, r, true)
@@ -122,12 +147,9 @@ func (s *Service) apiTrigger(w http.ResponseWriter, r *http.Request) {
 
 // apiSend is POST /api/email-otp.
 func (s *Service) apiSend(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
-	if !ok {
-		return
-	}
 	var req sendRequest
-	if !decodeJSON(w, r, &req) {
+	id, ok := s.apiUserBody(w, r, &req)
+	if !ok {
 		return
 	}
 	idx := -1
@@ -161,12 +183,9 @@ func (s *Service) apiSend(w http.ResponseWriter, r *http.Request) {
 
 // apiVerify is PUT /api/email-otp.
 func (s *Service) apiVerify(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
-	if !ok {
-		return
-	}
 	var req verifyRequest
-	if !decodeJSON(w, r, &req) {
+	id, ok := s.apiUserBody(w, r, &req)
+	if !ok {
 		return
 	}
 	g, err := s.Verify(r.Context(), id, req.OTP, meta(r))
@@ -183,11 +202,7 @@ func (s *Service) apiVerify(w http.ResponseWriter, r *http.Request) {
 		e.WriteJSON(w, s.h.log)
 		return
 	}
-	s.cfg.Tokens.SetCookie(w, g)
-	respond.JSON(w, http.StatusOK, verifyResponse{
-		SecondFactorAuthenticationToken: g.Token,
-		ExpiresIn:                       max(0, int(g.ExpiresAt.Sub(s.h.now())/time.Second)),
-	})
+	s.writeGrant(w, g)
 }
 
 // apiValidate is GET /api/validate: a back end presents the user's access

@@ -2,7 +2,6 @@ package challenge
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/respond"
@@ -36,12 +35,9 @@ func (s *Service) allowedFor(r *http.Request, rd string) []string {
 // apiTOTP is PUT /api/totp: like PUT /api/email-otp, with a code from an
 // authenticator app (SPEC §11).
 func (s *Service) apiTOTP(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
-	if !ok {
-		return
-	}
 	var req totpRequest
-	if !decodeJSON(w, r, &req) {
+	id, ok := s.apiUserBody(w, r, &req)
+	if !ok {
 		return
 	}
 	g, err := s.VerifyTOTP(r.Context(), id, req.Code, meta(r))
@@ -49,11 +45,7 @@ func (s *Service) apiTOTP(w http.ResponseWriter, r *http.Request) {
 		errorFor(opTOTP, err).WriteJSON(w, s.h.log)
 		return
 	}
-	s.cfg.Tokens.SetCookie(w, g)
-	respond.JSON(w, http.StatusOK, verifyResponse{
-		SecondFactorAuthenticationToken: g.Token,
-		ExpiresIn:                       max(0, int(g.ExpiresAt.Sub(s.h.now())/time.Second)),
-	})
+	s.writeGrant(w, g)
 }
 
 // fresh reports whether r holds a second factor of id no older than
@@ -80,12 +72,9 @@ func (s *Service) apiFactors(w http.ResponseWriter, r *http.Request) {
 // apiBeginTOTP is POST /api/factors/totp {"name"}: a pending factor and
 // what the app needs; it needs a second factor ≤ 5 minutes old.
 func (s *Service) apiBeginTOTP(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
-	if !ok {
-		return
-	}
 	var req nameRequest
-	if !decodeJSON(w, r, &req) {
+	id, ok := s.apiUserBody(w, r, &req)
+	if !ok {
 		return
 	}
 	if !s.fresh(r, id) {
@@ -102,12 +91,9 @@ func (s *Service) apiBeginTOTP(w http.ResponseWriter, r *http.Request) {
 
 // apiConfirmTOTP is PUT /api/factors/totp/{id} {"code"}.
 func (s *Service) apiConfirmTOTP(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
-	if !ok {
-		return
-	}
 	var req totpRequest
-	if !decodeJSON(w, r, &req) {
+	id, ok := s.apiUserBody(w, r, &req)
+	if !ok {
 		return
 	}
 	if err := s.ConfirmTOTP(r.Context(), id, r.PathValue("id"), req.Code, meta(r)); err != nil {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"time"
 
 	"github.com/stepgate/stepgate/respond"
 )
@@ -44,11 +43,8 @@ func readPasskeyJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 // apiPasskeyBegin is POST /api/passkey/begin (body {}, strictly, like
 // every body of the API): the options for navigator.credentials.get.
 func (s *Service) apiPasskeyBegin(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
+	id, ok := s.apiUserBody(w, r, &struct{}{})
 	if !ok {
-		return
-	}
-	if !decodeJSON(w, r, &struct{}{}) {
 		return
 	}
 	opts, err := s.BeginPasskey(r.Context(), id)
@@ -76,11 +72,7 @@ func (s *Service) apiPasskeyFinish(w http.ResponseWriter, r *http.Request) {
 		passkeyError(err).WriteJSON(w, s.h.log)
 		return
 	}
-	s.cfg.Tokens.SetCookie(w, g)
-	respond.JSON(w, http.StatusOK, verifyResponse{
-		SecondFactorAuthenticationToken: g.Token,
-		ExpiresIn:                       max(0, int(g.ExpiresAt.Sub(s.h.now())/time.Second)),
-	})
+	s.writeGrant(w, g)
 }
 
 // passkeyBeginRequest is POST /api/factors/passkey/begin.
@@ -103,12 +95,9 @@ type PasskeyView struct {
 // the options for navigator.credentials.create. It needs a second factor
 // no older than 5 minutes.
 func (s *Service) apiPasskeyRegisterBegin(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
-	if !ok {
-		return
-	}
 	var req passkeyBeginRequest
-	if !decodeJSON(w, r, &req) {
+	id, ok := s.apiUserBody(w, r, &req)
+	if !ok {
 		return
 	}
 	if !s.freshFor(r, id) {
