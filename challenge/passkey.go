@@ -83,8 +83,15 @@ func (s *Service) BeginPasskey(ctx context.Context, id identity.Identity) (json.
 		return nil, &LimitError{RetryAfter: left, Err: ErrLocked}
 	}
 	opts, err := rp.BeginLogin(ctx, passkeyUser(id))
+	return beginAnswer(opts, err, passkey.ErrNoPasskey)
+}
+
+// beginAnswer is what both begin calls answer: the options for the
+// browser as JSON; the error the caller maps to its own page (known)
+// as it is; any other error as the store's (errPasskeyStore).
+func beginAnswer(opts any, err, known error) (json.RawMessage, error) {
 	if err != nil {
-		if errors.Is(err, passkey.ErrNoPasskey) {
+		if errors.Is(err, known) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %w", errPasskeyStore, err)
@@ -249,13 +256,7 @@ func (s *Service) BeginPasskeyRegistration(ctx context.Context, id identity.Iden
 		return nil, err
 	}
 	opts, err := rp.BeginRegistration(ctx, passkeyUser(id), name)
-	if err != nil {
-		if errors.Is(err, passkey.ErrName) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %w", errPasskeyStore, err)
-	}
-	return json.Marshal(opts)
+	return beginAnswer(opts, err, passkey.ErrName)
 }
 
 // FinishPasskeyRegistration verifies the browser's answer, stores the
