@@ -248,8 +248,9 @@ func (s *Service) verifyDone(ctx context.Context, result string, id identity.Ide
 	s.audit(ctx, lvl, msg, event, result, id, m, cause, extra...)
 }
 
-// audit writes one audit record: who, where from, what and how it ended;
-// never a code, token or cookie value (SPEC §9).
+// audit writes one audit record: who, where from, what and how it ended,
+// then the ceremony's own attributes (extra) and the error; never a code,
+// token or cookie value (SPEC §9). Every ceremony audits through it.
 func (s *Service) audit(ctx context.Context, lvl slog.Level, msg, event, outcome string, id identity.Identity, m Meta, cause error, extra ...slog.Attr) {
 	attrs := []slog.Attr{
 		slog.String("event", event),
@@ -264,7 +265,6 @@ func (s *Service) audit(ctx context.Context, lvl slog.Level, msg, event, outcome
 	if cause != nil {
 		attrs = append(attrs, slog.String("error", cause.Error()))
 	}
-	attrs = append(attrs, extra...)
 	s.log.LogAttrs(ctx, lvl, msg, attrs...)
 }
 

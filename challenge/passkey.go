@@ -206,25 +206,7 @@ func (s *Service) passkeyDone(ctx context.Context, result string, id identity.Id
 	case verifyLocked:
 		msg, event = "user locked out", "passkey_locked"
 	}
-	s.auditAttrs(ctx, lvl, msg, event, result, id, m, cause, passkeyAttrs(c)...)
-}
-
-// auditAttrs is audit with extra attributes.
-func (s *Service) auditAttrs(ctx context.Context, lvl slog.Level, msg, event, outcome string, id identity.Identity, m Meta, cause error, extra ...slog.Attr) {
-	attrs := []slog.Attr{
-		slog.String("event", event),
-		slog.String("user", id.Subject),
-		slog.String("rule", m.Rule),
-		slog.String("client", m.Client),
-		slog.String("request_id", m.RequestID),
-		slog.String("user_agent", m.UserAgent),
-		slog.String("outcome", outcome),
-	}
-	attrs = append(attrs, extra...)
-	if cause != nil {
-		attrs = append(attrs, slog.String("error", cause.Error()))
-	}
-	s.log.LogAttrs(ctx, lvl, msg, attrs...)
+	s.audit(ctx, lvl, msg, event, result, id, m, cause, passkeyAttrs(c)...)
 }
 
 // freshFor reports whether r carries a second factor of id no older than
@@ -287,7 +269,7 @@ func (s *Service) FinishPasskeyRegistration(ctx context.Context, id identity.Ide
 	if err != nil {
 		msg = "passkey not added"
 	}
-	s.auditAttrs(ctx, lvl, msg, "factor_added", result, id, m, err, passkeyAttrs(c)...)
+	s.audit(ctx, lvl, msg, "factor_added", result, id, m, err, passkeyAttrs(c)...)
 	if err != nil {
 		return passkey.Credential{}, err
 	}
