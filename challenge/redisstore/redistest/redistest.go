@@ -8,7 +8,6 @@ package redistest
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stepgate/stepgate/internal/proctest"
 )
 
 // startTimeout bounds how long a server may take to answer PING.
@@ -47,11 +48,9 @@ type Server struct {
 	port int
 	cfg  Config
 
-	mu     sync.Mutex // guards cmd, done, once across Restart
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when the process has exited
-	output *syncBuffer
-	once   *sync.Once
+	mu     sync.Mutex // guards proc across Restart
+	proc   *proctest.Process
+	output *proctest.Buffer
 }
 
 // Start starts a redis-server without a password and returns its address.
@@ -66,11 +65,7 @@ func StartServer(t testing.TB, c Config) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		msg := "redis-server not found in PATH: install it (apt-get install redis-server) to run the Redis tests"
-		if os.Getenv("STEPGATE_REQUIRE_REDIS") == "1" {
-			t.Fatalf("STEPGATE_REQUIRE_REDIS=1 but %s", msg)
-		}
-		t.Skipf("!!! SKIPPING: %s; set STEPGATE_REQUIRE_REDIS=1 to make this a failure !!!", msg)
+		proctest.SkipOrFail(t, "STEPGATE_REQUIRE_REDIS", "redis-server not found in PATH: install it (apt-get install redis-server) to run the Redis tests")
 	}
 	// The free port is found by binding :0 and closing; another process
 	// may take it before redis-server binds it, so a failed start retries
@@ -88,7 +83,7 @@ func StartServer(t testing.TB, c Config) *Server {
 }
 
 func start(t testing.TB, bin string, c Config) (*Server, error) {
-	port, err := freePort()
+	port, err := proctest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +105,7 @@ func start(t testing.TB, bin string, c Config) (*Server, error) {
 		dir:    dir,
 		port:   port,
 		cfg:    c,
-		output: &syncBuffer{},
+		output: &proctest.Buffer{},
 	}
 	if err := s.launch(); err != nil {
 		return nil, err
@@ -133,20 +128,15 @@ func (s *Server) launch() error {
 		"--appendfsync", "always",
 		"--dir", s.dir,
 	)
-	setProcAttr(cmd)
 	cmd.Stdout, cmd.Stderr = s.output, s.output
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("exec %s: %w", s.bin, err)
+	proc, err := proctest.Start(cmd)
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
 	s.mu.Lock()
-	s.cmd, s.done, s.once = cmd, done, &sync.Once{}
+	s.proc = proc
 	s.mu.Unlock()
-	if err := s.waitReady(done); err != nil {
+	if err := proc.WaitReady("redis-server on "+s.Addr, startTimeout, 10*time.Millisecond, func() error { return ping(s.Addr) }); err != nil {
 		s.Stop()
 		return fmt.Errorf("%w; output:\n%s", err, s.output.String())
 	}
@@ -165,26 +155,6 @@ func (s *Server) Restart(t testing.TB) {
 	// in between, which fails the test rather than silently moving.
 	if err := s.launch(); err != nil {
 		t.Fatalf("redistest: restarting redis-server on %s: %v", s.Addr, err)
-	}
-}
-
-// waitReady polls until the server answers PING, it exits, or startTimeout
-// passes.
-func (s *Server) waitReady(done <-chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if err := ping(s.Addr); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("no PONG from %s after %v: %w", s.Addr, startTimeout, err)
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("redis-server exited before answering PING")
-		case <-tick.C:
-		}
 	}
 }
 
@@ -216,41 +186,10 @@ func ping(addr string) error {
 // test may stop the server early to see how clients fail.
 func (s *Server) Stop() {
 	s.mu.Lock()
-	cmd, done, once := s.cmd, s.done, s.once
+	proc := s.proc
 	s.mu.Unlock()
-	once.Do(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
+	proc.Stop(0)
 }
 
 // Output is what the server has logged so far, for test failure messages.
 func (s *Server) Output() string { return s.output.String() }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writer goroutine and
-// a reading test at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

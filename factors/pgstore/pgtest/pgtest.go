@@ -10,25 +10,24 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/stepgate/stepgate/internal/proctest"
 )
 
 // startTimeout bounds initdb plus the server's start.
@@ -40,11 +39,8 @@ type Server struct {
 	DSN  string
 	Port int
 
-	cmd    *exec.Cmd
-	dir    string
-	done   chan struct{}
-	output *syncBuffer
-	once   sync.Once
+	proc   *proctest.Process
+	output *proctest.Buffer
 }
 
 // Start starts a server and stops it in t.Cleanup.
@@ -52,11 +48,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := findBin()
 	if err != nil {
-		msg := err.Error() + ": install it (apt-get install postgresql) to run the PostgreSQL tests"
-		if os.Getenv("STEPGATE_REQUIRE_POSTGRES") == "1" {
-			t.Fatalf("STEPGATE_REQUIRE_POSTGRES=1 but %s", msg)
-		}
-		t.Skipf("!!! SKIPPING: %s; set STEPGATE_REQUIRE_POSTGRES=1 to make this a failure !!!", msg)
+		proctest.SkipOrFail(t, "STEPGATE_REQUIRE_POSTGRES", err.Error()+": install it (apt-get install postgresql) to run the PostgreSQL tests")
 	}
 	cred, err := credential()
 	if err != nil {
@@ -73,10 +65,11 @@ func Start(t testing.TB) *Server {
 		}
 	}
 	data := filepath.Join(dir, "data")
-	var out syncBuffer
+	var out proctest.Buffer
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
 	initdb.Dir = dir
 	initdb.SysProcAttr = procAttr(cred)
+	proctest.DieWithTest(initdb)
 	initdb.Stdout, initdb.Stderr = &out, &out
 	if err := initdb.Run(); err != nil {
 		t.Fatalf("pgtest: initdb: %v\n%s", err, out.String())
@@ -94,7 +87,7 @@ func Start(t testing.TB) *Server {
 }
 
 func start(t testing.TB, bin, dir, data string, cred *syscall.Credential) (*Server, error) {
-	port, err := freePort()
+	port, err := proctest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -109,24 +102,19 @@ func start(t testing.TB, bin, dir, data string, cred *syscall.Credential) (*Serv
 	)
 	cmd.Dir = dir
 	cmd.SysProcAttr = procAttr(cred)
-	out := &syncBuffer{}
+	out := &proctest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("exec postgres: %w", err)
+	proc, err := proctest.Start(cmd)
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{
 		DSN:    fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
 		Port:   port,
-		cmd:    cmd,
-		dir:    dir,
-		done:   make(chan struct{}),
+		proc:   proc,
 		output: out,
 	}
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	if err := s.waitReady(); err != nil {
+	if err := proc.WaitReady("postgres", startTimeout, 20*time.Millisecond, s.ping); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("%w; output:\n%s", err, out.String())
 	}
@@ -170,46 +158,22 @@ func Exec(t testing.TB, dsn, sql string, args ...any) {
 	}
 }
 
-func (s *Server) waitReady() error {
-	deadline := time.Now().Add(startTimeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		conn, err := pgx.Connect(ctx, s.DSN)
-		if err == nil {
-			err = conn.Ping(ctx)
-			conn.Close(ctx)
-		}
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("postgres not ready after %v: %w", startTimeout, err)
-		}
-		select {
-		case <-s.done:
-			return errors.New("postgres exited before accepting connections")
-		case <-tick.C:
-		}
+// ping connects and pings once, for WaitReady.
+func (s *Server) ping() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.DSN)
+	if err != nil {
+		return err
 	}
+	defer conn.Close(ctx)
+	return conn.Ping(ctx)
 }
 
 // Stop shuts the server down (fast shutdown, then a kill) and waits for it
 // to exit. It is idempotent, so a test may stop the database early to see
 // how stepgate behaves without it.
-func (s *Server) Stop() {
-	s.once.Do(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-	})
-}
+func (s *Server) Stop() { s.proc.Stop(10 * time.Second) }
 
 // Output is what the server has logged so far.
 func (s *Server) Output() string { return s.output.String() }
@@ -248,30 +212,4 @@ func credential() (*syscall.Credential, error) {
 	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
