@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 
+	"github.com/stepgate/stepgate/identity"
 	"github.com/stepgate/stepgate/respond"
 )
 
@@ -40,6 +41,31 @@ func readPasskeyJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
+// apiUserPasskeyBody is how both finish calls start: the user is
+// identified (a 401 before any look at the body), then the body read
+// (readPasskeyJSON). It answers and returns false on failure.
+func (s *Service) apiUserPasskeyBody(w http.ResponseWriter, r *http.Request) (identity.Identity, []byte, bool) {
+	id, ok := s.identify(w, r, true)
+	if !ok {
+		return identity.Identity{}, nil, false
+	}
+	body, ok := readPasskeyJSON(w, r)
+	if !ok {
+		return identity.Identity{}, nil, false
+	}
+	return id, body, true
+}
+
+// writeOptions is the answer of both begin calls: the options for the
+// browser, or the error as passkeyError maps it.
+func (s *Service) writeOptions(w http.ResponseWriter, opts json.RawMessage, err error) {
+	if err != nil {
+		passkeyError(err).WriteJSON(w, s.h.log)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, opts)
+}
+
 // apiPasskeyBegin is POST /api/passkey/begin (body {}, strictly, like
 // every body of the API): the options for navigator.credentials.get.
 func (s *Service) apiPasskeyBegin(w http.ResponseWriter, r *http.Request) {
@@ -48,22 +74,14 @@ func (s *Service) apiPasskeyBegin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts, err := s.BeginPasskey(r.Context(), id)
-	if err != nil {
-		passkeyError(err).WriteJSON(w, s.h.log)
-		return
-	}
-	writeRawJSON(w, http.StatusOK, opts)
+	s.writeOptions(w, opts, err)
 }
 
 // apiPasskeyFinish is POST /api/passkey/finish (body: the
 // PublicKeyCredential from navigator.credentials.get, as JSON): the same
 // answer as PUT /api/email-otp, and the cookie.
 func (s *Service) apiPasskeyFinish(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
-	if !ok {
-		return
-	}
-	body, ok := readPasskeyJSON(w, r)
+	id, body, ok := s.apiUserPasskeyBody(w, r)
 	if !ok {
 		return
 	}
@@ -105,22 +123,14 @@ func (s *Service) apiPasskeyRegisterBegin(w http.ResponseWriter, r *http.Request
 		return
 	}
 	opts, err := s.BeginPasskeyRegistration(r.Context(), id, req.Name)
-	if err != nil {
-		passkeyError(err).WriteJSON(w, s.h.log)
-		return
-	}
-	writeRawJSON(w, http.StatusOK, opts)
+	s.writeOptions(w, opts, err)
 }
 
 // apiPasskeyRegisterFinish is POST /api/factors/passkey/finish (body: the
 // PublicKeyCredential from navigator.credentials.create): 201 with the
 // new passkey. Freshness is checked again: the begin may be 5 minutes old.
 func (s *Service) apiPasskeyRegisterFinish(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
-	if !ok {
-		return
-	}
-	body, ok := readPasskeyJSON(w, r)
+	id, body, ok := s.apiUserPasskeyBody(w, r)
 	if !ok {
 		return
 	}
