@@ -248,26 +248,6 @@ func (s *Service) verifyDone(ctx context.Context, result string, id identity.Ide
 	s.audit(ctx, lvl, msg, event, result, id, m, cause, extra...)
 }
 
-// audit writes one audit record: who, where from, what and how it ended,
-// then the ceremony's own attributes (extra) and the error; never a code,
-// token or cookie value (SPEC §9). Every ceremony audits through it.
-func (s *Service) audit(ctx context.Context, lvl slog.Level, msg, event, outcome string, id identity.Identity, m Meta, cause error, extra ...slog.Attr) {
-	attrs := []slog.Attr{
-		slog.String("event", event),
-		slog.String("user", id.Subject),
-		slog.String("rule", m.Rule),
-		slog.String("client", m.Client),
-		slog.String("request_id", m.RequestID),
-		slog.String("user_agent", m.UserAgent),
-		slog.String("outcome", outcome),
-	}
-	attrs = append(attrs, extra...)
-	if cause != nil {
-		attrs = append(attrs, slog.String("error", cause.Error()))
-	}
-	s.log.LogAttrs(ctx, lvl, msg, attrs...)
-}
-
 // mailHTML is the HTML part. It carries no link: the code is typed on the
 // challenge page, so a mail can never sign anyone in (SPEC §9).
 var mailHTML = template.Must(template.New("mail").Parse(`<!doctype html>
