@@ -133,18 +133,7 @@ func TestMigrationAddsLookup(t *testing.T) {
 	}
 	db.Close()
 	s := open(t, path)
-	f, err := s.Get(t.Context(), "alice", "old")
-	if err != nil || f.Lookup != nil || string(f.Public) != "{}" {
-		t.Fatalf("the version-1 factor after migration: %+v, %v; want it with no lookup", f, err)
-	}
-	l := []byte("0123456789abcdef0123456789abcdef")
-	if err := s.SetLookup(t.Context(), "alice", "old", l); err != nil {
-		t.Fatal(err)
-	}
-	dup := factors.Factor{ID: "new", User: "bob", Type: "passkey", Name: "Key", CreatedAt: time.Now(), Confirmed: true, Secret: []byte{1}, Lookup: l}
-	if err := s.Create(t.Context(), dup); !errors.Is(err, factors.ErrDuplicate) {
-		t.Fatalf("Create of the migrated factor's lookup: %v; want ErrDuplicate", err)
-	}
+	storetest.MigratedFromV1(t, s)
 	if got := sqlitestore.SchemaVersion(); got != 2 {
 		t.Fatalf("SchemaVersion = %d; want 2", got)
 	}

@@ -547,3 +547,24 @@ func testLookupConcurrent(t *testing.T, newStore func(t *testing.T) factors.Stor
 		t.Fatalf("%d concurrent Creates of one lookup succeeded; want exactly 1", n)
 	}
 }
+
+// MigratedFromV1 checks a store just opened (and so migrated) on a
+// database that was at schema version 1 (before the lookup column) holding
+// one factor, id "old" of user "alice" with Public "{}": the factor reads
+// back with no lookup (serve fills it at start: Reindex), and the UNIQUE
+// lookup works from then on.
+func MigratedFromV1(t *testing.T, s factors.Store) {
+	t.Helper()
+	f, err := s.Get(t.Context(), "alice", "old")
+	if err != nil || f.Lookup != nil || string(f.Public) != "{}" {
+		t.Fatalf("the version-1 factor after migration: %+v, %v; want it with no lookup", f, err)
+	}
+	l := []byte("0123456789abcdef0123456789abcdef")
+	if err := s.SetLookup(t.Context(), "alice", "old", l); err != nil {
+		t.Fatal(err)
+	}
+	dup := factors.Factor{ID: "new", User: "bob", Type: "passkey", Name: "Key", CreatedAt: time.Now(), Confirmed: true, Secret: []byte{1}, Lookup: l}
+	if err := s.Create(t.Context(), dup); !errors.Is(err, factors.ErrDuplicate) {
+		t.Fatalf("Create of the migrated factor's lookup: %v; want ErrDuplicate", err)
+	}
+}
