@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/challenge/redisstore"
+	"github.com/stepgate/stepgate/internal/proctest"
 )
 
 // testPKI is a throwaway CA and a server certificate it signed for
@@ -102,16 +103,13 @@ func startTLSRedis(t *testing.T, p testPKI) string {
 			t.Fatal(err)
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := proctest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
-	// Cancelling t.Context (before the cleanups run) kills the server.
-	cmd := exec.CommandContext(t.Context(), bin,
+	cmd := exec.Command(bin,
 		"--port", "0",
 		"--tls-port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
@@ -123,49 +121,33 @@ func startTLSRedis(t *testing.T, p testPKI) string {
 		"--appendonly", "no",
 		"--dir", dir,
 	)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("exec %s: %v", bin, err)
+	out := &proctest.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	proc, err := proctest.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() { <-done })
+	t.Cleanup(func() { proc.Stop(0) })
 
 	conf := &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err = proc.WaitReady("redis-server with TLS on "+addr, 10*time.Second, 20*time.Millisecond, func() error { return tlsPing(addr, conf) })
+	if err != nil {
 		select {
-		case <-done:
+		case <-proc.Done():
 			msg := out.String()
 			if strings.Contains(msg, "Bad directive") || strings.Contains(strings.ToLower(msg), "tls") && strings.Contains(strings.ToLower(msg), "not support") {
 				skipOrFail(t, "this redis-server was built without TLS support (BUILD_TLS=yes): "+firstLine(msg))
 			}
-			t.Fatalf("redis-server with TLS exited before answering PING; output:\n%s", msg)
 		default:
 		}
-		if tlsPing(addr, conf) == nil {
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server with TLS: no PONG from %s after 10s", addr)
-		}
-		select {
-		case <-done:
-		case <-time.After(20 * time.Millisecond):
-		}
+		t.Fatalf("%v; output:\n%s", err, out.String())
 	}
+	return addr
 }
 
 func skipOrFail(t *testing.T, msg string) {
 	t.Helper()
-	if os.Getenv("STEPGATE_REQUIRE_REDIS") == "1" {
-		t.Fatalf("STEPGATE_REQUIRE_REDIS=1 but %s", msg)
-	}
-	t.Skipf("!!! SKIPPING: %s; set STEPGATE_REQUIRE_REDIS=1 to make this a failure !!!", msg)
+	proctest.SkipOrFail(t, "STEPGATE_REQUIRE_REDIS", msg)
 }
 
 func firstLine(s string) string {
