@@ -1,7 +1,6 @@
 package redisstore_test
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/challenge/redisstore"
+	"github.com/stepgate/stepgate/challenge/redisstore/redistest"
 	"github.com/stepgate/stepgate/internal/proctest"
 )
 
@@ -167,14 +167,7 @@ func tlsPing(addr string, conf *tls.Config) error {
 		return err
 	}
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(time.Second)); err != nil {
-		return err
-	}
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	_, err = bufio.NewReader(c).ReadString('\n')
-	return err
+	return redistest.Ping(c)
 }
 
 func TestTLS(t *testing.T) {

@@ -158,14 +158,20 @@ func (s *Server) Restart(t testing.TB) {
 	}
 }
 
-// ping sends an inline PING. A server requiring a password answers
-// -NOAUTH, which also shows it is up.
+// ping dials addr and pings it (Ping).
 func ping(addr string) error {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	return Ping(conn)
+}
+
+// Ping sends an inline PING on conn (plain or TLS) and reads the reply,
+// within a second. A server requiring a password answers -NOAUTH, which
+// also shows it is up.
+func Ping(conn net.Conn) error {
 	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
 		return err
 	}
