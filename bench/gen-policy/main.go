@@ -28,6 +28,7 @@ type options struct {
 	store, redisAddr, jwtSecretFile, sfSecretFile string
 	cookie, mailDir, jwksURL                      string
 	rules, cacheSize, invalidCacheSize            int
+	verifyConcurrency                             int
 	forwardAuth                                   bool
 }
 
@@ -50,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.jwksURL, "jwks-url", "", "identity.jwt.jwks_url with algorithms [RS256] instead of the HMAC secret")
 	fs.IntVar(&o.cacheSize, "cache-size", 0, "identity.jwt.cache_size and second_factor.cache_size (0: stepgate's default)")
 	fs.IntVar(&o.invalidCacheSize, "invalid-cache-size", 0, "identity.jwt.invalid_cache_size (0: stepgate's default)")
+	fs.IntVar(&o.verifyConcurrency, "verify-concurrency", 0, "identity.jwt.verify_concurrency (0: stepgate's default)")
 	fs.BoolVar(&o.forwardAuth, "forward-auth", false, "server.forward_auth, answering 127.0.0.1 (server.trusted_proxies)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -108,6 +110,7 @@ type jwt struct {
 	JWKSURL        string   `yaml:"jwks_url,omitempty"`
 	CacheSize      int      `yaml:"cache_size,omitempty"`
 	InvalidCache   int      `yaml:"invalid_cache_size,omitempty"`
+	VerifyConc     int      `yaml:"verify_concurrency,omitempty"`
 	SubjectClaim   string   `yaml:"subject_claim"`
 	EmailClaim     string   `yaml:"email_claim"`
 	SessionClaim   string   `yaml:"session_claim"`
@@ -195,6 +198,7 @@ func build(o options) (config, error) {
 		SessionClaim:   "sid",
 		CacheSize:      o.cacheSize,
 		InvalidCache:   o.invalidCacheSize,
+		VerifyConc:     o.verifyConcurrency,
 	}
 	if o.jwksURL != "" {
 		j.Algorithms, j.HMACSecretFile, j.JWKSURL = []string{"RS256"}, "", o.jwksURL
