@@ -18,6 +18,8 @@
 #   USERS [50000] FORGED [1000]   distinct users (sg-jwks) and forged tokens (sg-flood)
 #   JWKS_CACHE       sg-jwks's identity.jwt.cache_size and second_factor.cache_size
 #                    (default: stepgate's, 10000)
+#   JWKS_MEMORY_LIMIT   the JWKS stepgate's runtime.memory_limit (default:
+#                    stepgate's, auto)
 #   VERIFY_CONCURRENCY  the JWKS stepgate's identity.jwt.verify_concurrency
 #                    (default: stepgate's, half the CPUs, at least 1)
 #   FLOOD_CONNECTIONS [16]        the flood's wrk -c
@@ -41,6 +43,7 @@ FORGED=${FORGED:-1000}
 FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-16}
 JWKS_CACHE=${JWKS_CACHE:-}
 VERIFY_CONCURRENCY=${VERIFY_CONCURRENCY:-}
+JWKS_MEMORY_LIMIT=${JWKS_MEMORY_LIMIT:-}
 NGINX_WORKERS=${NGINX_WORKERS:-auto}
 
 die() {
@@ -77,7 +80,7 @@ declare -A what=(
 	[nginx-fa]="nginx + stepgate forward-auth (auth_request), step_up rule, access + 2FA token, memory store"
 	[nginx-fa-cache]="nginx-fa with the decision cached in nginx for 5s (an experiment; not a documented config)"
 	[bare-users]="bare httputil.ReverseProxy, the sg-jwks requests (baseline of sg-jwks)"
-	[sg-jwks]="stepgate, step_up rule, $USERS distinct users: RS256 access tokens through a JWKS + 2FA tokens, memory store, caches of ${JWKS_CACHE:-10000 (the default)}${VERIFY_CONCURRENCY:+, verify_concurrency $VERIFY_CONCURRENCY}"
+	[sg-jwks]="stepgate, step_up rule, $USERS distinct users: RS256 access tokens through a JWKS + 2FA tokens, memory store, caches of ${JWKS_CACHE:-10000 (the default)}${VERIFY_CONCURRENCY:+, verify_concurrency $VERIFY_CONCURRENCY}${JWKS_MEMORY_LIMIT:+, memory_limit $JWKS_MEMORY_LIMIT}"
 	[sg-flood]="stepgate (JWKS, RS256), step_up rule, one valid user, while a second wrk floods $FORGED distinct forged RS256 tokens"
 	[sg-flood-unique]="stepgate (JWKS, RS256), step_up rule, one valid user, while a second wrk floods forged RS256 tokens that never repeat"
 )
@@ -393,7 +396,8 @@ if ((need_stepgate)); then
 		jwt_cookie=${SG_COOKIE:-}
 		SG_ACCESS=$("$bin/users" access -key "$tmp/idp.pem" -sub ceremony) || die "users access failed"
 		start_stepgate sg-jwks memory -jwks-url "http://127.0.0.1:$jwks_port/jwks.json" ${JWKS_CACHE:+-cache-size "$JWKS_CACHE"} \
-			${VERIFY_CONCURRENCY:+-verify-concurrency "$VERIFY_CONCURRENCY"}
+			${VERIFY_CONCURRENCY:+-verify-concurrency "$VERIFY_CONCURRENCY"} \
+			${JWKS_MEMORY_LIMIT:+-memory-limit "$JWKS_MEMORY_LIMIT"}
 		SG_ACCESS=
 		log "minting $USERS RS256 users and $FORGED forged tokens (RSA signing: about a minute)"
 		"$bin/users" mint -key "$tmp/idp.pem" -n "$USERS" -template "$SG_TOKEN" \

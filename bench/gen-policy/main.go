@@ -27,6 +27,7 @@ type options struct {
 	out, listen, adminListen, publicURL, upstream string
 	store, redisAddr, jwtSecretFile, sfSecretFile string
 	cookie, mailDir, jwksURL                      string
+	memoryLimit                                   string
 	rules, cacheSize, invalidCacheSize            int
 	verifyConcurrency                             int
 	forwardAuth                                   bool
@@ -52,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.cacheSize, "cache-size", 0, "identity.jwt.cache_size and second_factor.cache_size (0: stepgate's default)")
 	fs.IntVar(&o.invalidCacheSize, "invalid-cache-size", 0, "identity.jwt.invalid_cache_size (0: stepgate's default)")
 	fs.IntVar(&o.verifyConcurrency, "verify-concurrency", 0, "identity.jwt.verify_concurrency (0: stepgate's default)")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "", "runtime.memory_limit (empty: stepgate's default)")
 	fs.BoolVar(&o.forwardAuth, "forward-auth", false, "server.forward_auth, answering 127.0.0.1 (server.trusted_proxies)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -82,6 +84,11 @@ type config struct {
 	Mail         mail         `yaml:"mail"`
 	Store        store        `yaml:"store"`
 	Policies     policies     `yaml:"policies"`
+	Runtime      *runtimeCfg  `yaml:"runtime,omitempty"`
+}
+
+type runtimeCfg struct {
+	MemoryLimit string `yaml:"memory_limit"`
 }
 
 type server struct {
@@ -203,7 +210,12 @@ func build(o options) (config, error) {
 	if o.jwksURL != "" {
 		j.Algorithms, j.HMACSecretFile, j.JWKSURL = []string{"RS256"}, "", o.jwksURL
 	}
+	var rt *runtimeCfg
+	if o.memoryLimit != "" {
+		rt = &runtimeCfg{MemoryLimit: o.memoryLimit}
+	}
 	return config{
+		Runtime:  rt,
 		Server:   srv,
 		Upstream: upstream{URL: o.upstream, Timeout: "30s"},
 		Identity: identity{
