@@ -82,12 +82,20 @@ func TestRuntimeConfig(t *testing.T) {
 	if got := redis.cacheExcess(); got != wantExtra+int64(1<<20-10000)*revocationCacheEntryBytes {
 		t.Errorf("cacheExcess with the redis store: %d; want the revocation cache counted", got)
 	}
+	if big.Runtime.GCPercent != 200 {
+		t.Fatalf("gc_percent %d; the cases below assume the default 200", big.Runtime.GCPercent)
+	}
+	off := big
+	off.Runtime.GCPercent = -1
+	if got := off.autoExtra(); got != wantExtra {
+		t.Errorf("autoExtra with gc_percent -1: %d; want the excess alone, %d", got, wantExtra)
+	}
 	for _, l := range []struct {
 		value, cgroup string
 		want          int64
 	}{
-		{"auto", "", defaultMemoryLimit + wantExtra},
-		{"auto", "max\n", defaultMemoryLimit + wantExtra},
+		{"auto", "", defaultMemoryLimit + 3*wantExtra}, // gc_percent 200: three times the excess
+		{"auto", "max\n", defaultMemoryLimit + 3*wantExtra},
 		{"auto", "536870912\n", 536870912 / 10 * 9},
 		{"300MiB", "", 300 << 20},
 	} {
@@ -98,7 +106,7 @@ func TestRuntimeConfig(t *testing.T) {
 			}
 		}
 		big.Runtime.MemoryLimit = l.value
-		got, err := big.Runtime.memoryLimit(big.cacheExcess())
+		got, err := big.Runtime.memoryLimit(big.autoExtra())
 		if err != nil || got != l.want {
 			t.Errorf("memory_limit %q, cgroup %q, caches of 65536: got %d, %v; want %d", l.value, l.cgroup, got, err, l.want)
 		}
