@@ -14,17 +14,18 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/stepgate/stepgate/internal/proctest"
 )
 
 // buildWithLog loads text and builds the gate as serve does, with the
 // logger writing to the returned buffer.
-func buildWithLog(t *testing.T, text string) (http.Handler, *syncBuffer) {
+func buildWithLog(t *testing.T, text string) (http.Handler, *proctest.Buffer) {
 	t.Helper()
 	cfg, err := loadConfig(writeConfig(t, text), noEnv)
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &proctest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	shared, err := newSharedParts(cfg, logger, nil)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stepgate/stepgate/challenge/redisstore/redistest"
+	"github.com/stepgate/stepgate/internal/proctest"
 )
 
 func runCmd(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
@@ -245,24 +246,6 @@ func TestDispatch(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // served is a running `stepgate serve`.
 type served struct {
 	listen, admin string
@@ -275,7 +258,7 @@ func startServe(t *testing.T, text string) served {
 	t.Helper()
 	path := writeConfig(t, text)
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
+	var stderr proctest.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "-config", path}, noEnv, io.Discard, &stderr) }()
 	var once sync.Once

@@ -15,12 +15,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stepgate/stepgate/internal/proctest"
 )
 
 // demoRun is a running `stepgate demo`.
 type demoRun struct {
 	base, admin string // http://host:port of the proxy and the admin server
-	stdout      *syncBuffer
+	stdout      *proctest.Buffer
 }
 
 // startDemo runs `stepgate demo` on free loopback ports through runDemo,
@@ -36,7 +38,7 @@ func startDemo(t *testing.T) demoRun {
 func startDemoWith(t *testing.T, tweak func(*Config)) demoRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &proctest.Buffer{}, &proctest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		if tweak == nil {

@@ -21,13 +21,14 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/stepgate/stepgate/internal/proctest"
 )
 
 // opsServer is serveWith running in the test process, with its JSON log
 // captured and its reload trigger in the test's hands.
 type opsServer struct {
 	listen, admin string
-	logs          *syncBuffer
+	logs          *proctest.Buffer
 	trigger       chan struct{}
 	stop          func() error
 	done          chan error
@@ -40,7 +41,7 @@ func startOps(t *testing.T, path string, getenv func(string) string) *opsServer 
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
 	}
-	s := &opsServer{logs: &syncBuffer{}, trigger: make(chan struct{}, 1), done: make(chan error, 1)}
+	s := &opsServer{logs: &proctest.Buffer{}, trigger: make(chan struct{}, 1), done: make(chan error, 1)}
 	cfg.Log.Format = "json" // the tests read the log
 	logger, level := newLogger(cfg.Log, s.logs)
 	ctx, cancel := context.WithCancel(context.Background())

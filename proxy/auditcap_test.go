@@ -14,7 +14,7 @@ import (
 // character a header value may hold) reaches the step_up_required audit
 // record capped and without control characters; it was logged whole.
 func TestAuditCapsUserAgent(t *testing.T) {
-	logs := &syncBuf{}
+	logs := &logBuffer{}
 	e, send := newStepUpEnv(t, "", nil, func(c *Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	})

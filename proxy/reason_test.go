@@ -1,31 +1,20 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stepgate/stepgate/identity"
 )
 
-// syncBuf is a bytes.Buffer for a logger written from server goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // TestStepUpRequiredReason: the step_up_required audit record says why
 // no token counted, with the rule's max_age and, for a token too old, its
 // age as duration strings.
 func TestStepUpRequiredReason(t *testing.T) {
-	logs := &syncBuf{}
+	logs := &logBuffer{}
 	e, send := newStepUpEnv(t, "", nil, func(c *Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	})
