@@ -133,6 +133,7 @@ policies:
 		{"otp length 11", baseSections + baseRules + "otp:\n  length: 11 #<\n", "otp.length", "between 6 and 10"},
 		{"otp resend negative", baseSections + baseRules + "otp:\n  resend_after: -1s #<\n", "otp.resend_after", "negative"},
 		{"verify_concurrency negative", strings.Replace(baseSections, "  jwt:\n", "  jwt:\n    verify_concurrency: -1 #<\n", 1) + baseRules, "identity.jwt.verify_concurrency", "negative"},
+		{"verify_concurrency too large", strings.Replace(baseSections, "  jwt:\n", "  jwt:\n    verify_concurrency: 100000 #<\n", 1) + baseRules, "identity.jwt.verify_concurrency", "4096"},
 		{"verify_wait zero", strings.Replace(baseSections, "  jwt:\n", "  jwt:\n    verify_wait: 0s #<\n", 1) + baseRules, "identity.jwt.verify_wait", "want 1ms to 10s"},
 		{"verify_wait too long", strings.Replace(baseSections, "  jwt:\n", "  jwt:\n    verify_wait: 1m #<\n", 1) + baseRules, "identity.jwt.verify_wait", "want 1ms to 10s"},
 		{"unknown action", baseSections + `

@@ -20,6 +20,10 @@ import (
 // size RFC 7518 §3.2 requires.
 const minSecret = 32
 
+// maxVerifyConcurrency bounds identity.jwt.verify_concurrency: more checks
+// at once than any machine has CPUs is no bound at all.
+const maxVerifyConcurrency = 4096
+
 // maxVerifyWait bounds identity.jwt.verify_wait: a longer wait holds a
 // connection and a goroutine per waiting request for nothing a client
 // retrying after Retry-After would not get.
@@ -220,8 +224,8 @@ func (c *Config) validateIdentity(ps *problems) {
 		if j.SubjectClaim == "" {
 			ps.add("identity.jwt.subject_claim", "required")
 		}
-		if j.VerifyConcurrency < 0 {
-			ps.add("identity.jwt.verify_concurrency", "must not be negative (0 means half of GOMAXPROCS, at least 1)")
+		if j.VerifyConcurrency < 0 || j.VerifyConcurrency > maxVerifyConcurrency {
+			ps.add("identity.jwt.verify_concurrency", "%d: want 0 (half of GOMAXPROCS, at least 1) to %d; it must not be negative", j.VerifyConcurrency, maxVerifyConcurrency)
 		}
 		if j.VerifyWait < time.Millisecond || j.VerifyWait > maxVerifyWait {
 			ps.add("identity.jwt.verify_wait", "%v: want 1ms to %v (how long a request waits for a signature check slot)", j.VerifyWait, maxVerifyWait)
